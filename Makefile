@@ -1,0 +1,142 @@
+# Makefile -- build, test, bench, demo and install zos (GNU make).
+#
+#   make            build build/zos-proxy, build/zos and build/libzos.a
+#   make deps       install the Debian packages the build and the tests need
+#   make test       unit, conformance and integration suites (installs deps first)
+#   make demo       a simulated node and a TLS redis behind the proxy, driven by the CLI
+#   make bench      benchmarks of bench/ (figures and ratios, never pass/fail)
+#   make fuzz       libFuzzer target of the request parser (clang)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   SANITIZER=address,undefined   build everything with sanitizers;  V=1  full command lines
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+PKGS    := libevent libevent_openssl hiredis libcjson libssh openssl inih
+
+DEB_PKGS := build-essential pkg-config libevent-dev libhiredis-dev libcjson-dev libssh-dev \
+            libssl-dev libinih-dev redis-server redis-tools openssh-server libcmocka-dev
+DEB_TEST_PKGS := nutcracker clang python3-redis python3-pytest socat
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Skip the pkg-config probe for targets that must work before the libraries exist.
+NODEPS_GOALS := deps clean format format-check help
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifeq ($(PKG_LIBS),)
+$(error missing libraries: pkg-config cannot find some of '$(PKGS)'; run 'make deps' (Debian) first)
+endif
+endif
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+           -Wno-unused-parameter -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude $(PKG_CFLAGS) -MMD -MP \
+              -DZOS_VERSION='"$(shell cat VERSION 2>/dev/null || echo 0.0.0)"'
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+ifneq ($(SANITIZER),)
+ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=$(SANITIZER)
+endif
+
+LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libzos.a
+PROXY    := $(BUILD)/zos-proxy
+CLI_SRC  := $(wildcard cli/*.c)
+CLI      := $(if $(CLI_SRC),$(BUILD)/zos)
+SIM_SRC  := $(wildcard tests/sim/*.c)
+SIM      := $(if $(SIM_SRC),$(BUILD)/zos-node-sim)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit demo bench fuzz install clean format format-check help
+all: $(PROXY) $(CLI) $(SIM)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(PROXY): $(BUILD)/proxy/main.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/zos: $(CLI_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/zos-node-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+deps:
+	@missing=""; for p in $(DEB_PKGS) $(DEB_TEST_PKGS); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y \
+	        --no-install-recommends $$missing; \
+	fi
+
+unit: $(UNIT_BIN)
+	$(Q)tests/run-unit.sh $(UNIT_BIN)
+
+# The whole suite: deps first, then a fresh build of everything it runs.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all unit-bins
+	$(Q)BUILD=$(BUILD) tests/run-all.sh
+
+.PHONY: unit-bins
+unit-bins: $(UNIT_BIN)
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/demo.sh
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/passthrough.sh
+	$(Q)if [ -x bench/jobs.sh ]; then bench/jobs.sh; fi
+
+FUZZ := $(BUILD)/fuzz/fuzz_resp
+fuzz: $(FUZZ)
+$(FUZZ): tests/fuzz/fuzz_resp.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+	    $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_resp.c $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(PROXY) $(CLI) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf $(BUILD)
+
+FORMAT_FILES = $(wildcard include/zos/*.h proxy/*.c cli/*.c cli/*.h tests/unit/*.c tests/sim/*.c tests/sim/*.h tests/fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	$(Q)clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
+
+help:
+	@sed -n '2,12p' Makefile
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
