@@ -1,0 +1,95 @@
+/* client.h -- one client connection of the proxy and its reply slots.
+ *
+ *   bytes -> parser -> request --local verb----------------------> slot (reply written now or later)
+ *                           \--node command--> shared or pinned link --> slot
+ *   slots: head ... tail, in request order; the head's reply is written to the
+ *   socket as soon as it is complete, so replies leave in request order
+ *   whichever node answered first.
+ *
+ * A slot may outlive its client (the reply is still on its way): the client
+ * then orphans it and whoever completes it frees it.
+ */
+#ifndef ZOS_CLIENT_H
+#define ZOS_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "zos/resp.h"
+#include "zos/router.h"
+
+struct zos_server;
+struct zos_slot;
+
+/* This client's pinned link to one node. */
+struct zos_pin {
+    struct zos_pin *next;
+    struct zos_client *client;
+    struct zos_node *node;
+    struct zos_link *link;
+    size_t inflight;         /* requests on the link awaiting replies */
+    struct zos_slot *tunnel; /* pub/sub or MONITOR: replies stream into it */
+    bool multi, watch, selected, monitor, broken;
+    char errstr[128];
+};
+
+struct zos_client {
+    struct zos_server *srv;
+    struct zos_client *prev, *next;
+    struct bufferevent *bev;
+    struct zos_resp_parser parser;
+    struct zos_slot *head, *tail;
+    size_t nslots;
+    size_t shared_inflight;  /* requests on shared links awaiting replies */
+    struct zos_node *node;   /* where node commands go (NULL: none) */
+    struct zos_node *fixed;  /* node of a per-node listener, or NULL */
+    struct zos_pin *pins;
+    char *name;              /* CLIENT SETNAME */
+    unsigned long long id;
+    bool authed;
+    bool closing;            /* stop reading; close once the output drained */
+    bool held;               /* a request waits for replies on another link */
+    bool paused;             /* reading stopped for backpressure */
+};
+
+/* Takes FD (an accepted socket); NODE is the fixed node of a per-node
+ * listener or NULL.  The client is linked into SRV's list.  NULL on failure
+ * (FD closed). */
+struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_node *fixed);
+/* Closes at once, orphaning slots whose replies are still on their way. */
+void zos_client_free(struct zos_client *c);
+/* Stop reading, flush what is complete, then close. */
+void zos_client_close_after_flush(struct zos_client *c);
+/* Number of slots whose reply is not written yet. */
+size_t zos_client_pending(const struct zos_client *c);
+
+/* Slots, for verbs that answer later (jobs, ssh, fan-out). */
+struct zos_slot *zos_slot_new(struct zos_client *c);
+/* Where to write the reply (the socket when the slot is first in line). */
+struct evbuffer *zos_slot_buf(struct zos_slot *s);
+/* The reply is complete: written in order, or dropped if the client left. */
+void zos_slot_done(struct zos_slot *s);
+/* Shorthands: write then done. */
+void zos_slot_error(struct zos_slot *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void zos_slot_status(struct zos_slot *s, const char *status);
+/* True when the client went away: the reply will be dropped. */
+bool zos_slot_orphaned(const struct zos_slot *s);
+struct zos_client *zos_slot_client(const struct zos_slot *s);
+
+/* A slot that collects N parts (one per node, in node order) and replies
+ * with the flat array [node, reply, ...] once all are done.  NULL when N is 0
+ * or memory ran out (the reply is then already written). */
+struct zos_slot *zos_slot_group(struct zos_client *c, size_t n);
+/* A detached slot for part I of GROUP: write into it and mark it done like
+ * any slot.  NULL on allocation failure (the part is then answered empty). */
+struct zos_slot *zos_slot_part(struct zos_slot *group, size_t i);
+
+/* Sends a command (ARGV) to NODE for client C as if C had sent it, with the
+ * same routing (shared or pinned) and ordering rules.  Used by ZOS.AT. */
+int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
+                            const struct zos_resp_argv *av, size_t first);
+
+#endif

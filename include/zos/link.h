@@ -1,0 +1,91 @@
+/* link.h -- one connection to a node: TCP or TLS, AUTH/SELECT on connect,
+ * a FIFO of pending replies, health PING, reconnect with backoff.
+ *
+ *   zos_link_send(bytes, fn, arg)                       node
+ *        |                                               ^ |
+ *        v                                               | v
+ *   [outq: held until AUTH/SELECT answered] --> [bufferevent out/in] --> scan reply
+ *   [pending FIFO: fn,arg per request] <----------------------------------- pop, fn()
+ *
+ * A shared link (many clients) reconnects by itself with exponential backoff
+ * and, while down, refuses new requests at once.  A pinned link (one client,
+ * blocking and stateful commands) never reconnects: once lost it stays failed.
+ */
+#ifndef ZOS_LINK_H
+#define ZOS_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "zos/conf.h"
+
+struct zos_link;
+struct evdns_base;
+
+/* Called once per request.  On success REPLY holds the reply in its first LEN
+ * bytes: the callee either moves/removes exactly those LEN bytes or leaves
+ * them (the link drops them afterwards).  On failure REPLY is NULL and ERR
+ * says why ("connection refused", "link closed", ...).  The callee must not
+ * free the link from inside the callback (schedule it instead). */
+typedef void (*zos_link_reply_fn)(void *arg, struct evbuffer *reply, size_t len, const char *err);
+
+enum zos_link_state {
+    ZOS_LINK_IDLE,       /* not connected; the next request connects */
+    ZOS_LINK_CONNECTING, /* TCP/TLS handshake or AUTH/SELECT under way */
+    ZOS_LINK_READY,
+    ZOS_LINK_DOWN,       /* failed; shared links retry after a backoff, pinned stay down */
+};
+
+struct zos_link_opts {
+    bool pinned;            /* no reconnect, no health PING: one client's connection */
+    int connect_timeout_ms; /* TCP + TLS + AUTH, default 5000 */
+    int ping_interval_ms;   /* 0 disables the idle health PING */
+    int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
+};
+
+/* A new link to NODE (borrowed; must outlive the link).  SSL_CTX is borrowed
+ * too (NULL for a plain node).  DNS may be NULL (numeric addresses only).
+ * Nothing is connected until the first request.  NULL on allocation failure. */
+struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
+                              const struct zos_node_conf *node, SSL_CTX *ssl,
+                              const struct zos_link_opts *opts);
+
+/* Closes the connection; every pending request's callback runs with ERR
+ * "link closed".  Accepts NULL. */
+void zos_link_free(struct zos_link *l);
+
+/* Queues one complete request: moves LEN bytes from the front of REQ.  FN
+ * runs when its reply arrives; FN NULL means no reply is expected in the FIFO
+ * (pub/sub and MONITOR: see zos_link_set_push).  ZOS_ERR when the link is down:
+ * nothing is moved, FN never runs, zos_link_errstr() tells why. */
+int zos_link_send(struct zos_link *l, struct evbuffer *req, size_t len, zos_link_reply_fn fn,
+                  void *arg);
+
+/* Same, for a command given as arguments (encoded as a RESP array). */
+int zos_link_send_argv(struct zos_link *l, size_t argc, const char *const *argv,
+                       const size_t *argvlen, zos_link_reply_fn fn, void *arg);
+
+/* Replies that arrive with no pending request (pub/sub messages) go to FN. */
+void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg);
+
+/* Pinned links: FN(ARG) runs once when the link fails or closes by itself. */
+void zos_link_set_closed(struct zos_link *l, void (*fn)(void *arg, const char *err), void *arg);
+
+enum zos_link_state zos_link_state(const struct zos_link *l);
+const char *zos_link_state_name(enum zos_link_state s);
+/* Why the link is or was down ("" when it never failed). */
+const char *zos_link_errstr(const struct zos_link *l);
+/* Requests sent and not yet answered. */
+size_t zos_link_inflight(const struct zos_link *l);
+const struct zos_node_conf *zos_link_node(const struct zos_link *l);
+
+/* An SSL_CTX for NODE's verification mode (none, CA file, or SHA-256 pin,
+ * checked after the handshake).  NULL with ERR on failure.  Caller frees it
+ * with SSL_CTX_free. */
+SSL_CTX *zos_link_ssl_ctx(const struct zos_node_conf *node, char *err, size_t errlen);
+
+#endif

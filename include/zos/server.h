@@ -1,0 +1,54 @@
+/* server.h -- the proxy: listeners, clients, nodes, signals, shutdown. */
+#ifndef ZOS_SERVER_H
+#define ZOS_SERVER_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "zos/client.h"
+#include "zos/conf.h"
+#include "zos/resp.h"
+#include "zos/router.h"
+
+struct zos_listener {
+    struct zos_server *srv;
+    struct evconnlistener *lev;
+    struct zos_node *node; /* per-node listener, or NULL */
+    char *addr;            /* "host:port" or unix path, for messages */
+};
+
+struct zos_server {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct zos_conf *conf; /* owned */
+    struct zos_router *router;
+    struct zos_listener *listeners;
+    size_t nlisteners;
+    struct zos_client *clients;
+    size_t nclients;
+    struct zos_resp_limits limits;
+    unsigned long long next_client_id;
+    unsigned long long total_connections;
+    unsigned long long total_commands;
+    unsigned long long rejected_connections;
+    time_t started;
+    struct event *signals[4];
+    struct event *shutdown_timer;
+    bool shutting_down;
+    void *jobs; /* the job verbs' per-node state (verbs_job.c), NULL until used */
+};
+
+/* Takes CONF.  Binds every listener (TCP, unix socket, per-node ports).
+ * NULL with ERR (CONF freed). */
+struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errlen);
+/* Runs the loop until SIGTERM/SIGINT and the bounded drain that follows. */
+int zos_server_run(struct zos_server *srv);
+void zos_server_free(struct zos_server *srv);
+
+/* Called by a client once it has nothing in flight (shutdown bookkeeping). */
+void zos_server_client_idle(struct zos_server *srv);
+
+#endif

@@ -1,0 +1,46 @@
+/* verbs.h -- the commands zos-proxy answers itself (AUTH, PING, INFO, ZOS.*).
+ *
+ * One table in verbs.c lists every verb once: name, argument counts, flags,
+ * handler.  Adding a verb is one entry and one function.
+ */
+#ifndef ZOS_VERBS_H
+#define ZOS_VERBS_H
+
+#include <stddef.h>
+
+#include "zos/client.h"
+#include "zos/resp.h"
+
+#define ZOS_VERB_NOAUTH 0x1 /* allowed before AUTH when requirepass is set */
+#define ZOS_VERB_NODE   0x2 /* PING/ECHO/INFO: forwarded by ZOS.AT, and when the node holds
+                                state for the client (MULTI, pub/sub) */
+#define ZOS_VERB_ROUTE  0x4 /* ZOS.AT, ZOS.ALL: handled by the client's router */
+#define ZOS_VERB_ONNODE 0x8 /* ZOS.* verbs acting on a node: ZOS.AT runs them there,
+                                ZOS.ALL on every node (zos_verbs_run_all) */
+
+/* A handler writes its reply into S now or later (zos_slot_buf + done).
+ * AV is borrowed for the call only. */
+typedef void (*zos_verb_fn)(struct zos_client *c, struct zos_slot *s,
+                            const struct zos_resp_argv *av);
+
+struct zos_verb {
+    const char *name;
+    int min_argc; /* including the verb itself */
+    int max_argc; /* -1: no limit */
+    unsigned flags;
+    zos_verb_fn fn;
+};
+
+/* The verb named NAME (LEN bytes, any case), or NULL. */
+const struct zos_verb *zos_verbs_find(const char *name, size_t len);
+
+/* Runs V for C: checks the argument count, then calls the handler. */
+void zos_verbs_run(const struct zos_verb *v, struct zos_client *c, struct zos_slot *s,
+                   const struct zos_resp_argv *av);
+
+/* ZOS.ALL for an ONNODE verb: runs V (argv from FIRST) once per node and
+ * replies with the flat [node, reply, ...] array.  Returns ZOS_OK. */
+int zos_verbs_run_all(const struct zos_verb *v, struct zos_client *c,
+                      const struct zos_resp_argv *av, size_t first);
+
+#endif

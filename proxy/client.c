@@ -1,0 +1,844 @@
+/* client.c -- one client of the proxy: parse, route, and answer in order.
+ *
+ *   socket in --> parser --> [verb?] --yes--> verb handler --> slot
+ *                               \--no--> route: shared link of the node
+ *                                               or this client's pinned link --> slot
+ *   slots (request order):  head -> ... -> tail
+ *   flush(): while the head slot is complete, its bytes go to the socket.
+ *
+ * Ordering across links: a request for a pinned link waits until no reply is
+ * due on a shared link, and a request for a shared link waits until no reply
+ * is due on the node's pinned link (the client is then "held" and reads no
+ * further until the replies arrive), so a node sees one client's commands in
+ * the order they were sent.
+ */
+#include "zos/client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "zos/log.h"
+#include "zos/server.h"
+#include "zos/verbs.h"
+
+#define MAX_SLOTS        65536            /* stop reading past this many replies due */
+#define OUTPUT_HIGH      (8 * 1024 * 1024) /* stop reading while the client lags this much */
+#define READ_MAX_PER_CB  (256 * 1024)
+
+enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
+
+struct zos_slot {
+    struct zos_slot *next;
+    struct zos_client *c;  /* NULL once orphaned */
+    struct zos_pin *pin;   /* pinned link the reply comes from, NULL for shared */
+    struct zos_node *node; /* for error messages */
+    struct evbuffer *buf;  /* reply bytes waiting for their turn */
+    unsigned waiting;      /* replies still due (ZOS.ALL: one per node) */
+    unsigned char kind;
+    bool done;
+    bool counted; /* counted in shared_inflight / pin->inflight */
+    struct all_part *parts;
+    size_t nparts;
+    struct zos_slot *parent; /* a part of a ZOS.ALL group (not in the queue) */
+    size_t part;
+};
+
+/* One node's share of a ZOS.ALL request. */
+struct all_part {
+    struct zos_slot *slot;
+    struct zos_node *node;
+    struct evbuffer *buf;
+};
+
+static void process_input(struct zos_client *c);
+static void flush(struct zos_client *c);
+
+/* ---- slots ---- */
+
+struct zos_slot *zos_slot_new(struct zos_client *c)
+{
+    struct zos_slot *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->c = c;
+    if (c->tail != NULL)
+        c->tail->next = s;
+    else
+        c->head = s;
+    c->tail = s;
+    c->nslots++;
+    return s;
+}
+
+static void slot_free(struct zos_slot *s)
+{
+    if (s->buf != NULL)
+        evbuffer_free(s->buf);
+    if (s->parts != NULL) {
+        for (size_t i = 0; i < s->nparts; i++)
+            if (s->parts[i].buf != NULL)
+                evbuffer_free(s->parts[i].buf);
+        free(s->parts);
+    }
+    free(s);
+}
+
+static void group_part_done(struct zos_slot *s, size_t i, struct evbuffer *buf);
+
+struct evbuffer *zos_slot_buf(struct zos_slot *s)
+{
+    if (s->c != NULL && s->c->head == s && s->c->bev != NULL)
+        return bufferevent_get_output(s->c->bev);
+    if (s->buf == NULL)
+        s->buf = evbuffer_new();
+    return s->buf;
+}
+
+bool zos_slot_orphaned(const struct zos_slot *s)
+{
+    return zos_slot_client(s) == NULL;
+}
+
+struct zos_client *zos_slot_client(const struct zos_slot *s)
+{
+    return s->parent != NULL ? s->parent->c : s->c;
+}
+
+void zos_slot_done(struct zos_slot *s)
+{
+    if (s->parent != NULL) {
+        struct evbuffer *buf = s->buf != NULL ? s->buf : evbuffer_new();
+        s->buf = NULL;
+        group_part_done(s->parent, s->part, buf);
+        slot_free(s);
+        return;
+    }
+    if (s->c == NULL) {
+        slot_free(s);
+        return;
+    }
+    s->done = true;
+    if (s->c->head == s)
+        flush(s->c);
+}
+
+void zos_slot_error(struct zos_slot *s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!zos_slot_orphaned(s))
+        zos_resp_add_error(zos_slot_buf(s), "%s", msg);
+    zos_slot_done(s);
+}
+
+void zos_slot_status(struct zos_slot *s, const char *status)
+{
+    if (!zos_slot_orphaned(s))
+        zos_resp_add_status(zos_slot_buf(s), status);
+    zos_slot_done(s);
+}
+
+/* Writes every complete slot at the head to the socket. */
+static void flush(struct zos_client *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (c->head != NULL) {
+        struct zos_slot *s = c->head;
+        if (s->buf != NULL && evbuffer_get_length(s->buf) > 0)
+            evbuffer_add_buffer(out, s->buf);
+        if (!s->done)
+            break;
+        c->head = s->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->nslots--;
+        slot_free(s);
+    }
+    if (c->head == NULL && c->srv->shutting_down)
+        zos_server_client_idle(c->srv);
+}
+
+size_t zos_client_pending(const struct zos_client *c)
+{
+    return c->nslots;
+}
+
+/* ---- replies from links ---- */
+
+static void uncount(struct zos_slot *s)
+{
+    if (!s->counted || s->c == NULL)
+        return;
+    s->counted = false;
+    if (s->pin != NULL)
+        s->pin->inflight--;
+    else
+        s->c->shared_inflight--;
+}
+
+static void node_down_error(struct evbuffer *out, const struct zos_node *n, const char *err)
+{
+    zos_resp_add_error(out, "ERR node '%s' unavailable: %s", n->conf->name, err);
+}
+
+/* The reply (or failure) of a request sent on a link for slot ARG. */
+static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_slot *s = arg;
+    struct zos_client *c = s->c;
+
+    uncount(s);
+    if (c == NULL) {
+        slot_free(s);
+        return;
+    }
+    if (reply != NULL) {
+        evbuffer_remove_buffer(reply, zos_slot_buf(s), len);
+    } else {
+        s->node->errors++;
+        node_down_error(zos_slot_buf(s), s->node, err);
+    }
+    zos_slot_done(s);
+    if (c->held && !c->closing)
+        process_input(c);
+}
+
+/* ---- ZOS.ALL ---- */
+
+/* Part I of group slot S is complete with BUF (taken): once every part is,
+ * the reply is [node, reply, node, reply, ...]. */
+static void group_part_done(struct zos_slot *s, size_t i, struct evbuffer *buf)
+{
+    struct zos_client *c = s->c;
+    s->parts[i].buf = buf;
+    if (--s->waiting > 0)
+        return;
+    if (c == NULL) {
+        slot_free(s);
+        return;
+    }
+    struct evbuffer *out = zos_slot_buf(s);
+    zos_resp_add_array(out, (long long)s->nparts * 2);
+    for (size_t k = 0; k < s->nparts; k++) {
+        zos_resp_add_cstr(out, s->parts[k].node->conf->name);
+        evbuffer_add_buffer(out, s->parts[k].buf);
+    }
+    s->counted = false;
+    zos_slot_done(s);
+    if (c->held && !c->closing)
+        process_input(c);
+}
+
+static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct all_part *p = arg;
+    struct zos_slot *s = p->slot;
+    struct evbuffer *buf = evbuffer_new();
+
+    if (s->c != NULL && s->counted)
+        s->c->shared_inflight--;
+    if (reply != NULL)
+        evbuffer_remove_buffer(reply, buf, len);
+    else
+        node_down_error(buf, p->node, err);
+    group_part_done(s, (size_t)(p - s->parts), buf);
+}
+
+struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
+{
+    struct zos_router *r = c->srv->router;
+    struct zos_slot *s = zos_slot_new(c);
+    if (s == NULL)
+        return NULL;
+    s->kind = SLOT_ALL;
+    if (n == 0) {
+        zos_resp_add_array(zos_slot_buf(s), 0);
+        zos_slot_done(s);
+        return NULL;
+    }
+    s->parts = calloc(n, sizeof(*s->parts));
+    if (s->parts == NULL) {
+        zos_slot_error(s, "ERR out of memory");
+        return NULL;
+    }
+    s->nparts = n;
+    s->waiting = (unsigned)n;
+    for (size_t i = 0; i < n; i++) {
+        s->parts[i].slot = s;
+        s->parts[i].node = &r->nodes[i % r->nnodes];
+    }
+    return s;
+}
+
+struct zos_slot *zos_slot_part(struct zos_slot *group, size_t i)
+{
+    struct zos_slot *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        group_part_done(group, i, evbuffer_new());
+        return NULL;
+    }
+    s->parent = group;
+    s->part = i;
+    s->node = group->parts[i].node;
+    return s;
+}
+
+/* ZOS.ALL <command ...>: the command on every node's shared link. */
+static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, size_t first)
+{
+    struct zos_router *r = c->srv->router;
+    size_t argc = av->argc - first;
+    struct zos_slot *s;
+
+    if (zos_router_route(av->argv[first], av->argvlen[first]) != ZOS_ROUTE_SHARED) {
+        if ((s = zos_slot_new(c)) != NULL)
+            zos_slot_error(s, "ERR ZOS.ALL cannot run blocking or stateful commands");
+        return;
+    }
+    if ((s = zos_slot_group(c, r->nnodes)) == NULL)
+        return;
+    s->counted = true;
+    for (size_t i = 0; i < r->nnodes; i++) {
+        struct zos_node *n = s->parts[i].node;
+        n->requests++;
+        c->shared_inflight++;
+        if (zos_link_send_argv(n->shared, argc, (const char *const *)av->argv + first,
+                               av->argvlen + first, all_part_cb, &s->parts[i]) != ZOS_OK) {
+            n->errors++;
+            all_part_cb(&s->parts[i], NULL, 0, zos_link_errstr(n->shared));
+        }
+    }
+}
+
+/* ---- pinned links ---- */
+
+static struct zos_pin *pin_find(struct zos_client *c, struct zos_node *n)
+{
+    for (struct zos_pin *p = c->pins; p != NULL; p = p->next)
+        if (p->node == n)
+            return p;
+    return NULL;
+}
+
+static void pin_closed(void *arg, const char *err)
+{
+    struct zos_pin *p = arg;
+    p->broken = true;
+    snprintf(p->errstr, sizeof(p->errstr), "%s", err);
+    if (p->tunnel != NULL) {
+        struct zos_slot *s = p->tunnel;
+        p->tunnel = NULL;
+        node_down_error(zos_slot_buf(s), p->node, err);
+        zos_slot_done(s);
+    }
+}
+
+/* True for a pub/sub reply saying no subscription is left: ["unsubscribe", ch, 0]. */
+static bool is_last_unsubscribe(struct evbuffer *reply, size_t len)
+{
+    char tail[4], head[24];
+    if (len < 20 || len > 4096)
+        return false;
+    evbuffer_copyout(reply, head, sizeof(head));
+    struct evbuffer_ptr end;
+    evbuffer_ptr_set(reply, &end, len - 4, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(reply, &end, tail, 4);
+    return memcmp(tail, ":0\r\n", 4) == 0 && memcmp(head, "*3\r\n$1", 6) == 0 &&
+           (memmem(head, sizeof(head), "unsubscribe", 11) != NULL);
+}
+
+/* Replies of a tunnelled link (pub/sub messages, MONITOR lines). */
+static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_pin *p = arg;
+    struct zos_slot *s = p->tunnel;
+    if (s == NULL || reply == NULL)
+        return;
+    bool last = !p->monitor && is_last_unsubscribe(reply, len);
+    evbuffer_remove_buffer(reply, zos_slot_buf(s), len);
+    if (last) {
+        p->tunnel = NULL;
+        zos_slot_done(s);
+    } else if (s->c != NULL && s->c->head == s) {
+        flush(s->c);
+    }
+}
+
+static void pin_free(struct zos_pin *p)
+{
+    if (p->link != NULL) {
+        zos_link_free(p->link);
+        p->node->pinned--;
+    }
+    free(p);
+}
+
+/* The pinned link of C to N, opened on first need; NULL with an error reply in S. */
+static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct zos_slot *s)
+{
+    struct zos_pin *p = pin_find(c, n);
+    if (p != NULL && p->broken) {
+        zos_slot_error(s, "ERR node '%s' unavailable: %s (pinned connection lost)",
+                       n->conf->name, p->errstr);
+        zos_link_free(p->link);
+        n->pinned--;
+        p->link = NULL;
+        p->broken = p->multi = p->watch = p->selected = p->monitor = false;
+        return NULL;
+    }
+    if (p != NULL && p->link != NULL)
+        return p;
+    if (n->pinned >= c->srv->conf->proxy.max_pinned) {
+        zos_slot_error(s,
+                       "ERR node '%s': too many pinned connections for blocking or stateful "
+                       "commands (max-pinned %d)",
+                       n->conf->name, c->srv->conf->proxy.max_pinned);
+        return NULL;
+    }
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        if (p == NULL) {
+            zos_slot_error(s, "ERR out of memory");
+            return NULL;
+        }
+        p->client = c;
+        p->node = n;
+        p->next = c->pins;
+        c->pins = p;
+    }
+    p->link = zos_router_link_new(c->srv->router, n, true);
+    if (p->link == NULL) {
+        zos_slot_error(s, "ERR out of memory");
+        return NULL;
+    }
+    n->pinned++;
+    zos_link_set_closed(p->link, pin_closed, p);
+    zos_link_set_push(p->link, tunnel_cb, p);
+    return p;
+}
+
+/* ---- routing ---- */
+
+/* True when an XREAD/XREADGROUP request carries BLOCK. */
+static bool has_block_arg(const struct zos_resp_argv *av)
+{
+    for (size_t i = 1; i < av->argc; i++)
+        if (av->argvlen[i] == 5 && strcasecmp(av->argv[i], "block") == 0)
+            return true;
+    return false;
+}
+
+static bool pin_holds_state(const struct zos_pin *p)
+{
+    return p != NULL && p->link != NULL &&
+           (p->multi || p->watch || p->selected || p->tunnel != NULL);
+}
+
+static void pin_update(struct zos_pin *p, enum zos_route route)
+{
+    switch (route) {
+    case ZOS_ROUTE_MULTI:
+        p->multi = true;
+        break;
+    case ZOS_ROUTE_ENDMULTI:
+        p->multi = p->watch = false;
+        break;
+    case ZOS_ROUTE_WATCH:
+        p->watch = true;
+        break;
+    case ZOS_ROUTE_UNWATCH:
+        if (!p->multi)
+            p->watch = false;
+        break;
+    case ZOS_ROUTE_SELECT:
+        p->selected = true;
+        break;
+    case ZOS_ROUTE_MONITOR:
+        p->monitor = true;
+        break;
+    default:
+        break;
+    }
+}
+
+/* A request: either LEN raw bytes at the front of IN, or arguments AV from index FIRST. */
+struct request {
+    struct evbuffer *in;
+    size_t len;
+    const struct zos_resp_argv *av;
+    size_t first;
+    const char *name;
+    size_t namelen;
+    bool block; /* XREAD with BLOCK */
+};
+
+static int send_request(struct zos_link *l, struct request *rq, zos_link_reply_fn fn, void *arg)
+{
+    if (rq->av != NULL)
+        return zos_link_send_argv(l, rq->av->argc - rq->first,
+                                  (const char *const *)rq->av->argv + rq->first,
+                                  rq->av->argvlen + rq->first, fn, arg);
+    return zos_link_send(l, rq->in, rq->len, fn, arg);
+}
+
+/* Routes one node command.  ZOS_AGAIN: it must wait for replies on another
+ * link (nothing consumed); otherwise it was sent or answered with an error. */
+static int route_request(struct zos_client *c, struct zos_node *n, struct request *rq)
+{
+    enum zos_route route = zos_router_route(rq->name, rq->namelen);
+    struct zos_pin *p = pin_find(c, n);
+    bool pinned = pin_holds_state(p);
+
+    if (route == ZOS_ROUTE_REFUSED) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR '%.*s' is not supported through zos-proxy", (int)rq->namelen,
+                           rq->name);
+        return ZOS_ERR;
+    }
+    if (!pinned)
+        pinned = route != ZOS_ROUTE_SHARED && route != ZOS_ROUTE_ENDMULTI &&
+                 route != ZOS_ROUTE_UNWATCH && route != ZOS_ROUTE_UNSUB &&
+                 (route != ZOS_ROUTE_XREAD || rq->block);
+    if (pinned ? c->shared_inflight > 0 : (p != NULL && p->inflight > 0))
+        return ZOS_AGAIN;
+
+    n->requests++;
+    if (!pinned) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s == NULL)
+            return ZOS_ERR;
+        s->node = n;
+        s->counted = true;
+        c->shared_inflight++;
+        if (send_request(n->shared, rq, slot_reply_cb, s) != ZOS_OK)
+            slot_reply_cb(s, NULL, 0, zos_link_errstr(n->shared));
+        return ZOS_OK;
+    }
+
+    struct zos_slot *s = NULL;
+    if (p == NULL || p->tunnel == NULL) {
+        if ((s = zos_slot_new(c)) == NULL)
+            return ZOS_ERR;
+        s->node = n;
+    }
+    if ((p = pin_get(c, n, s)) == NULL)
+        return ZOS_ERR;
+    pin_update(p, route);
+    if (p->tunnel != NULL) { /* already streaming: the reply arrives through the tunnel */
+        if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
+            pin_closed(p, zos_link_errstr(p->link));
+        return ZOS_OK;
+    }
+    if (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_MONITOR) {
+        s->kind = SLOT_TUNNEL;
+        p->tunnel = s;
+        if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
+            pin_closed(p, zos_link_errstr(p->link));
+        return ZOS_OK;
+    }
+    s->pin = p;
+    s->counted = true;
+    p->inflight++;
+    if (send_request(p->link, rq, slot_reply_cb, s) != ZOS_OK)
+        slot_reply_cb(s, NULL, 0, zos_link_errstr(p->link));
+    return ZOS_OK;
+}
+
+int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
+                            const struct zos_resp_argv *av, size_t first)
+{
+    struct request rq = {
+        .av = av,
+        .first = first,
+        .name = av->argv[first],
+        .namelen = av->argvlen[first],
+        .block = has_block_arg(av),
+    };
+    return route_request(c, node, &rq);
+}
+
+static struct zos_node *no_node_error(struct zos_client *c)
+{
+    struct zos_slot *s = zos_slot_new(c);
+    if (s != NULL)
+        zos_slot_error(s, "ERR no node selected: configure a node, or use ZOS.USE <node> or "
+                          "AUTH <node> <password>");
+    return NULL;
+}
+
+/* ---- requests ---- */
+
+static bool verb_forwarded(struct zos_client *c, const struct zos_verb *v)
+{
+    return (v->flags & ZOS_VERB_NODE) && c->node != NULL && pin_holds_state(pin_find(c, c->node));
+}
+
+static bool any_pinned_inflight(const struct zos_client *c)
+{
+    for (const struct zos_pin *p = c->pins; p != NULL; p = p->next)
+        if (p->inflight > 0)
+            return true;
+    return false;
+}
+
+/* ZOS.AT <node> <command ...> and ZOS.ALL <command ...>. */
+static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos_resp_argv *av)
+{
+    bool at = strcasecmp(v->name, "zos.at") == 0;
+    size_t first = at ? 2 : 1;
+    struct zos_node *n = NULL;
+
+    if (av->argc <= first) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR wrong number of arguments for '%s' command", v->name);
+        return ZOS_OK;
+    }
+    if (at && (n = zos_router_node(c->srv->router, av->argv[1], av->argvlen[1])) == NULL) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR unknown node '%s'", av->argv[1]);
+        return ZOS_OK;
+    }
+    const struct zos_verb *inner = zos_verbs_find(av->argv[first], av->argvlen[first]);
+    if (inner != NULL && !(inner->flags & (ZOS_VERB_NODE | ZOS_VERB_ONNODE))) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR '%s' cannot be used with %s", inner->name, v->name);
+        return ZOS_OK;
+    }
+    if (inner != NULL && (inner->flags & ZOS_VERB_ONNODE)) {
+        if (!at)
+            return zos_verbs_run_all(inner, c, av, first);
+        struct zos_slot *s = zos_slot_new(c);
+        if (s == NULL)
+            return ZOS_ERR;
+        struct zos_node *saved = c->node;
+        struct zos_resp_argv sub = {av->argc - 2, av->argv + 2, av->argvlen + 2};
+        c->node = n;
+        zos_verbs_run(inner, c, s, &sub);
+        c->node = saved;
+        return ZOS_OK;
+    }
+    if (at)
+        return zos_client_forward_argv(c, n, av, first);
+    if (any_pinned_inflight(c))
+        return ZOS_AGAIN;
+    forward_all(c, av, first);
+    return ZOS_OK;
+}
+
+/* One parsed request at the front of IN.  ZOS_AGAIN: held, nothing consumed. */
+static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_resp_req *req)
+{
+    char name[32];
+    struct zos_resp_argv av = {0};
+    struct request rq = {.in = in, .len = req->len, .name = name};
+    int rc = ZOS_OK;
+
+    if (req->is_inline) {
+        if (zos_resp_argv(in, req, &av) != 0)
+            return ZOS_ERR;
+        rq.av = &av;
+        rq.name = av.argv[0];
+        rq.namelen = av.argvlen[0];
+    } else {
+        rq.namelen = zos_resp_arg_copy(in, req, 0, name, sizeof(name));
+        if (rq.namelen >= sizeof(name))
+            rq.namelen = sizeof(name) - 1;
+    }
+    c->srv->total_commands++;
+
+    const struct zos_verb *v = zos_verbs_find(rq.name, rq.namelen);
+    if (c->srv->conf->proxy.requirepass != NULL && !c->authed &&
+        (v == NULL || !(v->flags & ZOS_VERB_NOAUTH))) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "NOAUTH Authentication required.");
+    } else if (v != NULL && (v->flags & ZOS_VERB_ROUTE)) {
+        if (rq.av != NULL || zos_resp_argv(in, req, &av) == 0)
+            rc = route_verb(c, v, &av);
+    } else if (v != NULL && !verb_forwarded(c, v)) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL && (rq.av != NULL || zos_resp_argv(in, req, &av) == 0))
+            zos_verbs_run(v, c, s, &av);
+        else if (s != NULL)
+            zos_slot_error(s, "ERR out of memory");
+    } else if (c->node == NULL) {
+        no_node_error(c);
+    } else {
+        if (!req->is_inline && rq.namelen >= 5 && strncasecmp(rq.name, "xread", 5) == 0) {
+            if (zos_resp_argv(in, req, &av) == 0)
+                rq.block = has_block_arg(&av);
+        }
+        rc = route_request(c, c->node, &rq);
+    }
+    zos_resp_argv_free(&av);
+    return rc;
+}
+
+static void pause_reading(struct zos_client *c, bool pause)
+{
+    if (pause == c->paused)
+        return;
+    c->paused = pause;
+    if (pause)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Parses and dispatches every complete request, in order, until one must wait. */
+static void process_input(struct zos_client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct zos_resp_req req;
+    char err[128];
+
+    c->held = false;
+    while (!c->closing) {
+        if (c->nslots >= MAX_SLOTS ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_HIGH) {
+            pause_reading(c, true);
+            return;
+        }
+        int rc = zos_resp_parse(&c->parser, in, &req, err, sizeof(err));
+        if (rc == ZOS_AGAIN)
+            break;
+        if (rc != ZOS_OK) {
+            struct zos_slot *s = zos_slot_new(c);
+            log_debug("client %llu: %s", c->id, err);
+            if (s != NULL)
+                zos_slot_error(s, "ERR %s", err);
+            zos_client_close_after_flush(c);
+            return;
+        }
+        size_t before = evbuffer_get_length(in);
+        if (req.argc > 0 && dispatch(c, in, &req) == ZOS_AGAIN) {
+            c->held = true;
+            break;
+        }
+        size_t used = before - evbuffer_get_length(in);
+        if (used < req.len)
+            evbuffer_drain(in, req.len - used);
+    }
+    pause_reading(c, false);
+}
+
+/* ---- socket callbacks ---- */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct zos_client *c = arg;
+    if (!c->held)
+        process_input(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct zos_client *c = arg;
+    if (c->closing) {
+        if (c->head == NULL || c->head->kind == SLOT_TUNNEL)
+            zos_client_free(c);
+        return;
+    }
+    if (c->paused && !c->held)
+        process_input(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct zos_client *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        zos_client_free(c);
+}
+
+void zos_client_close_after_flush(struct zos_client *c)
+{
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+        (c->head == NULL || c->head->kind == SLOT_TUNNEL))
+        zos_client_free(c);
+}
+
+struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_node *fixed)
+{
+    struct zos_client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        evutil_closesocket(fd);
+        free(c);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->srv = srv;
+    c->id = ++srv->next_client_id;
+    c->fixed = fixed;
+    c->node = fixed != NULL ? fixed : srv->router->default_node;
+    zos_resp_parser_init(&c->parser, &srv->limits);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_MAX_PER_CB);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = srv->clients;
+    if (srv->clients != NULL)
+        srv->clients->prev = c;
+    srv->clients = c;
+    srv->nclients++;
+    return c;
+}
+
+void zos_client_free(struct zos_client *c)
+{
+    if (c == NULL)
+        return;
+    struct zos_server *srv = c->srv;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        srv->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    srv->nclients--;
+
+    /* Orphan the slots: those still waiting for a reply are freed by whoever answers. */
+    struct zos_slot *s = c->head;
+    while (s != NULL) {
+        struct zos_slot *next = s->next;
+        bool owned_elsewhere = !s->done && s->kind != SLOT_TUNNEL;
+        s->c = NULL;
+        s->pin = NULL;
+        s->next = NULL;
+        if (!owned_elsewhere)
+            slot_free(s);
+        s = next;
+    }
+    c->head = c->tail = NULL;
+    while (c->pins != NULL) {
+        struct zos_pin *p = c->pins;
+        c->pins = p->next;
+        p->tunnel = NULL;
+        pin_free(p);
+    }
+    bufferevent_free(c->bev);
+    free(c->name);
+    free(c);
+    if (srv->shutting_down)
+        zos_server_client_idle(srv);
+}

@@ -1,0 +1,504 @@
+/* link.c -- one connection to a node: TLS, AUTH, SELECT, FIFO of replies.
+ *
+ *   send() --IDLE--> connect() + AUTH/SELECT written first, their entries at the FIFO head
+ *          --CONNECTING--> bytes wait in outq (never reach the node before AUTH is answered)
+ *          --READY--> bytes go straight to the bufferevent
+ *          --DOWN--> refused at once (fail fast); shared links retry after a backoff
+ *
+ *   read_cb: scan one reply -> pop the FIFO head -> fn(arg, input, len)
+ */
+#include "zos/link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "zos/resp.h"
+#include "zos/zos.h"
+
+#define BACKOFF_MIN_MS 100
+
+struct pending {
+    zos_link_reply_fn fn;
+    void *arg;
+};
+
+struct zos_link {
+    struct event_base *base;
+    struct evdns_base *dns;
+    const struct zos_node_conf *node;
+    SSL_CTX *ssl;
+    struct zos_link_opts opts;
+    enum zos_link_state state;
+    struct bufferevent *bev;
+    struct evbuffer *outq; /* client bytes held until the handshake is answered */
+    struct pending *fifo;  /* ring of cap entries, count used from head */
+    size_t head, count, cap;
+    size_t handshake_left; /* AUTH/SELECT replies still expected */
+    const char *hs_name[2]; /* what each handshake reply answers, in order */
+    size_t hs_done;
+    unsigned epoch;        /* bumped on every failure: callbacks check it */
+    struct zos_resp_scanner scan;
+    struct event *timer; /* connect timeout, backoff, health ping */
+    int backoff_ms;
+    bool ping_out;
+    bool activity;
+    zos_link_reply_fn push_fn;
+    void *push_arg;
+    void (*closed_fn)(void *arg, const char *err);
+    void *closed_arg;
+    char errstr[160];
+};
+
+static void link_fail(struct zos_link *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int start_connect(struct zos_link *l);
+
+static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+{
+    if (l->count == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        struct pending *n = malloc(ncap * sizeof(*n));
+        if (n == NULL)
+            return -1;
+        for (size_t i = 0; i < l->count; i++)
+            n[i] = l->fifo[(l->head + i) % l->cap];
+        free(l->fifo);
+        l->fifo = n;
+        l->head = 0;
+        l->cap = ncap;
+    }
+    l->fifo[(l->head + l->count) % l->cap] = (struct pending){fn, arg};
+    l->count++;
+    return 0;
+}
+
+static struct pending fifo_pop(struct zos_link *l)
+{
+    struct pending p = l->fifo[l->head];
+    l->head = (l->head + 1) % l->cap;
+    l->count--;
+    return p;
+}
+
+static void timer_arm(struct zos_link *l, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(l->timer, &tv);
+}
+
+/* Drops the connection and fails every pending request with the reason. */
+static void link_fail(struct zos_link *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->errstr, sizeof(l->errstr), fmt, ap);
+    va_end(ap);
+
+    l->epoch++;
+    if (l->bev != NULL) {
+        bufferevent_free(l->bev);
+        l->bev = NULL;
+    }
+    evtimer_del(l->timer);
+    evbuffer_drain(l->outq, evbuffer_get_length(l->outq));
+    l->state = ZOS_LINK_DOWN;
+    l->handshake_left = 0;
+    l->hs_done = 0;
+    l->ping_out = false;
+    zos_resp_scanner_init(&l->scan);
+    if (!l->opts.pinned) {
+        timer_arm(l, l->backoff_ms);
+        l->backoff_ms = l->backoff_ms * 2 > l->opts.backoff_max_ms ? l->opts.backoff_max_ms
+                                                                   : l->backoff_ms * 2;
+    }
+    /* Copy the reason: a callback may not touch errstr, but keep it stable. */
+    char why[sizeof(l->errstr)];
+    memcpy(why, l->errstr, sizeof(why));
+    while (l->count > 0) {
+        struct pending p = fifo_pop(l);
+        if (p.fn != NULL)
+            p.fn(p.arg, NULL, 0, why);
+    }
+    if (l->opts.pinned && l->closed_fn != NULL) {
+        void (*fn)(void *, const char *) = l->closed_fn;
+        l->closed_fn = NULL;
+        fn(l->closed_arg, why);
+    }
+}
+
+static void set_ready(struct zos_link *l)
+{
+    l->state = ZOS_LINK_READY;
+    l->backoff_ms = BACKOFF_MIN_MS;
+    l->errstr[0] = '\0';
+    evtimer_del(l->timer);
+    if (l->opts.ping_interval_ms > 0 && !l->opts.pinned)
+        timer_arm(l, l->opts.ping_interval_ms);
+    if (evbuffer_get_length(l->outq) > 0)
+        bufferevent_write_buffer(l->bev, l->outq);
+}
+
+/* The reply to AUTH or SELECT: anything but +OK ends the attempt. */
+static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_link *l = arg;
+    char text[128];
+    if (reply == NULL)
+        return;
+    size_t n = len < sizeof(text) - 1 ? len : sizeof(text) - 1;
+    evbuffer_copyout(reply, text, n);
+    text[n] = '\0';
+    const char *what = l->hs_name[l->hs_done++ & 1];
+    if (n >= 3 && memcmp(text, "+OK", 3) == 0) {
+        if (--l->handshake_left == 0)
+            set_ready(l);
+        return;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    link_fail(l, "%s failed: %s", what, text[0] == '-' ? text + 1 : text);
+}
+
+static void ping_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_link *l = arg;
+    if (reply != NULL)
+        l->ping_out = false;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct zos_link *l = arg;
+    switch (l->state) {
+    case ZOS_LINK_CONNECTING:
+        link_fail(l, "connect timeout after %d ms", l->opts.connect_timeout_ms);
+        break;
+    case ZOS_LINK_DOWN: /* backoff over: try again, even without demand */
+        if (start_connect(l) != 0)
+            return;
+        break;
+    case ZOS_LINK_READY:
+        if (l->ping_out) {
+            link_fail(l, "no reply to health PING within %d ms", l->opts.ping_interval_ms);
+            return;
+        }
+        if (!l->activity && l->count == 0) {
+            static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+            if (fifo_push(l, ping_cb, l) == 0) {
+                bufferevent_write(l->bev, ping, sizeof(ping) - 1);
+                l->ping_out = true;
+            }
+        }
+        l->activity = false;
+        timer_arm(l, l->opts.ping_interval_ms);
+        break;
+    case ZOS_LINK_IDLE:
+        break;
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct zos_link *l = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    unsigned epoch = l->epoch;
+
+    l->activity = true;
+    for (;;) {
+        size_t len;
+        int rc = zos_resp_scan(&l->scan, in, &len);
+        if (rc == ZOS_AGAIN)
+            return;
+        if (rc != ZOS_OK) {
+            link_fail(l, "protocol error in a reply from the node");
+            return;
+        }
+        size_t before = evbuffer_get_length(in);
+        if (l->count > 0) {
+            struct pending p = fifo_pop(l);
+            if (p.fn != NULL)
+                p.fn(p.arg, in, len, NULL);
+        } else if (l->push_fn != NULL) {
+            l->push_fn(l->push_arg, in, len, NULL);
+        }
+        if (epoch != l->epoch)
+            return; /* the callback ended this connection */
+        size_t taken = before - evbuffer_get_length(in);
+        if (taken < len)
+            evbuffer_drain(in, len - taken);
+    }
+}
+
+static void describe_error(struct zos_link *l, struct bufferevent *bev, short what)
+{
+    unsigned long ssl_err = l->ssl != NULL ? bufferevent_get_openssl_error(bev) : 0;
+    int dns_err = bufferevent_socket_get_dns_error(bev);
+    int sock_err = EVUTIL_SOCKET_ERROR();
+
+    if (dns_err != 0) {
+        link_fail(l, "cannot resolve '%s': %s", l->node->address, evutil_gai_strerror(dns_err));
+    } else if (ssl_err != 0) {
+        char buf[120];
+        ERR_error_string_n(ssl_err, buf, sizeof(buf));
+        link_fail(l, "TLS error: %s", buf);
+    } else if (what & BEV_EVENT_EOF) {
+        link_fail(l, "connection closed by the node");
+    } else if (sock_err != 0) {
+        char buf[80];
+        snprintf(buf, sizeof(buf), "%s", evutil_socket_error_to_string(sock_err));
+        buf[0] = (char)(buf[0] >= 'A' && buf[0] <= 'Z' ? buf[0] + 32 : buf[0]);
+        link_fail(l, "%s", buf);
+    } else {
+        link_fail(l, "%s", l->ssl != NULL ? "TLS handshake failed" : "connection failed");
+    }
+}
+
+/* Compares the peer certificate's SHA-256 with the pinned one. */
+static int check_pin(struct zos_link *l)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
+    X509 *cert = ssl != NULL ? SSL_get1_peer_certificate(ssl) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int rc = -1;
+
+    if (cert != NULL && X509_digest(cert, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32 &&
+        CRYPTO_memcmp(md, l->node->verify_sha256, 32) == 0)
+        rc = 0;
+    X509_free(cert);
+    return rc;
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct zos_link *l = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        if (l->ssl != NULL && l->node->verify == ZOS_TLS_VERIFY_SHA256 && check_pin(l) != 0) {
+            link_fail(l, "TLS certificate does not match the pinned sha256 fingerprint");
+            return;
+        }
+        if (l->handshake_left == 0)
+            set_ready(l);
+        return;
+    }
+    describe_error(l, bev, what);
+}
+
+static int write_handshake(struct zos_link *l)
+{
+    char db[16];
+    if (l->node->secret != NULL && l->node->secret[0] != '\0') {
+        const char *argv[] = {"AUTH", l->node->secret};
+        size_t lens[] = {4, strlen(l->node->secret)};
+        zos_resp_add_command(bufferevent_get_output(l->bev), 2, argv, lens);
+        if (fifo_push(l, handshake_cb, l) != 0)
+            return -1;
+        l->hs_name[l->handshake_left++] = "AUTH";
+    }
+    if (l->node->db > 0) {
+        snprintf(db, sizeof(db), "%d", l->node->db);
+        const char *argv[] = {"SELECT", db};
+        size_t lens[] = {6, strlen(db)};
+        zos_resp_add_command(bufferevent_get_output(l->bev), 2, argv, lens);
+        if (fifo_push(l, handshake_cb, l) != 0)
+            return -1;
+        l->hs_name[l->handshake_left++] = "SELECT";
+    }
+    return 0;
+}
+
+static int start_connect(struct zos_link *l)
+{
+    int opts = BEV_OPT_CLOSE_ON_FREE;
+    if (l->ssl != NULL) {
+        SSL *ssl = SSL_new(l->ssl);
+        if (ssl == NULL) {
+            link_fail(l, "cannot create a TLS session");
+            return -1;
+        }
+        SSL_set_tlsext_host_name(ssl, l->node->address);
+        if (l->node->verify == ZOS_TLS_VERIFY_CA) {
+            X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+            if (X509_VERIFY_PARAM_set1_ip_asc(param, l->node->address) != 1)
+                SSL_set1_host(ssl, l->node->address);
+        }
+        l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+        if (l->bev == NULL)
+            SSL_free(ssl);
+    } else {
+        l->bev = bufferevent_socket_new(l->base, -1, opts);
+    }
+    if (l->bev == NULL) {
+        link_fail(l, "out of memory");
+        return -1;
+    }
+    l->state = ZOS_LINK_CONNECTING;
+    bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
+    bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+    if (write_handshake(l) != 0) {
+        link_fail(l, "out of memory");
+        return -1;
+    }
+    timer_arm(l, l->opts.connect_timeout_ms);
+    if (bufferevent_socket_connect_hostname(l->bev, l->dns, AF_UNSPEC, l->node->address,
+                                            l->node->port) != 0) {
+        describe_error(l, l->bev, BEV_EVENT_ERROR);
+        return -1;
+    }
+    return 0;
+}
+
+struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
+                              const struct zos_node_conf *node, SSL_CTX *ssl,
+                              const struct zos_link_opts *opts)
+{
+    struct zos_link *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    l->base = base;
+    l->dns = dns;
+    l->node = node;
+    l->ssl = node->tls ? ssl : NULL;
+    l->opts = *opts;
+    if (l->opts.connect_timeout_ms <= 0)
+        l->opts.connect_timeout_ms = 5000;
+    if (l->opts.backoff_max_ms < BACKOFF_MIN_MS)
+        l->opts.backoff_max_ms = BACKOFF_MIN_MS;
+    l->backoff_ms = BACKOFF_MIN_MS;
+    l->state = ZOS_LINK_IDLE;
+    zos_resp_scanner_init(&l->scan);
+    l->outq = evbuffer_new();
+    l->timer = evtimer_new(base, timer_cb, l);
+    if (l->outq == NULL || l->timer == NULL) {
+        zos_link_free(l);
+        return NULL;
+    }
+    if (node->tls && ssl == NULL)
+        snprintf(l->errstr, sizeof(l->errstr), "no TLS context");
+    return l;
+}
+
+void zos_link_free(struct zos_link *l)
+{
+    if (l == NULL)
+        return;
+    l->closed_fn = NULL;
+    l->opts.pinned = true; /* no backoff timer from the failure below */
+    if (l->timer != NULL)
+        link_fail(l, "link closed");
+    if (l->timer != NULL)
+        event_free(l->timer);
+    if (l->outq != NULL)
+        evbuffer_free(l->outq);
+    free(l->fifo);
+    free(l);
+}
+
+static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+{
+    if (l->state == ZOS_LINK_DOWN)
+        return -1;
+    if (l->state == ZOS_LINK_IDLE && start_connect(l) != 0)
+        return -1;
+    if (fn != NULL && fifo_push(l, fn, arg) != 0)
+        return -1;
+    return 0;
+}
+
+static struct evbuffer *send_target(struct zos_link *l)
+{
+    return l->state == ZOS_LINK_READY ? bufferevent_get_output(l->bev) : l->outq;
+}
+
+int zos_link_send(struct zos_link *l, struct evbuffer *req, size_t len, zos_link_reply_fn fn,
+                  void *arg)
+{
+    if (prepare_send(l, fn, arg) != 0)
+        return ZOS_ERR;
+    evbuffer_remove_buffer(req, send_target(l), len);
+    return ZOS_OK;
+}
+
+int zos_link_send_argv(struct zos_link *l, size_t argc, const char *const *argv,
+                       const size_t *argvlen, zos_link_reply_fn fn, void *arg)
+{
+    if (prepare_send(l, fn, arg) != 0)
+        return ZOS_ERR;
+    zos_resp_add_command(send_target(l), argc, argv, argvlen);
+    return ZOS_OK;
+}
+
+void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+{
+    l->push_fn = fn;
+    l->push_arg = arg;
+}
+
+void zos_link_set_closed(struct zos_link *l, void (*fn)(void *arg, const char *err), void *arg)
+{
+    l->closed_fn = fn;
+    l->closed_arg = arg;
+}
+
+enum zos_link_state zos_link_state(const struct zos_link *l)
+{
+    return l->state;
+}
+
+const char *zos_link_state_name(enum zos_link_state s)
+{
+    static const char *names[] = {"idle", "connecting", "ready", "down"};
+    return names[s];
+}
+
+const char *zos_link_errstr(const struct zos_link *l)
+{
+    return l->errstr;
+}
+
+size_t zos_link_inflight(const struct zos_link *l)
+{
+    return l->count - l->handshake_left;
+}
+
+const struct zos_node_conf *zos_link_node(const struct zos_link *l)
+{
+    return l->node;
+}
+
+SSL_CTX *zos_link_ssl_ctx(const struct zos_node_conf *node, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (node->verify == ZOS_TLS_VERIFY_CA) {
+        if (SSL_CTX_load_verify_locations(ctx, node->verify_ca, NULL) != 1) {
+            snprintf(err, errlen, "node '%s': cannot load CA file '%s'", node->name,
+                     node->verify_ca);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        /* none, and sha256: the pin is checked after the handshake */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+}

@@ -1,0 +1,914 @@
+/* resp.c -- RESP framing: strict request parser, reply scanner, reply writers.
+ *
+ * Everything reads the evbuffer in place through a small reader (struct rd):
+ * the first contiguous chunk of the buffer is searched with memchr and read
+ * directly; only what lies beyond it goes through evbuffer_peek() and
+ * evbuffer_copyout_from().  Payloads are never copied: a bulk is skipped by
+ * arithmetic and only its trailing CRLF is looked at, so a 100 MB argument
+ * arriving in 16 KB reads costs O(1) per read.
+ *
+ * Every decision depends only on the bytes seen, never on where the reads
+ * happened to end: a request fed in pieces gives exactly the result (and the
+ * error text) it gives when fed at once.  That is why the 64 KB line limits
+ * apply even when the end of line is already there.
+ */
+#include "zos/resp.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HDR_MAX   (64u * 1024) /* longest "*N" / "$N" line, as redis PROTO_INLINE_MAX_SIZE */
+#define NUM_MAX   20           /* "-9223372036854775808" */
+#define DEPTH_MAX ((int)ZOS_ARRAY_LEN(((struct zos_resp_scanner *)0)->left))
+
+enum { P_START, P_INLINE, P_MBULK, P_BULKHDR, P_BULK, P_FAILED };
+enum { S_LINE, S_BULK, S_FAILED };
+enum { STEP = 2, ELEM = 3 }; /* internal step results beside ZOS_OK/ERR/AGAIN */
+
+/* ---- reading an evbuffer in place ---- */
+
+struct rd {
+    struct evbuffer *buf;
+    const char *mem; /* the first contiguous chunk */
+    size_t memlen;
+    size_t total;
+    struct evbuffer_ptr at; /* slow-path cursor, moved forward relatively */
+    bool have_at;
+};
+
+static void rd_init(struct rd *r, struct evbuffer *buf)
+{
+    struct evbuffer_iovec v;
+
+    r->buf = buf;
+    r->total = evbuffer_get_length(buf);
+    r->mem = NULL;
+    r->memlen = 0;
+    r->have_at = false;
+    if (r->total > 0 && evbuffer_peek(buf, -1, NULL, &v, 1) > 0) {
+        r->mem = v.iov_base;
+        r->memlen = v.iov_len < r->total ? v.iov_len : r->total;
+    }
+}
+
+/* Points the cursor at OFF (< total); forward moves walk only the chains passed. */
+static bool rd_seek(struct rd *r, size_t off)
+{
+    int rc;
+
+    if (r->have_at && (size_t)r->at.pos <= off)
+        rc = evbuffer_ptr_set(r->buf, &r->at, off - (size_t)r->at.pos, EVBUFFER_PTR_ADD);
+    else
+        rc = evbuffer_ptr_set(r->buf, &r->at, off, EVBUFFER_PTR_SET);
+    r->have_at = rc == 0;
+    return rc == 0;
+}
+
+/* Copies N bytes at OFF into DST; false if they are not all there. */
+static bool rd_copy(struct rd *r, size_t off, void *dst, size_t n)
+{
+    if (n == 0)
+        return off <= r->total;
+    if (off > r->total || r->total - off < n)
+        return false;
+    if (off + n <= r->memlen) {
+        memcpy(dst, r->mem + off, n);
+        return true;
+    }
+    return rd_seek(r, off) && evbuffer_copyout_from(r->buf, &r->at, dst, n) == (ev_ssize_t)n;
+}
+
+/* N bytes at OFF, in place when they lie in the first chunk, else copied to TMP. */
+static const char *rd_view(struct rd *r, size_t off, size_t n, char *tmp)
+{
+    if (off + n <= r->memlen)
+        return r->mem + off;
+    return rd_copy(r, off, tmp, n) ? tmp : NULL;
+}
+
+static int rd_byte(struct rd *r, size_t off)
+{
+    char c;
+    const char *p = rd_view(r, off, 1, &c);
+    return p != NULL ? (unsigned char)*p : -1;
+}
+
+/* Finds the first C in [FROM, TO) (TO is clamped to the data present). */
+static bool rd_find(struct rd *r, size_t from, size_t to, char c, size_t *at)
+{
+    if (to > r->total)
+        to = r->total;
+    if (from >= to)
+        return false;
+    if (from < r->memlen) {
+        size_t end = to < r->memlen ? to : r->memlen;
+        const char *hit = memchr(r->mem + from, c, end - from);
+        if (hit != NULL) {
+            *at = (size_t)(hit - r->mem);
+            return true;
+        }
+        if (end == to)
+            return false;
+        from = end;
+    }
+    if (!rd_seek(r, from))
+        return false;
+
+    struct evbuffer_ptr p = r->at;
+    struct evbuffer_iovec v[8];
+    size_t left = to - from;
+    while (left > 0) {
+        int n = evbuffer_peek(r->buf, (ev_ssize_t)left, &p, v, 8);
+        size_t got = 0;
+        if (n <= 0)
+            return false;
+        for (int i = 0; i < n && i < 8 && got < left; i++) {
+            size_t len = v[i].iov_len < left - got ? v[i].iov_len : left - got;
+            const char *hit = len > 0 ? memchr(v[i].iov_base, c, len) : NULL;
+            if (hit != NULL) {
+                *at = from + got + (size_t)(hit - (const char *)v[i].iov_base);
+                return true;
+            }
+            got += len;
+        }
+        from += got;
+        left -= got;
+        /* Adding 0 still moves past empty chains, so this always progresses. */
+        if (left > 0 && evbuffer_ptr_set(r->buf, &p, got, EVBUFFER_PTR_ADD) != 0)
+            return false;
+    }
+    return false;
+}
+
+static size_t add_sat(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+/* ---- numbers and inline splitting, as redis's string2ll and sdssplitargs ---- */
+
+/* Decimal digits with an optional '-', no '+', no spaces, no leading zeros, no "-0". */
+static bool parse_ll(const char *s, size_t n, long long *out)
+{
+    unsigned long long v = 0;
+    size_t i = 0;
+    bool neg = false;
+
+    if (n == 1 && s[0] == '0') {
+        *out = 0;
+        return true;
+    }
+    if (n > 0 && s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i >= n || s[i] < '1' || s[i] > '9')
+        return false;
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (s[i] < '0' || s[i] > '9' || v > (ULLONG_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (neg && v == (unsigned long long)LLONG_MAX + 1)
+        *out = LLONG_MIN;
+    else if (v > (unsigned long long)LLONG_MAX)
+        return false;
+    else
+        *out = neg ? -(long long)v : (long long)v;
+    return true;
+}
+
+/* The number in the N bytes at OFF. */
+static bool rd_number(struct rd *r, size_t off, size_t n, long long *out)
+{
+    char tmp[NUM_MAX];
+    const char *s;
+
+    if (n == 0 || n > NUM_MAX || (s = rd_view(r, off, n, tmp)) == NULL)
+        return false;
+    return parse_ll(s, n, out);
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Writes one character of the current token, when there is somewhere to write. */
+#define EMIT(ch)                                                                                   \
+    do {                                                                                           \
+        if (dst != NULL)                                                                           \
+            *dst++ = (ch);                                                                         \
+        tlen++;                                                                                    \
+    } while (0)
+
+/* Splits the line [S, END) like redis's sdssplitargs(): blanks separate
+ * arguments, "double quotes" know \n \r \t \b \a \xHH and \<any>, 'single
+ * quotes' know \', and a closing quote must be followed by a blank or the
+ * end.  One difference: the line is binary-safe, a NUL byte is an ordinary
+ * character (sdssplitargs would stop at it).  With DST NULL it only counts;
+ * otherwise it writes the NUL-terminated arguments to DST (which may be S
+ * itself: output never overtakes input; it needs END-S+1 bytes) and fills
+ * ARGV/ARGVLEN.  Returns argc, or -1 for unbalanced quotes.  Longer than 20
+ * lines because it mirrors sdssplitargs() case for case. */
+static long split_args(const char *s, const char *end, char *dst, char **argv, size_t *argvlen)
+{
+    long argc = 0;
+
+    for (;;) {
+        while (s < end && is_space(*s))
+            s++;
+        if (s == end)
+            return argc;
+
+        bool inq = false, insq = false, done = false;
+        char *start = dst;
+        size_t tlen = 0;
+        while (!done) {
+            if (inq) {
+                if (s == end)
+                    return -1;
+                if (*s == '\\' && end - s >= 4 && s[1] == 'x' && hex_val(s[2]) >= 0 &&
+                    hex_val(s[3]) >= 0) {
+                    EMIT((char)(hex_val(s[2]) * 16 + hex_val(s[3])));
+                    s += 3;
+                } else if (*s == '\\' && end - s >= 2) {
+                    s++;
+                    switch (*s) {
+                    case 'n': EMIT('\n'); break;
+                    case 'r': EMIT('\r'); break;
+                    case 't': EMIT('\t'); break;
+                    case 'b': EMIT('\b'); break;
+                    case 'a': EMIT('\a'); break;
+                    default: EMIT(*s); break;
+                    }
+                } else if (*s == '"') {
+                    if (end - s >= 2 && !is_space(s[1]))
+                        return -1;
+                    done = true;
+                } else {
+                    EMIT(*s);
+                }
+            } else if (insq) {
+                if (s == end)
+                    return -1;
+                if (*s == '\\' && end - s >= 2 && s[1] == '\'') {
+                    s++;
+                    EMIT('\'');
+                } else if (*s == '\'') {
+                    if (end - s >= 2 && !is_space(s[1]))
+                        return -1;
+                    done = true;
+                } else {
+                    EMIT(*s);
+                }
+            } else if (s == end) {
+                done = true;
+            } else {
+                switch (*s) {
+                case ' ':
+                case '\n':
+                case '\r':
+                case '\t': done = true; break;
+                case '"': inq = true; break;
+                case '\'': insq = true; break;
+                default: EMIT(*s); break;
+                }
+            }
+            if (s < end)
+                s++;
+        }
+        if (dst != NULL) {
+            *dst++ = '\0';
+            argv[argc] = start;
+            argvlen[argc] = tlen;
+        }
+        argc++;
+    }
+}
+
+#undef EMIT
+
+/* ---- request parser ---- */
+
+void zos_resp_limits_default(struct zos_resp_limits *lim)
+{
+    lim->max_bulk = ZOS_RESP_DEFAULT_MAX_BULK;
+    lim->max_args = ZOS_RESP_DEFAULT_MAX_ARGS;
+    lim->max_inline = ZOS_RESP_DEFAULT_MAX_INLINE;
+}
+
+void zos_resp_parser_init(struct zos_resp_parser *p, const struct zos_resp_limits *lim)
+{
+    memset(p, 0, sizeof(*p));
+    if (lim != NULL)
+        p->lim = *lim;
+    else
+        zos_resp_limits_default(&p->lim);
+    p->state = P_START;
+}
+
+static int fail(struct zos_resp_parser *p, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct zos_resp_parser *p, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    p->state = P_FAILED;
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return ZOS_ERR;
+}
+
+/* The inline line [0, LEN) as contiguous memory: in place, in TMP, or malloc'd (*HEAP). */
+static const char *line_view(struct rd *r, size_t len, char *tmp, size_t tmplen, char **heap)
+{
+    *heap = NULL;
+    if (len == 0)
+        return "";
+    if (len <= r->memlen)
+        return r->mem;
+    if (len > tmplen && (tmp = *heap = malloc(len)) == NULL)
+        return NULL;
+    return rd_copy(r, 0, tmp, len) ? tmp : NULL;
+}
+
+/* An inline command: one line ending at "\n" (a "\r" before it is not part of it). */
+static int step_inline(struct zos_resp_parser *p, struct rd *r, char *err, size_t errlen)
+{
+    size_t max = p->lim.max_inline, nl, len;
+    char tmp[512], *heap;
+
+    if (!rd_find(r, p->pos, add_sat(max, 2), '\n', &nl)) {
+        /* The line is at least this long whatever comes next. */
+        size_t least = r->total - (rd_byte(r, r->total - 1) == '\r');
+        if (least > max)
+            return fail(p, err, errlen, "Protocol error: too big inline request");
+        p->pos = r->total;
+        return ZOS_AGAIN;
+    }
+    len = nl > 0 && rd_byte(r, nl - 1) == '\r' ? nl - 1 : nl;
+    if (len > max)
+        return fail(p, err, errlen, "Protocol error: too big inline request");
+
+    const char *line = line_view(r, len, tmp, sizeof(tmp), &heap);
+    long argc = line != NULL ? split_args(line, line + len, NULL, NULL, NULL) : -2;
+    free(heap);
+    if (argc == -2)
+        return fail(p, err, errlen, "Protocol error: out of memory");
+    if (argc < 0)
+        return fail(p, err, errlen, "Protocol error: unbalanced quotes in request");
+    if ((size_t)argc > p->lim.max_args)
+        return fail(p, err, errlen, "Protocol error: invalid multibulk length");
+    p->req.is_inline = true;
+    p->req.argc = (size_t)argc;
+    p->req.len = nl + 1;
+    return ZOS_OK;
+}
+
+/* The "*N" or "$N" line starting at p->line: STEP with *VAL once it is all there. */
+static int read_header(struct zos_resp_parser *p, struct rd *r, long long *val, char *err,
+                       size_t errlen)
+{
+    bool mbulk = p->state == P_MBULK;
+    size_t cr;
+    int c;
+
+    if (!rd_find(r, p->pos, add_sat(p->line, HDR_MAX + 1), '\r', &cr)) {
+        if (r->total - p->line > HDR_MAX)
+            return fail(p, err, errlen, "Protocol error: too big %s count string",
+                        mbulk ? "mbulk" : "bulk");
+        p->pos = r->total;
+        return ZOS_AGAIN;
+    }
+    p->pos = cr;
+    if (cr + 1 >= r->total)
+        return ZOS_AGAIN;
+    if (!mbulk && (c = rd_byte(r, p->line)) != '$')
+        return fail(p, err, errlen, "Protocol error: expected '$', got '%c'", c);
+    if (rd_byte(r, cr + 1) != '\n' || !rd_number(r, p->line + 1, cr - p->line - 1, val))
+        return fail(p, err, errlen, "Protocol error: invalid %s length",
+                    mbulk ? "multibulk" : "bulk");
+    p->pos = cr + 2;
+    return STEP;
+}
+
+static int step_mbulk(struct zos_resp_parser *p, struct rd *r, char *err, size_t errlen)
+{
+    long long n;
+    int rc = read_header(p, r, &n, err, errlen);
+
+    if (rc != STEP)
+        return rc;
+    if (n <= 0) { /* "*0", "*-1": redis skips them; so does the caller */
+        p->req.len = p->pos;
+        return ZOS_OK;
+    }
+    if ((unsigned long long)n > p->lim.max_args)
+        return fail(p, err, errlen, "Protocol error: invalid multibulk length");
+    p->req.argc = p->args_left = (size_t)n;
+    p->line = p->pos;
+    p->state = P_BULKHDR;
+    return STEP;
+}
+
+static int step_bulkhdr(struct zos_resp_parser *p, struct rd *r, char *err, size_t errlen)
+{
+    long long n;
+    int rc = read_header(p, r, &n, err, errlen);
+
+    if (rc != STEP)
+        return rc;
+    if (n < 0 || (unsigned long long)n > p->lim.max_bulk || (unsigned long long)n > SIZE_MAX - 2)
+        return fail(p, err, errlen, "Protocol error: invalid bulk length");
+    size_t i = p->req.argc - p->args_left;
+    if (i < ZOS_RESP_KEEP) {
+        p->req.arg_off[i] = p->pos;
+        p->req.arg_len[i] = (size_t)n;
+    }
+    p->bulk_left = (size_t)n + 2;
+    p->state = P_BULK;
+    return STEP;
+}
+
+/* Skips a payload by arithmetic; only its CRLF is read. */
+static int step_bulk(struct zos_resp_parser *p, struct rd *r, char *err, size_t errlen)
+{
+    size_t avail = r->total - p->pos;
+    char tmp[2];
+    const char *crlf;
+
+    if (avail < p->bulk_left) {
+        size_t skip = avail < p->bulk_left - 2 ? avail : p->bulk_left - 2;
+        p->pos += skip;
+        p->bulk_left -= skip;
+        return ZOS_AGAIN;
+    }
+    p->pos += p->bulk_left;
+    p->bulk_left = 0;
+    crlf = rd_view(r, p->pos - 2, 2, tmp);
+    if (crlf == NULL || crlf[0] != '\r' || crlf[1] != '\n')
+        return fail(p, err, errlen, "Protocol error: expected CRLF after bulk");
+    if (--p->args_left == 0) {
+        p->req.len = p->pos;
+        return ZOS_OK;
+    }
+    p->line = p->pos;
+    p->state = P_BULKHDR;
+    return STEP;
+}
+
+int zos_resp_parse(struct zos_resp_parser *p, struct evbuffer *in, struct zos_resp_req *req,
+                   char *err, size_t errlen)
+{
+    struct rd r;
+    int rc = STEP;
+
+    rd_init(&r, in);
+    while (rc == STEP) {
+        switch (p->state) {
+        case P_START:
+            if (r.total == 0)
+                return ZOS_AGAIN;
+            memset(&p->req, 0, sizeof(p->req));
+            p->pos = p->line = p->args_left = p->bulk_left = 0;
+            p->state = rd_byte(&r, 0) == '*' ? P_MBULK : P_INLINE;
+            break;
+        case P_INLINE: rc = step_inline(p, &r, err, errlen); break;
+        case P_MBULK: rc = step_mbulk(p, &r, err, errlen); break;
+        case P_BULKHDR: rc = step_bulkhdr(p, &r, err, errlen); break;
+        case P_BULK: rc = step_bulk(p, &r, err, errlen); break;
+        default: return fail(p, err, errlen, "Protocol error: parser used after an error");
+        }
+    }
+    if (rc == ZOS_OK) {
+        *req = p->req;
+        p->state = P_START;
+    }
+    return rc;
+}
+
+/* ---- arguments ---- */
+
+/* One block: argv[argc], argvlen[argc], then DATA bytes. */
+static int argv_alloc(struct zos_resp_argv *out, size_t argc, size_t data, char **dstp)
+{
+    size_t meta = sizeof(char *) + sizeof(size_t);
+
+    if (argc > (SIZE_MAX - data) / meta)
+        return ZOS_ERR;
+    char *block = malloc(argc * meta + data);
+    if (block == NULL)
+        return ZOS_ERR;
+    out->argc = argc;
+    out->argv = (char **)(void *)block;
+    out->argvlen = (size_t *)(void *)(block + argc * sizeof(char *));
+    *dstp = block + argc * meta;
+    return ZOS_OK;
+}
+
+static int argv_inline(struct rd *r, const struct zos_resp_req *req, struct zos_resp_argv *out)
+{
+    size_t nl = req->len - 1, len;
+    char *dst;
+
+    if (req->len == 0 || req->len > r->total || rd_byte(r, nl) != '\n')
+        return ZOS_ERR;
+    len = nl > 0 && rd_byte(r, nl - 1) == '\r' ? nl - 1 : nl;
+    if (argv_alloc(out, req->argc, len + 1, &dst) != ZOS_OK)
+        return ZOS_ERR;
+    /* Split in place: the copied line becomes the arguments. */
+    if (!rd_copy(r, 0, dst, len) ||
+        split_args(dst, dst + len, dst, out->argv, out->argvlen) != (long)req->argc) {
+        zos_resp_argv_free(out);
+        return ZOS_ERR;
+    }
+    return ZOS_OK;
+}
+
+/* Offsets come from REQ for the first arguments; past them, the "$N" lines are re-read. */
+static int argv_array(struct rd *r, const struct zos_resp_req *req, struct zos_resp_argv *out)
+{
+    size_t next = 0, a, n, cr;
+    char *dst;
+    long long v;
+
+    if (req->len > r->total || argv_alloc(out, req->argc, req->len, &dst) != ZOS_OK)
+        return ZOS_ERR;
+    for (size_t i = 0; i < req->argc; i++) {
+        if (i < ZOS_RESP_KEEP) {
+            a = req->arg_off[i];
+            n = req->arg_len[i];
+        } else {
+            if (rd_byte(r, next) != '$' || !rd_find(r, next + 1, next + 2 + NUM_MAX, '\r', &cr) ||
+                !rd_number(r, next + 1, cr - next - 1, &v) || v < 0)
+                goto fail;
+            a = cr + 2;
+            n = (size_t)v;
+        }
+        if (a < next || a > req->len || req->len - a < n + 2 || !rd_copy(r, a, dst, n))
+            goto fail;
+        dst[n] = '\0';
+        out->argv[i] = dst;
+        out->argvlen[i] = n;
+        dst += n + 1;
+        next = a + n + 2;
+    }
+    return ZOS_OK;
+fail:
+    zos_resp_argv_free(out);
+    return ZOS_ERR;
+}
+
+int zos_resp_argv(struct evbuffer *in, const struct zos_resp_req *req, struct zos_resp_argv *out)
+{
+    struct rd r;
+
+    memset(out, 0, sizeof(*out));
+    if (req->argc == 0)
+        return ZOS_OK;
+    rd_init(&r, in);
+    return req->is_inline ? argv_inline(&r, req, out) : argv_array(&r, req, out);
+}
+
+void zos_resp_argv_free(struct zos_resp_argv *av)
+{
+    if (av == NULL)
+        return;
+    free(av->argv); /* the one block */
+    memset(av, 0, sizeof(*av));
+}
+
+size_t zos_resp_arg_copy(struct evbuffer *in, const struct zos_resp_req *req, size_t i, char *buf,
+                         size_t buflen)
+{
+    size_t n = 0, c;
+    struct rd r;
+
+    if (buflen > 0)
+        buf[0] = '\0';
+    if (req->is_inline) { /* rare: split the line */
+        struct zos_resp_argv av;
+        if (i < req->argc && zos_resp_argv(in, req, &av) == ZOS_OK) {
+            n = av.argvlen[i];
+            if (buflen > 0) {
+                c = n < buflen - 1 ? n : buflen - 1;
+                memcpy(buf, av.argv[i], c);
+                buf[c] = '\0';
+            }
+            zos_resp_argv_free(&av);
+        }
+        return n;
+    }
+    if (i >= ZOS_RESP_KEEP || i >= req->argc)
+        return 0;
+    n = req->arg_len[i];
+    if (buflen > 0) {
+        c = n < buflen - 1 ? n : buflen - 1;
+        rd_init(&r, in);
+        if (!rd_copy(&r, req->arg_off[i], buf, c))
+            return 0;
+        buf[c] = '\0';
+    }
+    return n;
+}
+
+/* ---- reply scanner ---- */
+
+void zos_resp_scanner_init(struct zos_resp_scanner *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->state = S_LINE;
+}
+
+static bool is_num_type(int t)
+{
+    return t == ':' || t == '$' || t == '!' || t == '=' || t == '*' || t == '%' || t == '~' ||
+           t == '>' || t == '|';
+}
+
+static bool is_reply_type(int t)
+{
+    return is_num_type(t) || t == '+' || t == '-' || t == ',' || t == '(' || t == '#' || t == '_';
+}
+
+/* Whether the bytes [OFF, END) (at most NUM_MAX) could start a number. */
+static bool digits_so_far(struct rd *r, size_t off, size_t end)
+{
+    char tmp[NUM_MAX];
+    size_t n = end - off;
+    const char *d = n <= NUM_MAX ? rd_view(r, off, n, tmp) : NULL;
+
+    if (d == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((d[i] < '0' || d[i] > '9') && (d[i] != '-' || i > 0))
+            return false;
+    return true;
+}
+
+/* A complete line of type T with content [A, A+N): is it valid? STEP, ELEM or ZOS_ERR. */
+static int scan_typed(struct zos_resp_scanner *s, struct rd *r, int t, size_t a, size_t n)
+{
+    long long v;
+    size_t at;
+
+    switch (t) {
+    case '+':
+    case '-':
+    case ',':
+    case '(':
+        if ((n == 0 && (t == ',' || t == '(')) || rd_find(r, a, a + n, '\n', &at))
+            return ZOS_ERR;
+        return ELEM;
+    case '#': return n == 1 && (rd_byte(r, a) == 't' || rd_byte(r, a) == 'f') ? ELEM : ZOS_ERR;
+    case '_': return n == 0 ? ELEM : ZOS_ERR;
+    }
+    if (!rd_number(r, a, n, &v))
+        return ZOS_ERR;
+    if (t == ':')
+        return ELEM;
+    if (v < 0) /* nil: RESP2 "$-1" and "*-1" only */
+        return v == -1 && (t == '$' || t == '*') ? ELEM : ZOS_ERR;
+    switch (t) {
+    case '$':
+    case '!':
+    case '=':
+        if ((unsigned long long)v > SIZE_MAX - 2)
+            return ZOS_ERR;
+        s->bulk_left = (size_t)v + 2;
+        s->state = S_BULK;
+        return STEP;
+    }
+    /* Aggregates: a map entry is two elements; an attribute is its entries
+     * plus the reply it annotates, so it frames with that reply as one. */
+    if (v > (INT64_MAX - 1) / 2)
+        return ZOS_ERR;
+    int64_t count = t == '%' ? 2 * v : t == '|' ? 2 * v + 1 : v;
+    if (count == 0)
+        return ELEM;
+    if (s->depth >= DEPTH_MAX)
+        return ZOS_ERR;
+    s->left[s->depth++] = count;
+    return STEP;
+}
+
+/* The line starting at s->line: its type byte, then up to its CRLF. */
+static int scan_line(struct zos_resp_scanner *s, struct rd *r)
+{
+    int t = rd_byte(r, s->line);
+    bool num = is_num_type(t);
+    size_t cr, to = num ? s->line + 2 + NUM_MAX : r->total;
+
+    if (t == -1)
+        return ZOS_AGAIN;
+    if (!num && !is_reply_type(t))
+        return ZOS_ERR;
+    /* A number line fails as soon as it cannot be one, whatever comes next,
+     * so that the answer does not depend on where the reads ended. */
+    bool found = rd_find(r, s->pos, to, '\r', &cr);
+    if (num && ((!found && r->total >= to) ||
+                !digits_so_far(r, s->line + 1, found ? cr : r->total)))
+        return ZOS_ERR;
+    if (!found) {
+        s->pos = r->total;
+        return ZOS_AGAIN;
+    }
+    s->pos = cr;
+    if (cr + 1 >= r->total)
+        return ZOS_AGAIN;
+    if (rd_byte(r, cr + 1) != '\n')
+        return ZOS_ERR;
+    s->pos = cr + 2;
+    return scan_typed(s, r, t, s->line + 1, cr - s->line - 1);
+}
+
+static int scan_bulk(struct zos_resp_scanner *s, struct rd *r)
+{
+    size_t avail = r->total - s->pos;
+    char tmp[2];
+    const char *crlf;
+
+    if (avail < s->bulk_left) {
+        size_t skip = avail < s->bulk_left - 2 ? avail : s->bulk_left - 2;
+        s->pos += skip;
+        s->bulk_left -= skip;
+        return ZOS_AGAIN;
+    }
+    s->pos += s->bulk_left;
+    s->bulk_left = 0;
+    crlf = rd_view(r, s->pos - 2, 2, tmp);
+    if (crlf == NULL || crlf[0] != '\r' || crlf[1] != '\n')
+        return ZOS_ERR;
+    return ELEM;
+}
+
+int zos_resp_scan(struct zos_resp_scanner *s, struct evbuffer *in, size_t *len)
+{
+    struct rd r;
+
+    rd_init(&r, in);
+    for (;;) {
+        int rc = s->state == S_LINE ? scan_line(s, &r)
+                 : s->state == S_BULK ? scan_bulk(s, &r)
+                                      : ZOS_ERR;
+        if (rc == ZOS_AGAIN)
+            return rc;
+        if (rc == ZOS_ERR) {
+            s->state = S_FAILED;
+            return rc;
+        }
+        if (rc == ELEM) { /* close every aggregate this element completes */
+            while (s->depth > 0 && --s->left[s->depth - 1] == 0)
+                s->depth--;
+            if (s->depth == 0) {
+                *len = s->pos;
+                zos_resp_scanner_init(s);
+                return ZOS_OK;
+            }
+            s->state = S_LINE;
+        }
+        if (s->state == S_LINE) /* STEP into a bulk keeps S_BULK */
+            s->line = s->pos;
+    }
+}
+
+/* ---- reply writers ---- */
+
+/* TYPE, S with CR and LF made spaces, CRLF: one copy into one reserved extent. */
+static void add_line(struct evbuffer *out, char type, const char *s, size_t n)
+{
+    struct evbuffer_iovec v;
+
+    if (n > SIZE_MAX - 3 || evbuffer_reserve_space(out, (ev_ssize_t)(n + 3), &v, 1) < 1)
+        return;
+    char *d = v.iov_base;
+    d[0] = type;
+    for (size_t i = 0; i < n; i++)
+        d[i + 1] = s[i] == '\r' || s[i] == '\n' ? ' ' : s[i];
+    d[n + 1] = '\r';
+    d[n + 2] = '\n';
+    v.iov_len = n + 3;
+    evbuffer_commit_space(out, &v, 1);
+}
+
+/* TYPE, V in decimal, CRLF into BUF (at least 24 bytes); returns the length. */
+static size_t fmt_num(char *buf, char type, long long v)
+{
+    char digits[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    buf[len++] = type;
+    if (v < 0)
+        buf[len++] = '-';
+    while (n > 0)
+        buf[len++] = digits[--n];
+    buf[len++] = '\r';
+    buf[len++] = '\n';
+    return len;
+}
+
+void zos_resp_add_status(struct evbuffer *out, const char *s)
+{
+    add_line(out, '+', s, strlen(s));
+}
+
+void zos_resp_add_error(struct evbuffer *out, const char *fmt, ...)
+{
+    char buf[512], *heap = NULL;
+    va_list ap, ap2;
+    int n;
+
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    if (n >= (int)sizeof(buf) && (heap = malloc((size_t)n + 1)) != NULL)
+        vsnprintf(heap, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if (heap != NULL)
+        add_line(out, '-', heap, (size_t)n);
+    else
+        add_line(out, '-', buf, strlen(buf)); /* truncated if malloc failed */
+    free(heap);
+}
+
+void zos_resp_add_int(struct evbuffer *out, long long v)
+{
+    char buf[32];
+    evbuffer_add(out, buf, fmt_num(buf, ':', v));
+}
+
+void zos_resp_add_bulk(struct evbuffer *out, const char *s, size_t len)
+{
+    char hdr[32];
+    size_t h = fmt_num(hdr, '$', (long long)len);
+    struct evbuffer_iovec v;
+
+    if (len <= 4096 && evbuffer_reserve_space(out, (ev_ssize_t)(h + len + 2), &v, 1) == 1) {
+        char *d = v.iov_base;
+        memcpy(d, hdr, h);
+        if (len > 0)
+            memcpy(d + h, s, len);
+        memcpy(d + h + len, "\r\n", 2);
+        v.iov_len = h + len + 2;
+        evbuffer_commit_space(out, &v, 1);
+        return;
+    }
+    evbuffer_add(out, hdr, h);
+    evbuffer_add(out, s, len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void zos_resp_add_cstr(struct evbuffer *out, const char *s)
+{
+    if (s == NULL)
+        zos_resp_add_nil(out);
+    else
+        zos_resp_add_bulk(out, s, strlen(s));
+}
+
+void zos_resp_add_nil(struct evbuffer *out)
+{
+    evbuffer_add(out, "$-1\r\n", 5);
+}
+
+void zos_resp_add_array(struct evbuffer *out, long long n)
+{
+    char buf[32];
+    evbuffer_add(out, buf, fmt_num(buf, '*', n));
+}
+
+void zos_resp_add_command(struct evbuffer *out, size_t argc, const char *const *argv,
+                          const size_t *argvlen)
+{
+    zos_resp_add_array(out, (long long)argc);
+    for (size_t i = 0; i < argc; i++)
+        zos_resp_add_bulk(out, argv[i], argvlen != NULL ? argvlen[i] : strlen(argv[i]));
+}

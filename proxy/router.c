@@ -1,0 +1,114 @@
+/* router.c -- node table, links with the proxy's settings, command classes. */
+#include "zos/router.h"
+#include "zos/zos.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct route_entry {
+    const char *name;
+    enum zos_route route;
+};
+
+/* Sorted by name for bsearch; everything absent is ZOS_ROUTE_SHARED. */
+static const struct route_entry routes[] = {
+    {"blmove", ZOS_ROUTE_BLOCKING},      {"blmpop", ZOS_ROUTE_BLOCKING},
+    {"blpop", ZOS_ROUTE_BLOCKING},       {"brpop", ZOS_ROUTE_BLOCKING},
+    {"brpoplpush", ZOS_ROUTE_BLOCKING},  {"bzmpop", ZOS_ROUTE_BLOCKING},
+    {"bzpopmax", ZOS_ROUTE_BLOCKING},    {"bzpopmin", ZOS_ROUTE_BLOCKING},
+    {"discard", ZOS_ROUTE_ENDMULTI},     {"exec", ZOS_ROUTE_ENDMULTI},
+    {"monitor", ZOS_ROUTE_MONITOR},      {"multi", ZOS_ROUTE_MULTI},
+    {"psubscribe", ZOS_ROUTE_PUBSUB},    {"punsubscribe", ZOS_ROUTE_UNSUB},
+    {"reset", ZOS_ROUTE_REFUSED},        {"select", ZOS_ROUTE_SELECT},
+    {"ssubscribe", ZOS_ROUTE_PUBSUB},    {"subscribe", ZOS_ROUTE_PUBSUB},
+    {"sunsubscribe", ZOS_ROUTE_UNSUB},   {"unsubscribe", ZOS_ROUTE_UNSUB},
+    {"unwatch", ZOS_ROUTE_UNWATCH},      {"wait", ZOS_ROUTE_BLOCKING},
+    {"waitaof", ZOS_ROUTE_BLOCKING},     {"watch", ZOS_ROUTE_WATCH},
+    {"xread", ZOS_ROUTE_XREAD},          {"xreadgroup", ZOS_ROUTE_XREAD},
+};
+
+static int route_cmp(const void *key, const void *elem)
+{
+    return strcasecmp(key, ((const struct route_entry *)elem)->name);
+}
+
+enum zos_route zos_router_route(const char *name, size_t len)
+{
+    char key[16];
+    if (len < 4 || len >= sizeof(key))
+        return ZOS_ROUTE_SHARED;
+    memcpy(key, name, len);
+    key[len] = '\0';
+    const struct route_entry *e =
+        bsearch(key, routes, ZOS_ARRAY_LEN(routes), sizeof(routes[0]), route_cmp);
+    return e != NULL ? e->route : ZOS_ROUTE_SHARED;
+}
+
+struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node,
+                                     bool pinned)
+{
+    const struct zos_proxy_conf *pc = &r->conf->proxy;
+    struct zos_link_opts opts = {
+        .pinned = pinned,
+        .connect_timeout_ms = pc->connect_timeout_ms,
+        .ping_interval_ms = pinned ? 0 : pc->ping_interval_ms,
+        .backoff_max_ms = pc->backoff_max_ms,
+    };
+    return zos_link_new(r->base, r->dns, node->conf, node->ssl, &opts);
+}
+
+struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dns,
+                                  const struct zos_conf *conf, char *err, size_t errlen)
+{
+    struct zos_router *r = calloc(1, sizeof(*r));
+    if (r == NULL || (conf->nnodes > 0 && (r->nodes = calloc(conf->nnodes, sizeof(*r->nodes))) == NULL)) {
+        snprintf(err, errlen, "out of memory");
+        free(r);
+        return NULL;
+    }
+    r->base = base;
+    r->dns = dns;
+    r->conf = conf;
+    r->nnodes = conf->nnodes;
+    for (size_t i = 0; i < conf->nnodes; i++) {
+        struct zos_node *n = &r->nodes[i];
+        n->conf = &conf->nodes[i];
+        n->index = i;
+        if (n->conf->tls && (n->ssl = zos_link_ssl_ctx(n->conf, err, errlen)) == NULL)
+            goto fail;
+        if ((n->shared = zos_router_link_new(r, n, false)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    struct zos_node_conf *def = zos_conf_default_node(conf);
+    r->default_node = def != NULL ? zos_router_node(r, def->name, strlen(def->name)) : NULL;
+    return r;
+fail:
+    zos_router_free(r);
+    return NULL;
+}
+
+void zos_router_free(struct zos_router *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->nnodes; i++) {
+        zos_link_free(r->nodes[i].shared);
+        SSL_CTX_free(r->nodes[i].ssl);
+    }
+    free(r->nodes);
+    free(r);
+}
+
+struct zos_node *zos_router_node(const struct zos_router *r, const char *name, size_t len)
+{
+    for (size_t i = 0; i < r->nnodes; i++) {
+        const char *n = r->nodes[i].conf->name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return &r->nodes[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,286 @@
+/* server.c -- listeners, accept, signals and the bounded drain at shutdown. */
+#include "zos/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <netinet/in.h>
+
+#include "zos/log.h"
+#include "zos/verbs_job.h"
+
+static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct zos_listener *li = arg;
+    struct zos_server *srv = li->srv;
+
+    if (srv->shutting_down) {
+        evutil_closesocket(fd);
+        return;
+    }
+    if ((int)srv->nclients >= srv->conf->proxy.max_clients) {
+        static const char msg[] = "-ERR max number of clients reached\r\n";
+        srv->rejected_connections++;
+        if (write(fd, msg, sizeof(msg) - 1) < 0) {
+            /* the client is dropped either way */
+        }
+        evutil_closesocket(fd);
+        return;
+    }
+    evutil_make_socket_nonblocking(fd);
+    if (zos_client_new(srv, fd, li->node) != NULL)
+        srv->total_connections++;
+}
+
+static void accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+    struct zos_listener *li = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    log_warn("accept on %s: %s", li->addr, evutil_socket_error_to_string(err));
+}
+
+static struct evconnlistener *bind_tcp(struct zos_server *srv, const char *hostport, void *arg,
+                                       char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    struct evutil_addrinfo hints = {0}, *ai = NULL;
+    char portstr[16];
+
+    if (zos_conf_split_hostport(hostport, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "listen '%s': expected host:port", hostport);
+        return NULL;
+    }
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = evutil_getaddrinfo(host, portstr, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen '%s': %s", hostport, evutil_gai_strerror(rc));
+        return NULL;
+    }
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        srv->base, accept_cb, arg, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, ai->ai_addr, (int)ai->ai_addrlen);
+    if (lev == NULL)
+        snprintf(err, errlen, "listen '%s': %s", hostport, strerror(errno));
+    evutil_freeaddrinfo(ai);
+    return lev;
+}
+
+static struct evconnlistener *bind_unix(struct zos_server *srv, const char *path, int perm,
+                                        void *arg, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, errlen, "unixsocket '%s': path too long", path);
+        return NULL;
+    }
+    strcpy(sun.sun_path, path);
+    unlink(path);
+    struct evconnlistener *lev =
+        evconnlistener_new_bind(srv->base, accept_cb, arg,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+                                (struct sockaddr *)&sun, sizeof(sun));
+    if (lev == NULL) {
+        snprintf(err, errlen, "unixsocket '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    chmod(path, (mode_t)perm);
+    return lev;
+}
+
+static int add_listener(struct zos_server *srv, const char *addr, bool unix_socket,
+                        struct zos_node *node, char *err, size_t errlen)
+{
+    struct zos_listener *li = &srv->listeners[srv->nlisteners];
+    li->srv = srv;
+    li->node = node;
+    li->addr = strdup(addr);
+    if (li->addr == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    srv->nlisteners++;
+    li->lev = unix_socket
+                  ? bind_unix(srv, addr, srv->conf->proxy.unixsocketperm, li, err, errlen)
+                  : bind_tcp(srv, addr, li, err, errlen);
+    if (li->lev == NULL)
+        return -1;
+    evconnlistener_set_error_cb(li->lev, accept_error_cb);
+    log_info("listening on %s%s%s", addr, node ? " for node " : "", node ? node->conf->name : "");
+    return 0;
+}
+
+/* Refuses a listener beyond loopback when no password protects it. */
+static int check_exposure(const struct zos_conf *conf, const char *hostport, const char *what,
+                          char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (zos_conf_split_hostport(hostport, host, sizeof(host), &port) != 0)
+        return 0; /* reported when binding */
+    if (zos_conf_is_loopback(host) || conf->proxy.requirepass != NULL)
+        return 0;
+    snprintf(err, errlen,
+             "%s '%s' is not a loopback address: set [proxy] requirepass to listen there", what,
+             hostport);
+    return -1;
+}
+
+static int open_listeners(struct zos_server *srv, char *err, size_t errlen)
+{
+    struct zos_conf *conf = srv->conf;
+    srv->listeners = calloc(conf->nnodes + 2, sizeof(*srv->listeners));
+    if (srv->listeners == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0 ||
+        add_listener(srv, conf->proxy.listen, false, NULL, err, errlen) != 0)
+        return -1;
+    if (conf->proxy.unixsocket != NULL &&
+        add_listener(srv, conf->proxy.unixsocket, true, NULL, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < srv->router->nnodes; i++) {
+        struct zos_node *n = &srv->router->nodes[i];
+        if (n->conf->listen == NULL)
+            continue;
+        if (check_exposure(conf, n->conf->listen, "listen", err, errlen) != 0 ||
+            add_listener(srv, n->conf->listen, false, n, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void close_listeners(struct zos_server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        struct zos_listener *li = &srv->listeners[i];
+        if (li->lev != NULL) {
+            evconnlistener_free(li->lev);
+            li->lev = NULL;
+            if (li->addr[0] == '/' && li->node == NULL && srv->conf->proxy.unixsocket != NULL &&
+                strcmp(li->addr, srv->conf->proxy.unixsocket) == 0)
+                unlink(li->addr);
+        }
+    }
+}
+
+static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct zos_server *srv = arg;
+    log_warn("shutdown: %zu client(s) still waiting for replies after %d ms, closing them",
+             srv->nclients, srv->conf->proxy.shutdown_timeout_ms);
+    event_base_loopexit(srv->base, NULL);
+}
+
+void zos_server_client_idle(struct zos_server *srv)
+{
+    if (!srv->shutting_down)
+        return;
+    for (struct zos_client *c = srv->clients; c != NULL; c = c->next)
+        if (zos_client_pending(c) > 0)
+            return;
+    event_base_loopexit(srv->base, NULL);
+}
+
+/* SIGTERM/SIGINT: stop accepting, let in-flight replies out (bounded), exit. */
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct zos_server *srv = arg;
+    if (srv->shutting_down) {
+        log_warn("second signal: exiting now");
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    srv->shutting_down = true;
+    close_listeners(srv);
+    struct zos_client *c = srv->clients;
+    while (c != NULL) {
+        struct zos_client *next = c->next;
+        zos_client_close_after_flush(c);
+        c = next;
+    }
+    struct timeval tv = {srv->conf->proxy.shutdown_timeout_ms / 1000,
+                         (srv->conf->proxy.shutdown_timeout_ms % 1000) * 1000};
+    evtimer_add(srv->shutdown_timer, &tv);
+    zos_server_client_idle(srv);
+}
+
+struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errlen)
+{
+    struct zos_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        zos_conf_free(conf);
+        return NULL;
+    }
+    srv->conf = conf;
+    srv->started = time(NULL);
+    srv->limits = (struct zos_resp_limits){conf->proxy.max_bulk, conf->proxy.max_args,
+                                           conf->proxy.max_inline};
+    srv->base = event_base_new();
+    if (srv->base == NULL) {
+        snprintf(err, errlen, "cannot create the event loop");
+        goto fail;
+    }
+    srv->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (srv->dns == NULL)
+        srv->dns = evdns_base_new(srv->base, 0); /* no resolv.conf: numeric addresses only */
+    srv->router = zos_router_new(srv->base, srv->dns, conf, err, errlen);
+    if (srv->router == NULL || open_listeners(srv, err, errlen) != 0)
+        goto fail;
+    static const int sigs[] = {SIGTERM, SIGINT};
+    for (size_t i = 0; i < ZOS_ARRAY_LEN(sigs); i++) {
+        srv->signals[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
+        evsignal_add(srv->signals[i], NULL);
+    }
+    srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
+    signal(SIGPIPE, SIG_IGN);
+    return srv;
+fail:
+    zos_server_free(srv);
+    return NULL;
+}
+
+int zos_server_run(struct zos_server *srv)
+{
+    return event_base_dispatch(srv->base) < 0 ? -1 : 0;
+}
+
+void zos_server_free(struct zos_server *srv)
+{
+    if (srv == NULL)
+        return;
+    close_listeners(srv);
+    while (srv->clients != NULL)
+        zos_client_free(srv->clients);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        free(srv->listeners[i].addr);
+    free(srv->listeners);
+    zos_verbs_job_free(srv);
+    zos_router_free(srv->router);
+    for (size_t i = 0; i < ZOS_ARRAY_LEN(srv->signals); i++)
+        if (srv->signals[i] != NULL)
+            event_free(srv->signals[i]);
+    if (srv->shutdown_timer != NULL)
+        event_free(srv->shutdown_timer);
+    if (srv->dns != NULL)
+        evdns_base_free(srv->dns, 0);
+    if (srv->base != NULL)
+        event_base_free(srv->base);
+    zos_conf_free(srv->conf);
+    free(srv);
+}
