@@ -57,6 +57,8 @@ struct zos_link {
     void *push_arg;
     void (*closed_fn)(void *arg, const char *err);
     void *closed_arg;
+    void (*state_fn)(void *arg, enum zos_link_state s, const char *why);
+    void *state_arg;
     char errstr[160];
 };
 
@@ -112,6 +114,8 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     }
     evtimer_del(l->timer);
     evbuffer_drain(l->outq, evbuffer_get_length(l->outq));
+    if (l->state_fn != NULL && l->state != ZOS_LINK_DOWN)
+        l->state_fn(l->state_arg, ZOS_LINK_DOWN, l->errstr);
     l->state = ZOS_LINK_DOWN;
     l->handshake_left = 0;
     l->hs_done = 0;
@@ -139,6 +143,8 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
 
 static void set_ready(struct zos_link *l)
 {
+    if (l->state_fn != NULL)
+        l->state_fn(l->state_arg, ZOS_LINK_READY, "");
     l->state = ZOS_LINK_READY;
     l->backoff_ms = BACKOFF_MIN_MS;
     l->errstr[0] = '\0';
@@ -301,10 +307,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static int write_handshake(struct zos_link *l)
 {
     char db[16];
-    if (l->node->secret != NULL && l->node->secret[0] != '\0') {
-        const char *argv[] = {"AUTH", l->node->secret};
-        size_t lens[] = {4, strlen(l->node->secret)};
-        zos_resp_add_command(bufferevent_get_output(l->bev), 2, argv, lens);
+    const char *secret = l->node->secret != NULL ? l->node->secret : "";
+    if (secret[0] != '\0' || l->opts.auth_user != NULL) {
+        const char *argv[] = {"AUTH", l->opts.auth_user, secret};
+        size_t lens[] = {4, l->opts.auth_user ? strlen(l->opts.auth_user) : 0, strlen(secret)};
+        if (l->opts.auth_user == NULL) {
+            argv[1] = secret;
+            lens[1] = lens[2];
+        }
+        zos_resp_add_command(bufferevent_get_output(l->bev), l->opts.auth_user ? 3 : 2, argv,
+                             lens);
         if (fifo_push(l, handshake_cb, l) != 0)
             return -1;
         l->hs_name[l->handshake_left++] = "AUTH";
@@ -446,6 +458,14 @@ void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 {
     l->push_fn = fn;
     l->push_arg = arg;
+}
+
+void zos_link_set_state_cb(struct zos_link *l,
+                           void (*fn)(void *arg, enum zos_link_state s, const char *why),
+                           void *arg)
+{
+    l->state_fn = fn;
+    l->state_arg = arg;
 }
 
 void zos_link_set_closed(struct zos_link *l, void (*fn)(void *arg, const char *err), void *arg)

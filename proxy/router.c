@@ -1,5 +1,6 @@
 /* router.c -- node table, links with the proxy's settings, command classes. */
 #include "zos/router.h"
+#include "zos/log.h"
 #include "zos/zos.h"
 
 #include <stdio.h>
@@ -59,6 +60,19 @@ struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node
     return zos_link_new(r->base, r->dns, node->conf, node->ssl, &opts);
 }
 
+/* Shared links log their ups and downs; a node that stays down logs once. */
+static void shared_state(void *arg, enum zos_link_state s, const char *why)
+{
+    struct zos_node *n = arg;
+    if (s == ZOS_LINK_READY) {
+        log_info("node '%s': connected", n->conf->name);
+        n->down_logged = false;
+    } else if (!n->down_logged) {
+        log_warn("node '%s': unavailable: %s", n->conf->name, why);
+        n->down_logged = true;
+    }
+}
+
 struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dns,
                                   const struct zos_conf *conf, char *err, size_t errlen)
 {
@@ -82,6 +96,7 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
+        zos_link_set_state_cb(n->shared, shared_state, n);
     }
     struct zos_node_conf *def = zos_conf_default_node(conf);
     r->default_node = def != NULL ? zos_router_node(r, def->name, strlen(def->name)) : NULL;

@@ -45,6 +45,8 @@ struct zos_link_opts {
     int connect_timeout_ms; /* TCP + TLS + AUTH, default 5000 */
     int ping_interval_ms;   /* 0 disables the idle health PING */
     int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
+    const char *auth_user;  /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
+                               names the node); NULL: "AUTH <secret>" when a secret is set */
 };
 
 /* A new link to NODE (borrowed; must outlive the link).  SSL_CTX is borrowed
@@ -74,6 +76,11 @@ void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg);
 
 /* Pinned links: FN(ARG) runs once when the link fails or closes by itself. */
 void zos_link_set_closed(struct zos_link *l, void (*fn)(void *arg, const char *err), void *arg);
+
+/* FN(ARG, state, why) runs when the link becomes ready or goes down (for logs). */
+void zos_link_set_state_cb(struct zos_link *l,
+                           void (*fn)(void *arg, enum zos_link_state s, const char *why),
+                           void *arg);
 
 enum zos_link_state zos_link_state(const struct zos_link *l);
 const char *zos_link_state_name(enum zos_link_state s);

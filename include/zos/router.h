@@ -27,6 +27,7 @@ struct zos_node {
     unsigned long long requests;
     unsigned long long errors;
     size_t index;
+    bool down_logged; /* "unavailable" logged since the last "connected" */
 };
 
 struct zos_router {

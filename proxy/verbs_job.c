@@ -1,0 +1,513 @@
+/* verbs_job.c -- the ZOS.* job verbs: ZOS.CMD, ZOS.JOB, ZOS.EXEC, ZOS.SUBMIT, ...
+ *
+ * Each verb turns its arguments into a core0 request, hands it to the node's
+ * zos_jobs (job.c: submit on the shared link, bounded waiting links) and
+ * answers its slot when the result arrives; other requests of the same
+ * client keep flowing meanwhile, and replies still leave in order.
+ */
+#include "zos/verbs_job.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "zos/job.h"
+#include "zos/server.h"
+#include "zos/zos.h"
+
+#define DEFAULT_TIMEOUT_S 60
+#define RESULT_TIMEOUT_S  10
+
+enum mode { MODE_CMD, MODE_JOB, MODE_EXEC, MODE_SUBMIT, MODE_BOOL, MODE_FOLLOW };
+
+struct ctx {
+    struct zos_slot *slot;
+    enum mode mode;
+    char command[64];
+    char id[ZOS_JOB_ID_LEN + 1]; /* ZOS.SUBMIT */
+    struct evbuffer *records; /* ZOS.FOLLOW: [kind, text] pairs so far */
+    size_t nrecords;
+};
+
+/* Options after the positional arguments. */
+struct opts {
+    int timeout_s;
+    int max_time;
+    bool stream;
+};
+
+static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
+{
+    struct zos_server *srv = c->srv;
+    struct zos_jobs **all = srv->jobs;
+    if (all == NULL) {
+        all = calloc(srv->router->nnodes, sizeof(*all));
+        if (all == NULL)
+            return NULL;
+        srv->jobs = all;
+    }
+    if (all[n->index] == NULL) {
+        const struct zos_proxy_conf *pc = &srv->conf->proxy;
+        struct zos_jobs_opts o = {
+            .max_waiters = pc->job_links,
+            .link = {.pinned = true, .connect_timeout_ms = pc->connect_timeout_ms},
+        };
+        all[n->index] = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
+    }
+    return all[n->index];
+}
+
+void zos_verbs_job_free(struct zos_server *srv)
+{
+    struct zos_jobs **all = srv->jobs;
+    if (all == NULL)
+        return;
+    for (size_t i = 0; i < srv->router->nnodes; i++)
+        zos_jobs_free(all[i]);
+    free(all);
+    srv->jobs = NULL;
+}
+
+/* Parses "TIMEOUT s", "MAXTIME s", "STREAM" from AV[FROM..]; 0 or -1 with an error in S. */
+static int parse_opts(const struct zos_resp_argv *av, size_t from, struct opts *o,
+                      struct zos_slot *s)
+{
+    for (size_t i = from; i < av->argc; i++) {
+        const char *k = av->argv[i];
+        bool num = strcasecmp(k, "timeout") == 0 || strcasecmp(k, "maxtime") == 0;
+        if (strcasecmp(k, "stream") == 0) {
+            o->stream = true;
+            continue;
+        }
+        if (!num) {
+            zos_slot_error(s, "ERR unknown option '%s' (expected TIMEOUT <s>, MAXTIME <s>, STREAM)",
+                           k);
+            return -1;
+        }
+        char *end;
+        errno = 0;
+        long v = i + 1 < av->argc ? strtol(av->argv[i + 1], &end, 10) : -1;
+        if (i + 1 >= av->argc || errno != 0 || *end != '\0' || v <= 0 || v > 86400) {
+            zos_slot_error(s, "ERR %s needs a number of seconds from 1 to 86400", k);
+            return -1;
+        }
+        if (strcasecmp(k, "timeout") == 0)
+            o->timeout_s = (int)v;
+        else
+            o->max_time = (int)v;
+        i++;
+    }
+    return 0;
+}
+
+static bool is_option(const char *a)
+{
+    return strcasecmp(a, "timeout") == 0 || strcasecmp(a, "maxtime") == 0 ||
+           strcasecmp(a, "stream") == 0;
+}
+
+/* <command> [<json-args>] [options]: the request; ARGS gets the parsed JSON. */
+static int parse_request(const struct zos_resp_argv *av, size_t first, struct zos_job_req *req,
+                         cJSON **args, struct opts *o, struct zos_slot *s)
+{
+    size_t i = first + 1;
+    *args = NULL;
+    req->command = av->argv[first];
+    if (i < av->argc && !is_option(av->argv[i])) {
+        const char *end = NULL;
+        *args = cJSON_ParseWithLengthOpts(av->argv[i], av->argvlen[i] + 1, &end, true);
+        if (*args == NULL) {
+            zos_slot_error(s, "ERR invalid JSON arguments at byte %ld: %.40s",
+                           end ? (long)(end - av->argv[i]) : 0L, end ? end : "");
+            return -1;
+        }
+        if (!cJSON_IsObject(*args)) {
+            zos_slot_error(s, "ERR job arguments must be a JSON object, like {\"name\": \"ls\"}");
+            cJSON_Delete(*args);
+            *args = NULL;
+            return -1;
+        }
+        i++;
+    }
+    if (parse_opts(av, i, o, s) != 0) {
+        cJSON_Delete(*args);
+        *args = NULL;
+        return -1;
+    }
+    req->args = *args;
+    req->max_time = o->max_time;
+    req->stream = o->stream;
+    return 0;
+}
+
+static struct ctx *ctx_new(struct zos_slot *s, enum mode mode, const char *command)
+{
+    struct ctx *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        zos_slot_error(s, "ERR out of memory");
+        return NULL;
+    }
+    x->slot = s;
+    x->mode = mode;
+    snprintf(x->command, sizeof(x->command), "%s", command);
+    return x;
+}
+
+static void ctx_free(struct ctx *x)
+{
+    if (x->records != NULL)
+        evbuffer_free(x->records);
+    free(x);
+}
+
+static void reply_output(struct zos_slot *s, const struct zos_job_result *r, enum mode mode)
+{
+    struct evbuffer *out = zos_slot_buf(s);
+    if (mode == MODE_JOB) {
+        zos_resp_add_cstr(out, r->raw);
+    } else if (mode == MODE_BOOL) {
+        zos_resp_add_int(out, cJSON_IsTrue(r->value) ? 1 : 0);
+    } else {
+        char *text = zos_job_result_output(r, false);
+        zos_resp_add_cstr(out, text != NULL ? text : "");
+        free(text);
+    }
+}
+
+static void reply_failure(struct ctx *x, const struct zos_job_result *r)
+{
+    char why[400];
+    if (x->mode == MODE_EXEC && r->code >= 1000) {
+        size_t n = strlen(r->err);
+        while (n > 0 && (r->err[n - 1] == '\n' || r->err[n - 1] == '\r'))
+            n--;
+        zos_slot_error(x->slot, "ERR command failed with exit status %lu%s%.*s", r->code - 1000,
+                       n > 0 ? ": " : "", (int)n, r->err);
+        return;
+    }
+    zos_job_result_describe(r, why, sizeof(why));
+    zos_slot_error(x->slot, "ERR job %s failed: %s", r->command[0] ? r->command : x->command, why);
+}
+
+static void follow_reply(struct ctx *x, const struct zos_job_result *r)
+{
+    struct evbuffer *out = zos_slot_buf(x->slot);
+    zos_resp_add_array(out, (long long)(x->nrecords + 1) * 2);
+    if (x->records != NULL)
+        evbuffer_add_buffer(out, x->records);
+    zos_resp_add_cstr(out, "result");
+    zos_resp_add_cstr(out, r->raw);
+}
+
+static void job_done(void *arg, struct zos_job_result *r, const char *err)
+{
+    struct ctx *x = arg;
+    struct zos_slot *s = x->slot;
+
+    if (zos_slot_orphaned(s)) {
+        zos_slot_done(s);
+    } else if (r == NULL && err == NULL) { /* ZOS.SUBMIT: the node took it */
+        zos_resp_add_cstr(zos_slot_buf(s), x->id);
+        zos_slot_done(s);
+    } else if (r == NULL) {
+        zos_slot_error(s, "ERR %s", err);
+    } else if (x->mode == MODE_JOB) {
+        reply_output(s, r, x->mode);
+        zos_slot_done(s);
+    } else if (x->mode == MODE_FOLLOW) {
+        follow_reply(x, r);
+        zos_slot_done(s);
+    } else if (!zos_job_ok(r)) {
+        reply_failure(x, r);
+    } else {
+        reply_output(s, r, x->mode);
+        zos_slot_done(s);
+    }
+    zos_job_result_free(r);
+    ctx_free(x);
+}
+
+static void follow_record(void *arg, int level, const char *text, size_t len, int flags)
+{
+    struct ctx *x = arg;
+    static const char *names[] = {"", "stdout", "stderr"};
+    if ((flags & 0x6) && len == 0)
+        return; /* the empty end marker of a process */
+    if (x->records == NULL && (x->records = evbuffer_new()) == NULL)
+        return;
+    char other[16];
+    snprintf(other, sizeof(other), "level%d", level);
+    zos_resp_add_cstr(x->records, level >= 1 && level <= 2 ? names[level] : other);
+    zos_resp_add_bulk(x->records, text, len);
+    x->nrecords++;
+}
+
+static int timeout_ms(const struct opts *o, int def_s)
+{
+    return (o->timeout_s > 0 ? o->timeout_s : def_s) * 1000;
+}
+
+/* Starts REQ on the client's node in MODE. */
+static void run(struct zos_client *c, struct zos_slot *s, enum mode mode,
+                const struct zos_job_req *req, const struct opts *o)
+{
+    struct zos_jobs *j = c->node != NULL ? node_jobs(c, c->node) : NULL;
+    if (j == NULL) {
+        zos_slot_error(s, c->node == NULL ? "ERR no node selected" : "ERR out of memory");
+        return;
+    }
+    struct ctx *x = ctx_new(s, mode, req->command);
+    if (x == NULL)
+        return;
+    struct zos_job *job;
+    if (mode == MODE_SUBMIT) {
+        job = zos_job_submit(j, req, x->id, job_done, x);
+    } else {
+        job = zos_job_run(j, req, timeout_ms(o, DEFAULT_TIMEOUT_S), NULL, job_done, x);
+    }
+    if (job == NULL) {
+        ctx_free(x);
+        zos_slot_error(s, "ERR out of memory");
+    }
+}
+
+static void verb_request(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av,
+                         enum mode mode)
+{
+    struct zos_job_req req = {0};
+    struct opts o = {0};
+    cJSON *args;
+    if (parse_request(av, 1, &req, &args, &o, s) != 0)
+        return;
+    run(c, s, mode, &req, &o);
+    cJSON_Delete(args);
+}
+
+static void verb_cmd(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    verb_request(c, s, av, MODE_CMD);
+}
+
+static void verb_job(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    verb_request(c, s, av, MODE_JOB);
+}
+
+static void verb_submit(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    verb_request(c, s, av, MODE_SUBMIT);
+}
+
+/* The arguments from FIRST joined by spaces (a shell script). */
+static char *join_args(const struct zos_resp_argv *av, size_t first, size_t last)
+{
+    size_t len = 1;
+    for (size_t i = first; i < last; i++)
+        len += av->argvlen[i] + 1;
+    char *out = malloc(len), *p = out;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = first; i < last; i++) {
+        if (i > first)
+            *p++ = ' ';
+        memcpy(p, av->argv[i], av->argvlen[i]);
+        p += av->argvlen[i];
+    }
+    *p = '\0';
+    return out;
+}
+
+/* The index of the first option word after FIRST (the end of the command words). */
+static size_t words_end(const struct zos_resp_argv *av, size_t first)
+{
+    size_t i = first;
+    while (i < av->argc && strcasecmp(av->argv[i], "timeout") != 0)
+        i++;
+    return i;
+}
+
+/* ZOS.EXEC <shell command ...> [TIMEOUT s]: the bash builtin (sh -c) on the node. */
+static void verb_exec(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct opts o = {0};
+    size_t end = words_end(av, 1);
+    if (end == 1) {
+        zos_slot_error(s, "ERR wrong number of arguments for 'zos.exec' command");
+        return;
+    }
+    if (parse_opts(av, end, &o, s) != 0)
+        return;
+    char *script = join_args(av, 1, end);
+    cJSON *args = cJSON_CreateObject();
+    cJSON_AddStringToObject(args, "script", script != NULL ? script : "");
+    cJSON_AddStringToObject(args, "stdin", "");
+    struct zos_job_req req = {.command = "bash", .args = args};
+    run(c, s, MODE_EXEC, &req, &o);
+    cJSON_Delete(args);
+    free(script);
+}
+
+/* Splits one command line on blanks, as the original zos did for containers. */
+static cJSON *split_words(const struct zos_resp_argv *av, size_t first, size_t end)
+{
+    cJSON *words = cJSON_CreateArray();
+    for (size_t i = first; i < end && words != NULL; i++) {
+        if (end - first > 1) {
+            cJSON_AddItemToArray(words, cJSON_CreateString(av->argv[i]));
+            continue;
+        }
+        char *copy = strdup(av->argv[i]), *save = NULL;
+        for (char *w = strtok_r(copy, " \t\n", &save); w != NULL; w = strtok_r(NULL, " \t\n", &save))
+            cJSON_AddItemToArray(words, cJSON_CreateString(w));
+        free(copy);
+    }
+    return words;
+}
+
+static int parse_container_id(const char *text, unsigned long *cid)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || *end != '\0' || text[0] == '\0' || text[0] == '-' || v < 1 || v > 65534)
+        return -1;
+    *cid = v;
+    return 0;
+}
+
+/* ZOS.CONTAINER.EXEC <id> <command ...> [TIMEOUT s]: core.system inside a container. */
+static void verb_container_exec(struct zos_client *c, struct zos_slot *s,
+                                const struct zos_resp_argv *av)
+{
+    struct opts o = {0};
+    unsigned long cid;
+    size_t end = words_end(av, 2);
+    if (parse_container_id(av->argv[1], &cid) != 0) {
+        zos_slot_error(s, "ERR container id must be a number from 1 to 65534, got '%s'",
+                       av->argv[1]);
+        return;
+    }
+    if (end == 2 || parse_opts(av, end, &o, s) != 0) {
+        if (end == 2)
+            zos_slot_error(s, "ERR wrong number of arguments for 'zos.container.exec' command");
+        return;
+    }
+    struct zos_jobs *j = c->node != NULL ? node_jobs(c, c->node) : NULL;
+    cJSON *words = split_words(av, 2, end);
+    cJSON *args = cJSON_CreateObject();
+    cJSON *name = cJSON_DetachItemFromArray(words, 0);
+    cJSON_AddItemToObject(args, "name", name != NULL ? name : cJSON_CreateString(""));
+    cJSON_AddItemToObject(args, "args", words);
+    cJSON_AddStringToObject(args, "dir", "");
+    cJSON_AddStringToObject(args, "stdin", "");
+    cJSON_AddNullToObject(args, "env");
+    struct zos_job_req req = {.command = "core.system", .args = args};
+    struct ctx *x = j != NULL ? ctx_new(s, MODE_EXEC, "core.system") : NULL;
+    if (j == NULL && c->node == NULL)
+        zos_slot_error(s, "ERR no node selected");
+    else if (x != NULL &&
+             zos_job_run_in(j, cid, &req, timeout_ms(&o, DEFAULT_TIMEOUT_S), job_done, x) == NULL) {
+        ctx_free(x);
+        zos_slot_error(s, "ERR out of memory");
+    }
+    cJSON_Delete(args);
+}
+
+static bool valid_id(const char *id, size_t len)
+{
+    if (len == 0 || len > ZOS_JOB_ID_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (id[i] <= ' ' || id[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static struct zos_jobs *checked_jobs(struct zos_client *c, struct zos_slot *s,
+                                     const struct zos_resp_argv *av)
+{
+    if (!valid_id(av->argv[1], av->argvlen[1])) {
+        zos_slot_error(s, "ERR invalid job id '%.40s'", av->argv[1]);
+        return NULL;
+    }
+    struct zos_jobs *j = c->node != NULL ? node_jobs(c, c->node) : NULL;
+    if (j == NULL)
+        zos_slot_error(s, c->node == NULL ? "ERR no node selected" : "ERR out of memory");
+    return j;
+}
+
+/* ZOS.RESULT <id> [TIMEOUT s]: the whole result object of an earlier job. */
+static void verb_result(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct opts o = {0};
+    struct zos_jobs *j = checked_jobs(c, s, av);
+    struct ctx *x;
+    if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(s, MODE_JOB, "")) == NULL)
+        return;
+    if (zos_job_wait(j, av->argv[1], timeout_ms(&o, RESULT_TIMEOUT_S), job_done, x) == NULL) {
+        ctx_free(x);
+        zos_slot_error(s, "ERR out of memory");
+    }
+}
+
+/* ZOS.FOLLOW <id> [TIMEOUT s]: the stream records of a job submitted with
+ * STREAM, once it ended: [kind, text, ..., "result", <result JSON>]. */
+static void verb_follow(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct opts o = {0};
+    struct zos_jobs *j = checked_jobs(c, s, av);
+    struct ctx *x;
+    if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(s, MODE_FOLLOW, "")) == NULL)
+        return;
+    if (zos_job_follow(j, av->argv[1], timeout_ms(&o, DEFAULT_TIMEOUT_S), follow_record, job_done,
+                       x) == NULL) {
+        ctx_free(x);
+        zos_slot_error(s, "ERR out of memory");
+    }
+}
+
+/* ZOS.KILL <id> [signal]: job.kill; 1 when signalled, 0 when no such job. */
+static void verb_kill(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    long sig = 15;
+    if (checked_jobs(c, s, av) == NULL)
+        return;
+    if (av->argc == 3) {
+        char *end;
+        sig = strtol(av->argv[2], &end, 10);
+        if (*end != '\0' || sig < 1 || sig > 64) {
+            zos_slot_error(s, "ERR signal must be a number from 1 to 64");
+            return;
+        }
+    }
+    cJSON *args = cJSON_CreateObject();
+    cJSON_AddStringToObject(args, "id", av->argv[1]);
+    cJSON_AddNumberToObject(args, "signal", (double)sig);
+    struct zos_job_req req = {.command = "job.kill", .args = args};
+    struct opts o = {0};
+    run(c, s, MODE_BOOL, &req, &o);
+    cJSON_Delete(args);
+}
+
+/* ZOS.JOBS: job.list, as JSON. */
+static void verb_jobs(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct zos_job_req req = {.command = "job.list"};
+    struct opts o = {0};
+    run(c, s, MODE_CMD, &req, &o);
+}
+
+const struct zos_verb zos_verbs_job[] = {
+    {"zos.cmd", 2, -1, ZOS_VERB_ONNODE, verb_cmd},
+    {"zos.container.exec", 3, -1, ZOS_VERB_ONNODE, verb_container_exec},
+    {"zos.exec", 2, -1, ZOS_VERB_ONNODE, verb_exec},
+    {"zos.follow", 2, 4, ZOS_VERB_ONNODE, verb_follow},
+    {"zos.job", 2, -1, ZOS_VERB_ONNODE, verb_job},
+    {"zos.jobs", 1, 1, ZOS_VERB_ONNODE, verb_jobs},
+    {"zos.kill", 2, 3, ZOS_VERB_ONNODE, verb_kill},
+    {"zos.result", 2, 4, ZOS_VERB_ONNODE, verb_result},
+    {"zos.submit", 2, -1, ZOS_VERB_ONNODE, verb_submit},
+};
+const size_t zos_verbs_job_count = ZOS_ARRAY_LEN(zos_verbs_job);
