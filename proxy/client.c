@@ -30,7 +30,6 @@
 
 #define MAX_SLOTS        65536            /* stop reading past this many replies due */
 #define OUTPUT_HIGH      (8 * 1024 * 1024) /* stop reading while the client lags this much */
-#define READ_MAX_PER_CB  (256 * 1024)
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
 
@@ -794,7 +793,6 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
     c->node = fixed != NULL ? fixed : srv->router->default_node;
     zos_resp_parser_init(&c->parser, &srv->limits);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_MAX_PER_CB);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->next = srv->clients;
     if (srv->clients != NULL)
