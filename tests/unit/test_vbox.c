@@ -1,0 +1,1219 @@
+/* test_vbox.c -- the vbox module against tests/fixtures/VBoxManage (a stand-in on PATH), qemu. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+
+#include "zos/vbox.h"
+#include "zos/zos.h"
+
+static char fixtures[PATH_MAX]; /* tests/fixtures, absolute */
+static char orig_path[8192];
+
+/* One test's world: HOME, the stub's log and state in a fresh temp dir. */
+struct env {
+    char dir[PATH_MAX];
+    char log[PATH_MAX + 16];
+    char iso[PATH_MAX + 16];
+    struct zos_vbox vb;
+};
+
+/* Expected command lines, arguments joined with '|'. */
+struct seq {
+    char s[32][1400];
+    size_t n;
+};
+
+static void seq_add(struct seq *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seq_add(struct seq *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->s[q->n++], sizeof q->s[0], fmt, ap);
+    va_end(ap);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_tree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int mkdir_p_test(const char *path)
+{
+    char tmp[PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0700);
+            *p = '/';
+        }
+    }
+    return mkdir(tmp, 0700);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+}
+
+/* The stub's log as "arg|arg|..." lines; the log is emptied. */
+static char **log_take(const struct env *e, size_t *n)
+{
+    char line[8192];
+    char **out = NULL;
+    *n = 0;
+    FILE *f = fopen(e->log, "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        cJSON *arr = cJSON_Parse(line);
+        assert_true(cJSON_IsArray(arr));
+        char joined[8192] = "";
+        size_t off = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            off += (size_t)snprintf(joined + off, sizeof joined - off, "%s%s", off ? "|" : "",
+                                    it->valuestring);
+        }
+        cJSON_Delete(arr);
+        out = realloc(out, (*n + 1) * sizeof *out);
+        assert_non_null(out);
+        out[(*n)++] = strdup(joined);
+    }
+    if (f != NULL)
+        fclose(f);
+    assert_true(truncate(e->log, 0) == 0 || errno == ENOENT);
+    return out;
+}
+
+static void log_free(char **lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+}
+
+/* The commands run since the last check are exactly Q. */
+static void expect_cmds(const struct env *e, const struct seq *q)
+{
+    size_t n;
+    char **got = log_take(e, &n);
+    for (size_t i = 0; i < n && i < q->n; i++)
+        assert_string_equal(got[i], q->s[i]);
+    if (n != q->n) {
+        for (size_t i = 0; i < n; i++)
+            print_message("  ran: %s\n", got[i]);
+    }
+    assert_int_equal(n, q->n);
+    log_free(got, n);
+}
+
+static void log_reset(const struct env *e)
+{
+    assert_true(truncate(e->log, 0) == 0 || errno == ENOENT);
+}
+
+static int env_setup(void **state)
+{
+    struct env *e = calloc(1, sizeof *e);
+    char tmpl[] = "/tmp/zos-vbox-XXXXXX", path[sizeof orig_path + PATH_MAX + 2], err[256];
+    assert_non_null(e);
+    assert_non_null(mkdtemp(tmpl));
+    assert_non_null(realpath(tmpl, e->dir));
+    snprintf(e->log, sizeof e->log, "%s/stub.log", e->dir);
+    snprintf(e->iso, sizeof e->iso, "%s/zos.iso", e->dir);
+    snprintf(path, sizeof path, "%s/stub.json", e->dir);
+    setenv("VBOX_STUB_STATE", path, 1);
+    setenv("VBOX_STUB_LOG", e->log, 1);
+    setenv("HOME", e->dir, 1);
+    snprintf(path, sizeof path, "%s:%s", fixtures, orig_path);
+    setenv("PATH", path, 1);
+    unsetenv("DISPLAY");
+    unsetenv("VBOX_STUB_FAIL");
+    unsetenv("VBOX_STUB_FAIL_MSG");
+    unsetenv("VBOX_STUB_LOCKED");
+    write_file(e->iso, "not really an iso\n", 18);
+    assert_int_equal(zos_vbox_init(&e->vb, NULL, err, sizeof err), ZOS_OK);
+    *state = e;
+    return 0;
+}
+
+static int env_teardown(void **state)
+{
+    struct env *e = *state;
+    rm_tree(e->dir);
+    free(e);
+    setenv("PATH", orig_path, 1);
+    return 0;
+}
+
+static void spec_of(struct zos_vbox_spec *s, const struct env *e, const char *name, int port,
+                    int disk_mb)
+{
+    zos_vbox_spec_defaults(s, name, e->iso);
+    s->port = port;
+    s->disk_mb = disk_mb;
+}
+
+static void create_ok(struct env *e, const char *name, int port, int disk_mb)
+{
+    struct zos_vbox_spec s;
+    char err[1024] = "";
+    spec_of(&s, e, name, port, disk_mb);
+    int rc = zos_vbox_create(&e->vb, &s, err, sizeof err);
+    if (rc != ZOS_OK)
+        print_message("create %s: %s\n", name, err);
+    assert_int_equal(rc, ZOS_OK);
+}
+
+/* The uuid VirtualBox (the stub) gave NAME. */
+static void uuid_of(const struct env *e, const char *name, char *uuid)
+{
+    struct zos_vbox_list l = {0};
+    char err[1024];
+    assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
+    const struct zos_vbox_vm *vm = zos_vbox_list_find(&l, name);
+    assert_non_null(vm);
+    strcpy(uuid, vm->uuid);
+    zos_vbox_list_clear(&l);
+    log_reset(e);
+}
+
+static void state_of(const struct env *e, const char *name, char *state, size_t len)
+{
+    struct zos_vbox_info info = {0};
+    char err[1024];
+    assert_int_equal(zos_vbox_info(&e->vb, name, &info, err, sizeof err), ZOS_OK);
+    snprintf(state, len, "%s", info.state);
+    zos_vbox_info_clear(&info);
+    log_reset(e);
+}
+
+/* The §9.7 creation commands of a new VM NAME in E (after the port scan). */
+static void seq_create(struct seq *q, const struct env *e, const char *name, int port, int disk,
+                       bool make_hostonly)
+{
+    seq_add(q, "list|hostonlyifs");
+    if (make_hostonly)
+        seq_add(q, "hostonlyif|create");
+    seq_add(q, "createvm|--name|%s|--ostype|Linux_64|--register|--basefolder|%s/VirtualBox VMs",
+            name, e->dir);
+    seq_add(q,
+            "modifyvm|%s|--memory|4096|--ioapic|on|--boot1|dvd|--boot2|disk|--nic1|nat|--nic2|"
+            "hostonly|--hostonlyadapter2|vboxnet0|--vrde|on|--natpf1|redis,tcp,,%d,,6379",
+            name, port);
+    seq_add(q, "list|vms");
+    if (disk > 0) {
+        seq_add(
+            q,
+            "createmedium|disk|--filename|%s/VirtualBox VMs/%s/main%s.vdi|--size|%d|--format|VDI",
+            e->dir, name, name, disk);
+        seq_add(q, "storagectl|%s|--name|SATA Controller|--add|sata|--controller|IntelAHCI", name);
+        seq_add(q,
+                "storageattach|%s|--storagectl|SATA Controller|--port|0|--device|0|--type|hdd|"
+                "--medium|%s/VirtualBox VMs/%s/main%s.vdi",
+                name, e->dir, name, name);
+    }
+    seq_add(q, "storagectl|%s|--name|IDE Controller|--add|ide", name);
+    seq_add(q,
+            "storageattach|%s|--storagectl|IDE Controller|--port|0|--device|0|--type|dvddrive|"
+            "--medium|%s",
+            name, e->iso);
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static void test_parse_list(void **state)
+{
+    (void)state;
+    const char *text = "\"My Node\" {0b6a2c7e-1111-4a4a-9c9c-000000000001}\n"
+                       "\"ZOS-Test\" {0b6a2c7e-1111-4a4a-9c9c-000000000002}\r\n"
+                       "garbage line\n"
+                       "\"<inaccessible>\" {0b6a2c7e-1111-4a4a-9c9c-000000000003}\n"
+                       "\"say \"hi\" {x}\" {0b6a2c7e-1111-4a4a-9c9c-000000000004}";
+    struct zos_vbox_list l = {0};
+    assert_int_equal(zos_vbox_parse_list(text, &l), ZOS_OK);
+    assert_int_equal(l.n, 4);
+    assert_string_equal(l.vms[0].name, "My Node");
+    assert_string_equal(l.vms[0].uuid, "0b6a2c7e-1111-4a4a-9c9c-000000000001");
+    assert_string_equal(l.vms[1].name, "ZOS-Test"); /* the original lower-cased it */
+    assert_string_equal(l.vms[1].uuid, "0b6a2c7e-1111-4a4a-9c9c-000000000002");
+    assert_string_equal(l.vms[2].name, "<inaccessible>");
+    assert_string_equal(l.vms[3].name, "say \"hi\" {x}");
+    assert_non_null(zos_vbox_list_find(&l, "ZOS-Test"));
+    assert_null(zos_vbox_list_find(&l, "zos-test"));
+    zos_vbox_list_clear(&l);
+    assert_int_equal(zos_vbox_parse_list("", &l), ZOS_OK);
+    assert_int_equal(l.n, 0);
+}
+
+static void test_parse_info(void **state)
+{
+    (void)state;
+    const char *text =
+        "Name:                        zos\n"
+        "State:                       powered off (since 2024-05-01T10:00:00.000000000)\n"
+        "NIC 1:                       MAC: 080027, Attachment: NAT, Cable connected: on\n"
+        "NIC 1 Settings:  MTU: 0, Socket (send: 64, receive: 64)\n"
+        "NIC 1 Rule(0):   name = redis, protocol = tcp, host ip = , host port = 4444, guest ip "
+        "= , guest port = 6379\n"
+        "NIC 1 Rule(1):   name = ssh, protocol = udp, host ip = 127.0.0.1, host port = 2222, "
+        "guest ip = 10.0.2.15, guest port = 22\n";
+    struct zos_vbox_info i = {0};
+    assert_int_equal(zos_vbox_parse_info(text, &i), ZOS_OK);
+    assert_string_equal(i.state, "powered off");
+    assert_false(zos_vbox_info_running(&i));
+    assert_int_equal(i.nfwd, 2);
+    assert_int_equal(i.fwd[0].nic, 1);
+    assert_string_equal(i.fwd[0].name, "redis");
+    assert_string_equal(i.fwd[0].proto, "tcp");
+    assert_string_equal(i.fwd[0].host_ip, "");
+    assert_int_equal(i.fwd[0].host_port, 4444);
+    assert_int_equal(i.fwd[0].guest_port, 6379);
+    assert_string_equal(i.fwd[1].name, "ssh");
+    assert_string_equal(i.fwd[1].proto, "udp");
+    assert_string_equal(i.fwd[1].host_ip, "127.0.0.1");
+    assert_int_equal(i.fwd[1].host_port, 2222);
+    assert_string_equal(i.fwd[1].guest_ip, "10.0.2.15");
+    assert_int_equal(i.fwd[1].guest_port, 22);
+    zos_vbox_info_clear(&i);
+    assert_int_equal(zos_vbox_parse_info("State:   running (since x)\n", &i), ZOS_OK);
+    assert_true(zos_vbox_info_running(&i));
+    zos_vbox_info_clear(&i);
+}
+
+static void test_verbs(void **state)
+{
+    (void)state;
+    enum zos_vbox_verb v;
+    assert_int_equal(zos_vbox_verb_parse("create", &v), ZOS_OK);
+    assert_int_equal(v, ZOS_VBOX_CREATE);
+    assert_int_equal(zos_vbox_verb_parse("LIST", &v), ZOS_OK);
+    assert_int_equal(v, ZOS_VBOX_LIST);
+    assert_int_equal(zos_vbox_verb_parse("Delete", &v), ZOS_OK);
+    assert_string_equal(zos_vbox_verb_name(v), "DELETE");
+    assert_int_equal(zos_vbox_verb_parse("explode", &v), ZOS_ERR);
+}
+
+/* ---- VBoxManage sequences ------------------------------------------------ */
+
+static void test_create_sequence(void **state)
+{
+    struct env *e = *state;
+    struct seq q = {0};
+    char st[32];
+    create_ok(e, "zos", 4444, 20480);
+    seq_add(&q, "list|vms");
+    seq_create(&q, e, "zos", 4444, 20480, true);
+    expect_cmds(e, &q);
+
+    /* What VirtualBox now holds: the redis forward, powered off. */
+    struct zos_vbox_info info = {0};
+    char err[1024];
+    assert_int_equal(zos_vbox_info(&e->vb, "zos", &info, err, sizeof err), ZOS_OK);
+    assert_string_equal(info.state, "powered off");
+    assert_int_equal(info.nfwd, 1);
+    assert_string_equal(info.fwd[0].name, "redis");
+    assert_int_equal(info.fwd[0].host_port, 4444);
+    assert_int_equal(info.fwd[0].guest_port, 6379);
+    zos_vbox_info_clear(&info);
+    log_reset(e);
+
+    /* A second VM: the first one's forwards are looked at, vboxnet0 exists now. */
+    char uuid[40];
+    uuid_of(e, "zos", uuid);
+    create_ok(e, "second", 4445, 0);
+    memset(&q, 0, sizeof q);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_create(&q, e, "second", 4445, 0, false);
+    expect_cmds(e, &q);
+    state_of(e, "second", st, sizeof st);
+    assert_string_equal(st, "powered off");
+
+    /* And creating it again is refused before anything is changed. */
+    struct zos_vbox_spec s;
+    spec_of(&s, e, "zos", 4446, 0);
+    assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_ERR);
+    assert_string_equal(err, "VirtualBox VM 'zos' already exists");
+    memset(&q, 0, sizeof q);
+    seq_add(&q, "list|vms");
+    expect_cmds(e, &q);
+}
+
+static void test_start_stop(void **state)
+{
+    struct env *e = *state;
+    struct seq q = {0};
+    char err[1024], uuid[40], st[32];
+    create_ok(e, "zos", 4444, 0);
+    uuid_of(e, "zos", uuid);
+
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_add(&q, "startvm|%s|--type|headless", uuid);
+    expect_cmds(e, &q);
+    state_of(e, "zos", st, sizeof st);
+    assert_string_equal(st, "running");
+
+    /* Already running: looked at, not started twice. */
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    q.n = 2;
+    expect_cmds(e, &q);
+
+    assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    seq_add(&q, "controlvm|%s|poweroff", uuid);
+    expect_cmds(e, &q);
+    state_of(e, "zos", st, sizeof st);
+    assert_string_equal(st, "powered off");
+
+    /* Stopping a stopped VM changes nothing. */
+    assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    q.n = 2;
+    expect_cmds(e, &q);
+}
+
+static void test_start_display(void **state)
+{
+    struct env *e = *state;
+    struct seq q = {0};
+    char err[1024], uuid[40];
+    create_ok(e, "zos", 4444, 0);
+    uuid_of(e, "zos", uuid);
+
+    /* A display alone does not make a window: headless is the default. */
+    setenv("DISPLAY", ":0", 1);
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_add(&q, "startvm|%s|--type|headless", uuid);
+    expect_cmds(e, &q);
+    assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    log_reset(e);
+
+    /* gui asked for and a display: a window. */
+    e->vb.gui = true;
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    snprintf(q.s[2], sizeof q.s[2], "startvm|%s|--type|gui", uuid);
+    expect_cmds(e, &q);
+    assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    log_reset(e);
+
+    /* gui asked for, no display: headless (the stub's gui start would crash). */
+    unsetenv("DISPLAY");
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    snprintf(q.s[2], sizeof q.s[2], "startvm|%s|--type|headless", uuid);
+    expect_cmds(e, &q);
+}
+
+static void check_delete(struct env *e, bool running)
+{
+    struct seq q = {0};
+    char err[1024], uuid[40], dir[PATH_MAX + 32], junk[PATH_MAX + 64];
+    create_ok(e, "zos", 4444, 1024);
+    uuid_of(e, "zos", uuid);
+    if (running)
+        assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    snprintf(dir, sizeof dir, "%s/VirtualBox VMs/zos", e->dir);
+    snprintf(junk, sizeof junk, "%s/Logs", dir);
+    assert_int_equal(mkdir(junk, 0700), 0); /* VirtualBox leaves such things behind */
+    strcat(junk, "/VBox.log");
+    write_file(junk, "log\n", 4);
+    log_reset(e);
+
+    assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    if (running)
+        seq_add(&q, "controlvm|%s|poweroff", uuid);
+    seq_add(&q, "unregistervm|%s|--delete", uuid);
+    expect_cmds(e, &q);
+    assert_false(exists(dir));
+
+    struct zos_vbox_list l = {0};
+    assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
+    assert_int_equal(l.n, 0);
+    zos_vbox_list_clear(&l);
+
+    assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_VBOX_NOVM);
+    assert_string_equal(err, "no VirtualBox VM named 'zos'");
+}
+
+static void test_delete_running(void **state)
+{
+    check_delete(*state, true);
+}
+
+static void test_delete_stopped(void **state)
+{
+    check_delete(*state, false);
+}
+
+static void test_reset(void **state)
+{
+    struct env *e = *state;
+    struct seq q = {0};
+    struct zos_vbox_spec s;
+    char err[1024], uuid[40], uuid2[40], st[32];
+
+    /* Reset of a VM that does not exist yet: a leftover directory goes, then create. */
+    char dir[PATH_MAX + 32], leftover[PATH_MAX + 48];
+    snprintf(dir, sizeof dir, "%s/VirtualBox VMs/zos", e->dir);
+    assert_int_equal(mkdir_p_test(dir), 0);
+    snprintf(leftover, sizeof leftover, "%s/zos.vbox", dir);
+    write_file(leftover, "<old/>\n", 7); /* createvm would refuse to overwrite it */
+    spec_of(&s, e, "zos", 4444, 0);
+    assert_int_equal(zos_vbox_reset(&e->vb, &s, err, sizeof err), ZOS_OK);
+    seq_add(&q, "list|vms");
+    seq_create(&q, e, "zos", 4444, 0, true);
+    expect_cmds(e, &q);
+
+    /* Reset of a running VM: port check, vmDelete, then the creation sequence. */
+    uuid_of(e, "zos", uuid);
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    log_reset(e);
+    spec_of(&s, e, "zos", 4444, 2048);
+    assert_int_equal(zos_vbox_reset(&e->vb, &s, err, sizeof err), ZOS_OK);
+    memset(&q, 0, sizeof q);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_add(&q, "controlvm|%s|poweroff", uuid);
+    seq_add(&q, "unregistervm|%s|--delete", uuid);
+    seq_create(&q, e, "zos", 4444, 2048, false);
+    expect_cmds(e, &q);
+    uuid_of(e, "zos", uuid2);
+    assert_string_not_equal(uuid, uuid2);
+    state_of(e, "zos", st, sizeof st);
+    assert_string_equal(st, "powered off");
+
+    /* A reset onto a port another VM forwards deletes nothing. */
+    create_ok(e, "other", 4445, 0);
+    uuid_of(e, "other", uuid);
+    spec_of(&s, e, "zos", 4445, 0);
+    assert_int_equal(zos_vbox_reset(&e->vb, &s, err, sizeof err), ZOS_VBOX_CONFLICT);
+    assert_string_equal(err, "port 4445 already taken by VM 'other'");
+    memset(&q, 0, sizeof q);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    expect_cmds(e, &q);
+    uuid_of(e, "zos", uuid);
+    assert_string_equal(uuid, uuid2);
+}
+
+/* VirtualBox keeps the session lock a moment after poweroff: unregistervm is retried. */
+static void test_delete_locked(void **state)
+{
+    struct env *e = *state;
+    struct seq q = {0};
+    char err[1024], uuid[40];
+    create_ok(e, "zos", 4444, 0);
+    uuid_of(e, "zos", uuid);
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    log_reset(e);
+    setenv("VBOX_STUB_LOCKED", "2", 1);
+    assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    unsetenv("VBOX_STUB_LOCKED");
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_add(&q, "controlvm|%s|poweroff", uuid);
+    for (int i = 0; i < 3; i++)
+        seq_add(&q, "unregistervm|%s|--delete", uuid);
+    expect_cmds(e, &q);
+}
+
+static void test_port_conflict(void **state)
+{
+    struct env *e = *state;
+    struct seq q = {0};
+    struct zos_vbox_spec s;
+    char err[1024], uuid[40];
+    create_ok(e, "Node A", 4444, 0);
+    uuid_of(e, "Node A", uuid);
+
+    spec_of(&s, e, "node-b", 4444, 0);
+    assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_VBOX_CONFLICT);
+    assert_string_equal(err, "port 4444 already taken by VM 'Node A'");
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    expect_cmds(e, &q); /* nothing was created */
+
+    assert_int_equal(zos_vbox_check_port(&e->vb, 4444, NULL, err, sizeof err), ZOS_VBOX_CONFLICT);
+    assert_string_equal(err, "port 4444 already taken by VM 'Node A'");
+    assert_int_equal(zos_vbox_check_port(&e->vb, 4444, "Node A", err, sizeof err), ZOS_OK);
+    assert_int_equal(zos_vbox_check_port(&e->vb, 4445, NULL, err, sizeof err), ZOS_OK);
+    log_reset(e);
+
+    s.port = 4445;
+    assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_OK);
+}
+
+static void test_vboxmanage_missing(void **state)
+{
+    struct env *e = *state;
+    struct zos_vbox vb;
+    char err[256], dir[PATH_MAX + 16], link[PATH_MAX + 32], target[PATH_MAX + 16];
+
+    snprintf(dir, sizeof dir, "%s/empty", e->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    setenv("PATH", dir, 1);
+    assert_int_equal(zos_vbox_init(&vb, NULL, err, sizeof err), ZOS_VBOX_NOTFOUND);
+    assert_string_equal(err, "VirtualBox is not installed: VBoxManage not found on PATH");
+
+    /* The lower-case name some packages install is found too. */
+    snprintf(dir, sizeof dir, "%s/lower", e->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(link, sizeof link, "%s/vboxmanage", dir);
+    snprintf(target, sizeof target, "%s/VBoxManage", fixtures);
+    assert_int_equal(symlink(target, link), 0);
+    setenv("PATH", dir, 1);
+    assert_int_equal(zos_vbox_init(&vb, NULL, err, sizeof err), ZOS_OK);
+    assert_string_equal(vb.bin, link);
+    assert_string_equal(vb.home, e->dir);
+}
+
+static void test_failing_subcommand(void **state)
+{
+    struct env *e = *state;
+    struct zos_vbox_spec s;
+    char err[1024];
+    size_t n;
+
+    setenv("VBOX_STUB_FAIL", "storagectl", 1);
+    spec_of(&s, e, "zos", 4444, 1024);
+    assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_ERR);
+    assert_string_equal(err,
+                        "VBoxManage storagectl failed (exit 1): VBoxManage: error: injected "
+                        "failure of storagectl [VBoxManage storagectl zos --name 'SATA Controller' "
+                        "--add sata --controller IntelAHCI]");
+    /* The half-made VM was taken back. */
+    char **ran = log_take(e, &n);
+    assert_true(n >= 2);
+    assert_string_equal(ran[n - 2], "storagectl|zos|--name|SATA Controller|--add|sata|"
+                                    "--controller|IntelAHCI");
+    assert_string_equal(ran[n - 1], "unregistervm|zos|--delete");
+    log_free(ran, n);
+    unsetenv("VBOX_STUB_FAIL");
+    struct zos_vbox_list l = {0};
+    assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
+    assert_int_equal(l.n, 0);
+    zos_vbox_list_clear(&l);
+
+    /* VirtualBox's own message comes through, not a progress line. */
+    create_ok(e, "zos", 4444, 0);
+    setenv("VBOX_STUB_FAIL", "startvm", 1);
+    setenv("VBOX_STUB_FAIL_MSG", "VT-x is not available (VERR_VMX_NO_VMX)", 1);
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_ERR);
+    assert_non_null(strstr(err, "VBoxManage startvm failed (exit 1): VBoxManage: error: VT-x "
+                                "is not available (VERR_VMX_NO_VMX) [VBoxManage startvm "));
+
+    /* The first command failing: nothing to roll back, the listing error shown. */
+    setenv("VBOX_STUB_FAIL", "list", 1);
+    unsetenv("VBOX_STUB_FAIL_MSG");
+    assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_ERR);
+    assert_string_equal(err, "VBoxManage list failed (exit 1): VBoxManage: error: injected "
+                             "failure of list [VBoxManage list vms]");
+}
+
+static void test_names(void **state)
+{
+    struct env *e = *state;
+    struct zos_vbox_list l = {0};
+    char err[1024], st[32];
+    create_ok(e, "My Node", 4444, 0);
+    create_ok(e, "ZOS Capital's", 4445, 0);
+    assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.vms[0].name, "My Node");
+    assert_string_equal(l.vms[1].name, "ZOS Capital's");
+    assert_int_equal(strlen(l.vms[1].uuid), 36);
+    zos_vbox_list_clear(&l);
+
+    /* Names with spaces, capitals and quotes go through argv untouched. */
+    assert_int_equal(zos_vbox_start(&e->vb, "ZOS Capital's", err, sizeof err), ZOS_OK);
+    state_of(e, "ZOS Capital's", st, sizeof st);
+    assert_string_equal(st, "running");
+    assert_int_equal(zos_vbox_start(&e->vb, "zos capital's", err, sizeof err), ZOS_VBOX_NOVM);
+
+    /* Names that could be options or paths are refused before anything runs. */
+    static const char *const bad[] = {"", "-rf", "a/b", "..", ".", "tab\there"};
+    struct zos_vbox_spec s;
+    log_reset(e);
+    for (size_t i = 0; i < ZOS_ARRAY_LEN(bad); i++) {
+        spec_of(&s, e, bad[i], 4450, 0);
+        assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_ERR);
+        assert_non_null(strstr(err, "invalid VM name"));
+        assert_int_equal(zos_vbox_delete(&e->vb, bad[i], err, sizeof err), ZOS_ERR);
+    }
+    spec_of(&s, e, "fine", 4450, 0);
+    s.iso = "/nonexistent/zos.iso";
+    assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_ERR);
+    assert_string_equal(err, "ISO '/nonexistent/zos.iso': No such file or directory");
+    struct seq none = {0};
+    expect_cmds(e, &none);
+}
+
+/* ---- the asynchronous runner and operations ------------------------------ */
+
+struct proc_seen {
+    int calls;
+    int status;
+    char *out, *err;
+    struct timespec at;
+};
+
+static void on_proc(void *arg, struct zos_vbox_result *res, const char *err)
+{
+    struct proc_seen *p = arg;
+    assert_null(err);
+    p->calls++;
+    p->status = res->status;
+    p->out = res->out; /* taken */
+    p->err = res->err;
+    res->out = res->err = NULL;
+    clock_gettime(CLOCK_MONOTONIC, &p->at);
+}
+
+static double since(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static void run_proc(struct event_base *base, char *const argv[], struct proc_seen *p)
+{
+    char err[256];
+    memset(p, 0, sizeof *p);
+    struct zos_vbox_proc *pr = zos_vbox_spawn(base, argv, on_proc, p, err, sizeof err);
+    assert_non_null(pr);
+    assert_int_equal(p->calls, 0); /* never inside the call */
+    event_base_dispatch(base);
+    assert_int_equal(p->calls, 1);
+}
+
+static void test_async_spawn(void **state)
+{
+    struct env *e = *state;
+    struct event_base *base = event_base_new();
+    struct proc_seen p;
+    char err[256];
+    assert_non_null(base);
+
+    char *hostonly[] = {e->vb.bin, "hostonlyif", "create", NULL};
+    run_proc(base, hostonly, &p);
+    assert_int_equal(p.status, 0);
+    assert_string_equal(p.out, "Interface 'vboxnet0' was successfully created\n");
+    assert_non_null(strstr(p.err, "100%"));
+    free(p.out);
+    free(p.err);
+
+    setenv("VBOX_STUB_FAIL", "list", 1);
+    char *list[] = {e->vb.bin, "list", "vms", NULL};
+    run_proc(base, list, &p);
+    assert_int_equal(p.status, 1);
+    assert_string_equal(p.out, "");
+    assert_string_equal(p.err, "VBoxManage: error: injected failure of list\n");
+    free(p.out);
+    free(p.err);
+
+    /* Much output on both pipes, an exit status, a signal. */
+    char *big[] = {"/bin/sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x; echo oops >&2; exit 3",
+                   NULL};
+    run_proc(base, big, &p);
+    assert_int_equal(p.status, 3);
+    assert_int_equal(strlen(p.out), 300000);
+    assert_string_equal(p.err, "oops\n");
+    free(p.out);
+    free(p.err);
+    char *killed[] = {"/bin/sh", "-c", "kill -9 $$", NULL};
+    run_proc(base, killed, &p);
+    assert_int_equal(p.status, 128 + 9);
+    free(p.out);
+    free(p.err);
+
+    /* A grandchild keeping the pipes open does not hold the callback. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char *daemon[] = {"/bin/sh", "-c", "sleep 30 & echo $!; exit 0", NULL};
+    run_proc(base, daemon, &p);
+    assert_int_equal(p.status, 0);
+    assert_true(since(&t0, &p.at) < 5.0);
+    pid_t grandchild = (pid_t)atoi(p.out);
+    assert_true(grandchild > 1);
+    kill(grandchild, SIGKILL);
+    free(p.out);
+    free(p.err);
+
+    /* A program that does not exist is an error at once, no callback. */
+    char *nothing[] = {"/nonexistent/VBoxManage", "list", NULL};
+    assert_null(zos_vbox_spawn(base, nothing, on_proc, &p, err, sizeof err));
+    assert_string_equal(err, "cannot run '/nonexistent/VBoxManage': No such file or directory");
+
+    /* Cancel: killed and reaped, no callback. */
+    char *slow[] = {"/bin/sleep", "30", NULL};
+    memset(&p, 0, sizeof p);
+    struct zos_vbox_proc *pr = zos_vbox_spawn(base, slow, on_proc, &p, err, sizeof err);
+    assert_non_null(pr);
+    zos_vbox_proc_cancel(pr);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(p.calls, 0);
+    event_base_free(base);
+}
+
+static void test_exec_blocking(void **state)
+{
+    (void)state;
+    struct zos_vbox_result r = {0};
+    char err[256];
+    char *argv[] = {"/bin/sh", "-c", "echo out; echo err >&2; exit 7", NULL};
+    assert_int_equal(zos_vbox_exec(NULL, argv, &r, err, sizeof err), ZOS_OK);
+    assert_int_equal(r.status, 7);
+    assert_string_equal(r.out, "out\n");
+    assert_string_equal(r.err, "err\n");
+    zos_vbox_result_clear(&r);
+    char *none[] = {"no-such-program-zos", NULL};
+    assert_int_equal(zos_vbox_exec(NULL, none, &r, err, sizeof err), ZOS_ERR);
+    assert_string_equal(err, "cannot run 'no-such-program-zos': No such file or directory");
+    /* The child gets no descriptor of ours beyond 0-2. */
+    char *fds[] = {"/bin/sh", "-c", "ls /proc/self/fd | wc -l", NULL};
+    int extra = open("/dev/null", O_RDONLY); /* not close-on-exec */
+    assert_int_equal(zos_vbox_exec(NULL, fds, &r, err, sizeof err), ZOS_OK);
+    close(extra);
+    assert_int_equal(atoi(r.out), 4); /* 0, 1, 2 and ls's own directory */
+    zos_vbox_result_clear(&r);
+}
+
+struct op_seen {
+    int calls;
+    int rc;
+    char err[1024];
+    char names[8][64];
+    size_t nvms;
+    char state[32];
+    struct event_base *base;
+};
+
+static void on_op(void *arg, const struct zos_vbox_reply *r)
+{
+    struct op_seen *s = arg;
+    s->calls++;
+    s->rc = r->rc;
+    snprintf(s->err, sizeof s->err, "%s", r->err);
+    s->nvms = r->list ? r->list->n : 0;
+    for (size_t i = 0; r->list && i < r->list->n && i < 8; i++)
+        snprintf(s->names[i], sizeof s->names[i], "%s", r->list->vms[i].name);
+    snprintf(s->state, sizeof s->state, "%s", r->info ? r->info->state : "");
+    event_base_loopbreak(s->base);
+}
+
+static int ticks;
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    ticks++;
+}
+
+static void run_op(struct env *e, struct event_base *base, enum zos_vbox_verb verb,
+                   const struct zos_vbox_spec *spec, struct op_seen *s)
+{
+    memset(s, 0, sizeof *s);
+    s->base = base;
+    struct zos_vbox_op *op = zos_vbox_submit(&e->vb, base, verb, spec, on_op, s);
+    assert_non_null(op);
+    assert_int_equal(s->calls, 0);
+    event_base_dispatch(base);
+    assert_int_equal(s->calls, 1);
+}
+
+static void test_async_ops(void **state)
+{
+    struct env *e = *state;
+    struct event_base *base = event_base_new();
+    struct zos_vbox_spec spec;
+    struct op_seen s;
+    struct seq q = {0};
+    char uuid[40];
+
+    /* The loop keeps turning while the sequence runs: a 5 ms timer ticks. */
+    struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 5000};
+    event_add(tick, &tv);
+    ticks = 0;
+    spec_of(&spec, e, "Async VM", 4444, 512);
+    run_op(e, base, ZOS_VBOX_CREATE, &spec, &s);
+    assert_int_equal(s.rc, ZOS_OK);
+    assert_string_equal(s.err, "");
+    assert_true(ticks >= 10);
+    seq_add(&q, "list|vms");
+    seq_create(&q, e, "Async VM", 4444, 512, true);
+    expect_cmds(e, &q); /* the same commands as the blocking create */
+    event_free(tick);
+    tick = NULL;
+
+    run_op(e, base, ZOS_VBOX_LIST, NULL, &s);
+    assert_int_equal(s.rc, ZOS_OK);
+    assert_int_equal(s.nvms, 1);
+    assert_string_equal(s.names[0], "Async VM");
+    uuid_of(e, "Async VM", uuid);
+
+    struct zos_vbox_spec named = {.name = "Async VM"};
+    run_op(e, base, ZOS_VBOX_START, &named, &s);
+    assert_int_equal(s.rc, ZOS_OK);
+    memset(&q, 0, sizeof q);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_add(&q, "startvm|%s|--type|headless", uuid);
+    expect_cmds(e, &q);
+    run_op(e, base, ZOS_VBOX_INFO, &named, &s);
+    assert_string_equal(s.state, "running");
+
+    spec_of(&spec, e, "other", 4444, 0);
+    run_op(e, base, ZOS_VBOX_CREATE, &spec, &s);
+    assert_int_equal(s.rc, ZOS_VBOX_CONFLICT);
+    assert_string_equal(s.err, "port 4444 already taken by VM 'Async VM'");
+
+    run_op(e, base, ZOS_VBOX_STOP, &named, &s);
+    assert_int_equal(s.rc, ZOS_OK);
+    run_op(e, base, ZOS_VBOX_INFO, &named, &s);
+    assert_string_equal(s.state, "powered off");
+    log_reset(e);
+
+    setenv("VBOX_STUB_LOCKED", "1", 1); /* the retry waits on a timer, not in a sleep */
+    ticks = 0;
+    tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    event_add(tick, &tv);
+    run_op(e, base, ZOS_VBOX_DELETE, &named, &s);
+    event_free(tick);
+    unsetenv("VBOX_STUB_LOCKED");
+    assert_int_equal(s.rc, ZOS_OK);
+    assert_true(ticks >= 50);
+    memset(&q, 0, sizeof q);
+    seq_add(&q, "list|vms");
+    seq_add(&q, "showvminfo|%s", uuid);
+    seq_add(&q, "unregistervm|%s|--delete", uuid);
+    seq_add(&q, "unregistervm|%s|--delete", uuid);
+    expect_cmds(e, &q);
+    run_op(e, base, ZOS_VBOX_DELETE, &named, &s);
+    assert_int_equal(s.rc, ZOS_VBOX_NOVM);
+
+    setenv("VBOX_STUB_FAIL", "list", 1);
+    run_op(e, base, ZOS_VBOX_LIST, NULL, &s);
+    assert_int_equal(s.rc, ZOS_ERR);
+    assert_string_equal(s.err, "VBoxManage list failed (exit 1): VBoxManage: error: injected "
+                               "failure of list [VBoxManage list vms]");
+    unsetenv("VBOX_STUB_FAIL");
+
+    /* Cancelled before the loop ran it, and in the middle of a command. */
+    memset(&s, 0, sizeof s);
+    struct zos_vbox_op *op = zos_vbox_submit(&e->vb, base, ZOS_VBOX_LIST, NULL, on_op, &s);
+    zos_vbox_op_cancel(op);
+    spec_of(&spec, e, "cancelled", 4460, 0);
+    op = zos_vbox_submit(&e->vb, base, ZOS_VBOX_CREATE, &spec, on_op, &s);
+    event_base_loop(base, EVLOOP_ONCE); /* the first command is started */
+    zos_vbox_op_cancel(op);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(s.calls, 0);
+    event_base_free(base);
+}
+
+/* ---- qemu ---------------------------------------------------------------- */
+
+static void test_qemu_argv(void **state)
+{
+    (void)state;
+    char err[256];
+    struct zos_vbox_qemu q = {
+        .name = "zos,1",
+        .iso = "/home/u/.zos/zos.iso",
+        .disk = "/home/u/my,disks/zos.qcow2",
+        .memory_mb = 2048,
+        .port = 4444,
+        .state_dir = "/home/u/.zos/qemu/zos",
+        .accel = "tcg",
+    };
+    static const char *const want[] = {
+        "qemu-system-x86_64",
+        "-name",
+        "guest=zos,,1",
+        "-accel",
+        "tcg",
+        "-m",
+        "2048",
+        "-boot",
+        "order=dc",
+        "-cdrom",
+        "/home/u/.zos/zos.iso",
+        "-drive",
+        "file=/home/u/my,,disks/zos.qcow2,format=qcow2,if=virtio",
+        "-netdev",
+        "user,id=n0,hostfwd=tcp:127.0.0.1:4444-:6379",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+        "-display",
+        "none",
+        "-serial",
+        "file:/home/u/.zos/qemu/zos/serial.log",
+        "-monitor",
+        "none",
+        "-pidfile",
+        "/home/u/.zos/qemu/zos/qemu.pid",
+        "-daemonize",
+    };
+    char **argv = zos_vbox_qemu_argv(&q, err, sizeof err);
+    assert_non_null(argv);
+    size_t n = 0;
+    for (; argv[n] != NULL; n++) {
+        assert_true(n < ZOS_ARRAY_LEN(want));
+        assert_string_equal(argv[n], want[n]);
+    }
+    assert_int_equal(n, ZOS_ARRAY_LEN(want));
+    zos_vbox_argv_free(argv);
+
+    /* A raw disk, e1000, no disk at all. */
+    q.disk = "/d/zos.img";
+    q.nic = "e1000";
+    argv = zos_vbox_qemu_argv(&q, err, sizeof err);
+    assert_string_equal(argv[12], "file=/d/zos.img,format=raw,if=virtio");
+    assert_string_equal(argv[16], "e1000,netdev=n0");
+    zos_vbox_argv_free(argv);
+    q.disk = NULL;
+    argv = zos_vbox_qemu_argv(&q, err, sizeof err);
+    assert_string_equal(argv[11], "-netdev");
+    zos_vbox_argv_free(argv);
+
+    q.port = 70000;
+    assert_null(zos_vbox_qemu_argv(&q, err, sizeof err));
+    assert_string_equal(err, "qemu VM 'zos,1': port must be 1..65535");
+    q.port = 4444;
+    q.nic = "e1000,romfile=/etc/shadow";
+    assert_null(zos_vbox_qemu_argv(&q, err, sizeof err));
+    assert_string_equal(err, "qemu VM 'zos,1': bad NIC model");
+
+    char dir[256];
+    assert_int_equal(zos_vbox_qemu_dir("/home/u", "zos", dir, sizeof dir), ZOS_OK);
+    assert_string_equal(dir, "/home/u/.zos/qemu/zos");
+    assert_int_equal(zos_vbox_qemu_dir("/home/u", "../x", dir, sizeof dir), ZOS_ERR);
+}
+
+static void test_qemu_disk(void **state)
+{
+    struct env *e = *state;
+    char path[PATH_MAX + 32], err[256];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/disk.img", e->dir);
+    assert_int_equal(zos_vbox_qemu_disk(path, 64, err, sizeof err), ZOS_OK);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 64 << 20);
+    assert_int_equal(zos_vbox_qemu_disk(path, 128, err, sizeof err), ZOS_OK); /* kept */
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 64 << 20);
+
+    char img[PATH_MAX];
+    snprintf(path, sizeof path, "%s/disk.qcow2", e->dir);
+    if (!zos_vbox_which("qemu-img", img, sizeof img)) {
+        assert_int_equal(zos_vbox_qemu_disk(path, 64, err, sizeof err), ZOS_VBOX_NOTFOUND);
+        print_message("qemu-img not installed: qcow2 creation not exercised\n");
+        return;
+    }
+    assert_int_equal(zos_vbox_qemu_disk(path, 64, err, sizeof err), ZOS_OK);
+    char magic[4] = "";
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(magic, 1, 4, f), 4);
+    fclose(f);
+    assert_memory_equal(magic, "QFI\xfb", 4);
+}
+
+/* A minimal ISO 9660 image: 16 empty sectors, a primary volume descriptor,
+ * the set terminator.  Nothing boots from it; qemu only has to open it. */
+static void make_tiny_iso(const char *path)
+{
+    static char img[19 * 2048];
+    memset(img, 0, sizeof img);
+    memcpy(img + 16 * 2048,
+           "\x01"
+           "CD001\x01",
+           7);
+    memcpy(img + 16 * 2048 + 40, "ZOS_TEST", 8);
+    memcpy(img + 17 * 2048,
+           "\xff"
+           "CD001\x01",
+           7);
+    write_file(path, img, sizeof img);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static bool port_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void test_qemu_start(void **state)
+{
+    struct env *e = *state;
+    char err[512], bin[PATH_MAX], iso[PATH_MAX + 16], dir[PATH_MAX];
+    struct zos_vbox_qemu q = {.name = "zos", .memory_mb = 64, .iso = iso, .state_dir = dir};
+    snprintf(iso, sizeof iso, "%s/tiny.iso", e->dir);
+    assert_int_equal(zos_vbox_qemu_dir(e->dir, "zos", dir, sizeof dir), ZOS_OK);
+
+    q.binary = "qemu-system-none-such";
+    q.port = 4444;
+    assert_int_equal(zos_vbox_qemu_start(&q, err, sizeof err), ZOS_VBOX_NOTFOUND);
+    assert_string_equal(err, "qemu is not installed: qemu-system-none-such not found on PATH");
+    q.binary = NULL;
+
+    if (!zos_vbox_which("qemu-system-x86_64", bin, sizeof bin)) {
+        print_message(
+            "test_qemu_start: skipped: qemu-system-x86_64 is not installed (apt-get install "
+            "qemu-system-x86): the qemu start test did not run\n");
+        skip();
+    }
+    make_tiny_iso(iso);
+    q.port = free_port();
+    assert_false(port_accepts(q.port));
+    int rc = zos_vbox_qemu_start(&q, err, sizeof err);
+    if (rc != ZOS_OK)
+        print_message("qemu start: %s\n", err);
+    assert_int_equal(rc, ZOS_OK);
+    pid_t pid = zos_vbox_qemu_pid(dir);
+    assert_true(pid > 1);
+
+    bool accepted = false;
+    for (int i = 0; i < 100 && !accepted; i++) { /* daemonize returns once it listens */
+        accepted = port_accepts(q.port);
+        if (!accepted)
+            usleep(100000);
+    }
+    assert_int_equal(zos_vbox_qemu_start(&q, err, sizeof err), ZOS_ERR);
+    assert_non_null(strstr(err, "is already running"));
+    assert_int_equal(zos_vbox_qemu_stop(dir, err, sizeof err), ZOS_OK);
+    assert_true(accepted);
+    assert_int_equal(zos_vbox_qemu_pid(dir), 0);
+    assert_false(port_accepts(q.port));
+    assert_int_equal(zos_vbox_qemu_stop(dir, err, sizeof err), ZOS_OK); /* not running: fine */
+}
+
+static int fds_at_start;
+
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/* After all of the above (a long-running proxy does this all day). */
+static void test_no_fd_leaked(void **state)
+{
+    (void)state;
+    assert_int_equal(count_fds(), fds_at_start);
+}
+
+/* tests/fixtures beside the build directory this binary lives in
+ * (<repo>/<build>/tests/test_vbox), or ZOS_FIXTURES. */
+static int find_fixtures(void)
+{
+    char exe[PATH_MAX], probe[PATH_MAX + 32];
+    const char *env = getenv("ZOS_FIXTURES");
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (env != NULL) {
+        snprintf(fixtures, sizeof fixtures, "%s", env);
+    } else if (n > 0) {
+        exe[n] = '\0';
+        for (int i = 0; i < 3 && strrchr(exe, '/'); i++)
+            *strrchr(exe, '/') = '\0';
+        snprintf(fixtures, sizeof fixtures, "%.*s/tests/fixtures", PATH_MAX - 20, exe);
+    }
+    snprintf(probe, sizeof probe, "%s/VBoxManage", fixtures);
+    if (access(probe, X_OK) != 0 && realpath("tests/fixtures", fixtures) == NULL) {
+        fprintf(stderr, "test_vbox: cannot find tests/fixtures/VBoxManage\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    const char *path = getenv("PATH");
+    snprintf(orig_path, sizeof orig_path, "%s", path ? path : "/usr/bin:/bin");
+    if (find_fixtures() != 0)
+        return 1;
+    fds_at_start = count_fds();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_list),
+        cmocka_unit_test(test_parse_info),
+        cmocka_unit_test(test_verbs),
+        cmocka_unit_test_setup_teardown(test_create_sequence, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_start_stop, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_start_display, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_running, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_stopped, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_reset, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_locked, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_port_conflict, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_vboxmanage_missing, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_failing_subcommand, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_names, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_async_spawn, env_setup, env_teardown),
+        cmocka_unit_test(test_exec_blocking),
+        cmocka_unit_test_setup_teardown(test_async_ops, env_setup, env_teardown),
+        cmocka_unit_test(test_qemu_argv),
+        cmocka_unit_test_setup_teardown(test_qemu_disk, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_qemu_start, env_setup, env_teardown),
+        cmocka_unit_test(test_no_fd_leaked),
+    };
+    return cmocka_run_group_tests_name("vbox", tests, NULL, NULL);
+}
