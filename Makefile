@@ -120,7 +120,7 @@ FUZZ := $(BUILD)/fuzz/fuzz_resp
 fuzz: $(FUZZ)
 $(FUZZ): tests/fuzz/fuzz_resp.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
 	    $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_resp.c $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
 
 install: all

@@ -45,7 +45,7 @@ static void rd_init(struct rd *r, struct evbuffer *buf)
 
     r->buf = buf;
     r->total = evbuffer_get_length(buf);
-    r->mem = NULL;
+    r->mem = "";
     r->memlen = 0;
     r->have_at = false;
     if (r->total > 0 && evbuffer_peek(buf, -1, NULL, &v, 1) > 0) {
@@ -209,6 +209,25 @@ static int hex_val(char c)
     return -1;
 }
 
+/* The character "\C" stands for inside double quotes. */
+static char unescape(char c)
+{
+    switch (c) {
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'b':
+        return '\b';
+    case 'a':
+        return '\a';
+    default:
+        return c;
+    }
+}
+
 /* Writes one character of the current token, when there is somewhere to write. */
 #define EMIT(ch)                                                                                   \
     do {                                                                                           \
@@ -249,14 +268,7 @@ static long split_args(const char *s, const char *end, char *dst, char **argv, s
                     s += 3;
                 } else if (*s == '\\' && end - s >= 2) {
                     s++;
-                    switch (*s) {
-                    case 'n': EMIT('\n'); break;
-                    case 'r': EMIT('\r'); break;
-                    case 't': EMIT('\t'); break;
-                    case 'b': EMIT('\b'); break;
-                    case 'a': EMIT('\a'); break;
-                    default: EMIT(*s); break;
-                    }
+                    EMIT(unescape(*s));
                 } else if (*s == '"') {
                     if (end - s >= 2 && !is_space(s[1]))
                         return -1;
@@ -284,10 +296,18 @@ static long split_args(const char *s, const char *end, char *dst, char **argv, s
                 case ' ':
                 case '\n':
                 case '\r':
-                case '\t': done = true; break;
-                case '"': inq = true; break;
-                case '\'': insq = true; break;
-                default: EMIT(*s); break;
+                case '\t':
+                    done = true;
+                    break;
+                case '"':
+                    inq = true;
+                    break;
+                case '\'':
+                    insq = true;
+                    break;
+                default:
+                    EMIT(*s);
+                    break;
                 }
             }
             if (s < end)
@@ -477,6 +497,53 @@ static int step_bulk(struct zos_resp_parser *p, struct rd *r, char *err, size_t 
     return STEP;
 }
 
+/* "N\r\n" at *PP, N being "0" or up to 18 digits without a leading zero (no overflow). */
+static inline bool fast_num(const char **pp, const char *end, size_t *out)
+{
+    const char *p = *pp, *start = p;
+    size_t v;
+
+    if (end - p < 3 || *p < '0' || *p > '9' || (*p == '0' && p[1] != '\r'))
+        return false;
+    v = (size_t)(*p++ - '0');
+    while (p < end && *p >= '0' && *p <= '9' && p - start < 18)
+        v = v * 10 + (size_t)(*p++ - '0');
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+        return false;
+    *pp = p + 2;
+    *out = v;
+    return true;
+}
+
+/* The common case: a whole, well-formed array request in the first chunk, read
+ * straight from memory.  Anything else (incomplete, malformed, over a limit,
+ * unusual numbers) returns false and the general path decides, from the start. */
+static bool parse_fast(const struct zos_resp_limits *lim, const char *m, size_t n,
+                       struct zos_resp_req *req)
+{
+    const char *p = m + 1, *end = m + n;
+    size_t argc, len, i;
+
+    if (!fast_num(&p, end, &argc) || argc == 0 || argc > lim->max_args)
+        return false;
+    for (i = 0; i < argc; i++) {
+        if (p == end || *p++ != '$' || !fast_num(&p, end, &len) || len > lim->max_bulk ||
+            (size_t)(end - p) < len + 2 || p[len] != '\r' || p[len + 1] != '\n')
+            return false;
+        if (i < ZOS_RESP_KEEP) {
+            req->arg_off[i] = (size_t)(p - m);
+            req->arg_len[i] = len;
+        }
+        p += len + 2;
+    }
+    for (; i < ZOS_RESP_KEEP; i++)
+        req->arg_off[i] = req->arg_len[i] = 0;
+    req->len = (size_t)(p - m);
+    req->argc = argc;
+    req->is_inline = false;
+    return true;
+}
+
 int zos_resp_parse(struct zos_resp_parser *p, struct evbuffer *in, struct zos_resp_req *req,
                    char *err, size_t errlen)
 {
@@ -484,6 +551,9 @@ int zos_resp_parse(struct zos_resp_parser *p, struct evbuffer *in, struct zos_re
     int rc = STEP;
 
     rd_init(&r, in);
+    if (p->state == P_START && r.memlen > 0 && r.mem[0] == '*' &&
+        parse_fast(&p->lim, r.mem, r.memlen, req))
+        return ZOS_OK;
     while (rc == STEP) {
         switch (p->state) {
         case P_START:
@@ -493,11 +563,20 @@ int zos_resp_parse(struct zos_resp_parser *p, struct evbuffer *in, struct zos_re
             p->pos = p->line = p->args_left = p->bulk_left = 0;
             p->state = rd_byte(&r, 0) == '*' ? P_MBULK : P_INLINE;
             break;
-        case P_INLINE: rc = step_inline(p, &r, err, errlen); break;
-        case P_MBULK: rc = step_mbulk(p, &r, err, errlen); break;
-        case P_BULKHDR: rc = step_bulkhdr(p, &r, err, errlen); break;
-        case P_BULK: rc = step_bulk(p, &r, err, errlen); break;
-        default: return fail(p, err, errlen, "Protocol error: parser used after an error");
+        case P_INLINE:
+            rc = step_inline(p, &r, err, errlen);
+            break;
+        case P_MBULK:
+            rc = step_mbulk(p, &r, err, errlen);
+            break;
+        case P_BULKHDR:
+            rc = step_bulkhdr(p, &r, err, errlen);
+            break;
+        case P_BULK:
+            rc = step_bulk(p, &r, err, errlen);
+            break;
+        default:
+            return fail(p, err, errlen, "Protocol error: parser used after an error");
         }
     }
     if (rc == ZOS_OK) {
@@ -640,6 +719,14 @@ void zos_resp_scanner_init(struct zos_resp_scanner *s)
     s->state = S_LINE;
 }
 
+/* Ready for the next reply; cheaper than init (left[] needs no clearing). */
+static void scanner_reset(struct zos_resp_scanner *s)
+{
+    s->depth = 0;
+    s->pos = s->line = s->bulk_left = 0;
+    s->state = S_LINE;
+}
+
 static bool is_num_type(int t)
 {
     return t == ':' || t == '$' || t == '!' || t == '=' || t == '*' || t == '%' || t == '~' ||
@@ -680,8 +767,10 @@ static int scan_typed(struct zos_resp_scanner *s, struct rd *r, int t, size_t a,
         if ((n == 0 && (t == ',' || t == '(')) || rd_find(r, a, a + n, '\n', &at))
             return ZOS_ERR;
         return ELEM;
-    case '#': return n == 1 && (rd_byte(r, a) == 't' || rd_byte(r, a) == 'f') ? ELEM : ZOS_ERR;
-    case '_': return n == 0 ? ELEM : ZOS_ERR;
+    case '#':
+        return n == 1 && (rd_byte(r, a) == 't' || rd_byte(r, a) == 'f') ? ELEM : ZOS_ERR;
+    case '_':
+        return n == 0 ? ELEM : ZOS_ERR;
     }
     if (!rd_number(r, a, n, &v))
         return ZOS_ERR;
@@ -726,8 +815,8 @@ static int scan_line(struct zos_resp_scanner *s, struct rd *r)
     /* A number line fails as soon as it cannot be one, whatever comes next,
      * so that the answer does not depend on where the reads ended. */
     bool found = rd_find(r, s->pos, to, '\r', &cr);
-    if (num && ((!found && r->total >= to) ||
-                !digits_so_far(r, s->line + 1, found ? cr : r->total)))
+    if (num &&
+        ((!found && r->total >= to) || !digits_so_far(r, s->line + 1, found ? cr : r->total)))
         return ZOS_ERR;
     if (!found) {
         s->pos = r->total;
@@ -768,7 +857,7 @@ int zos_resp_scan(struct zos_resp_scanner *s, struct evbuffer *in, size_t *len)
 
     rd_init(&r, in);
     for (;;) {
-        int rc = s->state == S_LINE ? scan_line(s, &r)
+        int rc = s->state == S_LINE   ? scan_line(s, &r)
                  : s->state == S_BULK ? scan_bulk(s, &r)
                                       : ZOS_ERR;
         if (rc == ZOS_AGAIN)
@@ -782,7 +871,7 @@ int zos_resp_scan(struct zos_resp_scanner *s, struct evbuffer *in, size_t *len)
                 s->depth--;
             if (s->depth == 0) {
                 *len = s->pos;
-                zos_resp_scanner_init(s);
+                scanner_reset(s);
                 return ZOS_OK;
             }
             s->state = S_LINE;

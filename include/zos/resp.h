@@ -35,11 +35,11 @@ struct zos_resp_limits {
 
 /* One complete request at the front of an evbuffer (nothing is removed). */
 struct zos_resp_req {
-    size_t len;                     /* bytes of the whole request, framing included */
-    size_t argc;                    /* 0 for an empty inline line or "*0"; caller skips it */
-    bool is_inline;                 /* inline command: use zos_resp_argv(), offsets unset */
-    size_t arg_off[ZOS_RESP_KEEP];  /* array requests: offset of argument i's payload */
-    size_t arg_len[ZOS_RESP_KEEP];  /* from the request start, and its length */
+    size_t len;                    /* bytes of the whole request, framing included */
+    size_t argc;                   /* 0 for an empty inline line or "*0"; caller skips it */
+    bool is_inline;                /* inline command: use zos_resp_argv(), offsets unset */
+    size_t arg_off[ZOS_RESP_KEEP]; /* array requests: offset of argument i's payload */
+    size_t arg_len[ZOS_RESP_KEEP]; /* from the request start, and its length */
 };
 
 /* Incremental state: a request split over many reads is scanned once. */
@@ -78,23 +78,24 @@ struct zos_resp_argv {
 
 /* Copies the arguments of REQ (at the front of IN, not removed) into OUT;
  * works for array and inline requests.  Free with zos_resp_argv_free(). */
-int zos_resp_argv(struct evbuffer *in, const struct zos_resp_req *req,
-                  struct zos_resp_argv *out);
+int zos_resp_argv(struct evbuffer *in, const struct zos_resp_req *req, struct zos_resp_argv *out);
 void zos_resp_argv_free(struct zos_resp_argv *av);
 
 /* Copies argument I (< ZOS_RESP_KEEP, < argc) of an array request into BUF
- * (NUL-terminated, truncated to buflen-1); returns the argument's full length. */
-size_t zos_resp_arg_copy(struct evbuffer *in, const struct zos_resp_req *req, size_t i,
-                         char *buf, size_t buflen);
+ * (NUL-terminated, truncated to buflen-1); returns the argument's full length
+ * (0, BUF "", when I is out of range).  Inline requests work too, any I < argc
+ * (the line is split each time: use zos_resp_argv() for several arguments). */
+size_t zos_resp_arg_copy(struct evbuffer *in, const struct zos_resp_req *req, size_t i, char *buf,
+                         size_t buflen);
 
 /* Reply scanner: incremental framing of replies read from a node. */
 struct zos_resp_scanner {
-    int depth;              /* open aggregates */
-    int64_t left[64];       /* elements still expected at each depth */
-    size_t pos;             /* bytes of the current reply scanned so far */
+    int depth;        /* open aggregates */
+    int64_t left[64]; /* elements still expected at each depth */
+    size_t pos;       /* bytes of the current reply scanned so far */
     int state;
     size_t bulk_left;
-    size_t line;            /* start of the line being read */
+    size_t line; /* start of the line being read */
 };
 
 void zos_resp_scanner_init(struct zos_resp_scanner *s);
@@ -109,7 +110,7 @@ void zos_resp_add_error(struct evbuffer *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void zos_resp_add_int(struct evbuffer *out, long long v);
 void zos_resp_add_bulk(struct evbuffer *out, const char *s, size_t len);
-void zos_resp_add_cstr(struct evbuffer *out, const char *s); /* bulk of strlen(s) */
+void zos_resp_add_cstr(struct evbuffer *out, const char *s); /* bulk of strlen(s); NULL: $-1 */
 void zos_resp_add_nil(struct evbuffer *out);                 /* $-1 */
 void zos_resp_add_array(struct evbuffer *out, long long n);  /* header of n elements */
 /* A command as a RESP array of bulk strings (what a node expects). */
