@@ -28,8 +28,8 @@
 #include "zos/server.h"
 #include "zos/verbs.h"
 
-#define MAX_SLOTS        65536            /* stop reading past this many replies due */
-#define OUTPUT_HIGH      (8 * 1024 * 1024) /* stop reading while the client lags this much */
+#define MAX_SLOTS   65536             /* stop reading past this many replies due */
+#define OUTPUT_HIGH (8 * 1024 * 1024) /* stop reading while the client lags this much */
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
 
@@ -387,8 +387,8 @@ static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct 
 {
     struct zos_pin *p = pin_find(c, n);
     if (p != NULL && p->broken) {
-        zos_slot_error(s, "ERR node '%s' unavailable: %s (pinned connection lost)",
-                       n->conf->name, p->errstr);
+        zos_slot_error(s, "ERR node '%s' unavailable: %s (pinned connection lost)", n->conf->name,
+                       p->errstr);
         zos_link_free(p->link);
         n->pinned--;
         p->link = NULL;

@@ -24,8 +24,8 @@
 #include "zos/util.h"
 #include "zos/zos.h"
 
-#define SLICE_S        1     /* seconds of one blocking wait */
-#define ACCEPT_MS      10000 /* a job not taken by core0 within this is an error (§3.3) */
+#define SLICE_S         1     /* seconds of one blocking wait */
+#define ACCEPT_MS       10000 /* a job not taken by core0 within this is an error (§3.3) */
 #define DEFAULT_WAITERS 16
 
 enum op_kind { OP_RUN, OP_SUBMIT, OP_WAIT, OP_RUN_IN, OP_FOLLOW };
@@ -51,10 +51,10 @@ struct zos_job {
     zos_job_fn fn;
     zos_job_record_fn rec_fn;
     void *arg;
-    int refs;       /* link callbacks still to come */
-    bool done;      /* fn ran (or was cancelled) */
+    int refs;  /* link callbacks still to come */
+    bool done; /* fn ran (or was cancelled) */
     bool queued;
-    bool accepted;  /* the flag key was seen */
+    bool accepted; /* the flag key was seen */
     bool stream_end;
     char errstr[200]; /* failure found while starting, reported on the next turn */
 };
@@ -154,8 +154,7 @@ bool zos_job_ok(const struct zos_job_result *r)
     return strcmp(r->state, "SUCCESS") == 0;
 }
 
-struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err,
-                                            size_t errlen)
+struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err, size_t errlen)
 {
     cJSON *o = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(o) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "state"))) {
@@ -321,8 +320,8 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     finish(op, NULL, err);
 }
 
-static struct zos_job *op_new(struct zos_jobs *j, enum op_kind kind, int timeout_ms,
-                              zos_job_fn fn, void *arg)
+static struct zos_job *op_new(struct zos_jobs *j, enum op_kind kind, int timeout_ms, zos_job_fn fn,
+                              void *arg)
 {
     struct zos_job *op = calloc(1, sizeof(*op));
     if (op == NULL)

@@ -44,10 +44,10 @@ struct zos_link {
     struct evbuffer *outq; /* client bytes held until the handshake is answered */
     struct pending *fifo;  /* ring of cap entries, count used from head */
     size_t head, count, cap;
-    size_t handshake_left; /* AUTH/SELECT replies still expected */
+    size_t handshake_left;  /* AUTH/SELECT replies still expected */
     const char *hs_name[2]; /* what each handshake reply answers, in order */
     size_t hs_done;
-    unsigned epoch;        /* bumped on every failure: callbacks check it */
+    unsigned epoch; /* bumped on every failure: callbacks check it */
     struct zos_resp_scanner scan;
     struct event *timer; /* connect timeout, backoff, health ping */
     int backoff_ms;
@@ -123,8 +123,8 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     zos_resp_scanner_init(&l->scan);
     if (!l->opts.pinned) {
         timer_arm(l, l->backoff_ms);
-        l->backoff_ms = l->backoff_ms * 2 > l->opts.backoff_max_ms ? l->opts.backoff_max_ms
-                                                                   : l->backoff_ms * 2;
+        l->backoff_ms =
+            l->backoff_ms * 2 > l->opts.backoff_max_ms ? l->opts.backoff_max_ms : l->backoff_ms * 2;
     }
     /* Copy the reason: a callback may not touch errstr, but keep it stable. */
     char why[sizeof(l->errstr)];
@@ -315,8 +315,7 @@ static int write_handshake(struct zos_link *l)
             argv[1] = secret;
             lens[1] = lens[2];
         }
-        zos_resp_add_command(bufferevent_get_output(l->bev), l->opts.auth_user ? 3 : 2, argv,
-                             lens);
+        zos_resp_add_command(bufferevent_get_output(l->bev), l->opts.auth_user ? 3 : 2, argv, lens);
         if (fifo_push(l, handshake_cb, l) != 0)
             return -1;
         l->hs_name[l->handshake_left++] = "AUTH";
@@ -461,8 +460,7 @@ void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 }
 
 void zos_link_set_state_cb(struct zos_link *l,
-                           void (*fn)(void *arg, enum zos_link_state s, const char *why),
-                           void *arg)
+                           void (*fn)(void *arg, enum zos_link_state s, const char *why), void *arg)
 {
     l->state_fn = fn;
     l->state_arg = arg;

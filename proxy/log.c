@@ -59,8 +59,8 @@ void zos_log_write(enum zos_log_level level, const char *file, int line, const c
     va_end(ap);
     FILE *fp = log_fp != NULL ? log_fp : stderr;
     if (zos_log_level >= ZOS_LOG_DEBUG)
-        fprintf(fp, "%s.%03d %c %s:%d %s\n", stamp, (int)(tv.tv_usec / 1000), letters[level],
-                file, line, msg);
+        fprintf(fp, "%s.%03d %c %s:%d %s\n", stamp, (int)(tv.tv_usec / 1000), letters[level], file,
+                line, msg);
     else
         fprintf(fp, "%s.%03d %c %s\n", stamp, (int)(tv.tv_usec / 1000), letters[level], msg);
     errno = saved;

@@ -11,26 +11,25 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: zos-proxy [-c FILE] [-t] [-l LEVEL] [-h] [-V]\n"
-            "\n"
-            "A Redis-protocol proxy: any Redis client connects to it and reaches Zero-OS\n"
-            "nodes by name; the proxy holds each node's TLS connection and AUTH secret.\n"
-            "\n"
-            "  -c, --config FILE   config file (default: $ZOS_CONFIG, else\n"
-            "                      $XDG_CONFIG_HOME/zos.toml, else ~/.config/zos.toml)\n"
-            "  -t, --test          check the config file and exit (0 when valid)\n"
-            "  -l, --log-level L   error, warn, info or debug (overrides [proxy] log-level)\n"
-            "  -h, --help          this text\n"
-            "  -V, --version       print the version\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT stop accepting, let in-flight replies out, exit 0.\n");
+    fprintf(fp, "usage: zos-proxy [-c FILE] [-t] [-l LEVEL] [-h] [-V]\n"
+                "\n"
+                "A Redis-protocol proxy: any Redis client connects to it and reaches Zero-OS\n"
+                "nodes by name; the proxy holds each node's TLS connection and AUTH secret.\n"
+                "\n"
+                "  -c, --config FILE   config file (default: $ZOS_CONFIG, else\n"
+                "                      $XDG_CONFIG_HOME/zos.toml, else ~/.config/zos.toml)\n"
+                "  -t, --test          check the config file and exit (0 when valid)\n"
+                "  -l, --log-level L   error, warn, info or debug (overrides [proxy] log-level)\n"
+                "  -h, --help          this text\n"
+                "  -V, --version       print the version\n"
+                "\n"
+                "Signals: SIGTERM/SIGINT stop accepting, let in-flight replies out, exit 0.\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},    {"test", no_argument, NULL, 't'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
     };
@@ -76,7 +75,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test) {
-        printf("zos-proxy: %s: ok (%zu node%s)\n", path, conf->nnodes, conf->nnodes == 1 ? "" : "s");
+        printf("zos-proxy: %s: ok (%zu node%s)\n", path, conf->nnodes,
+               conf->nnodes == 1 ? "" : "s");
         zos_conf_free(conf);
         return 0;
     }

@@ -15,19 +15,19 @@ struct route_entry {
 
 /* Sorted by name for bsearch; everything absent is ZOS_ROUTE_SHARED. */
 static const struct route_entry routes[] = {
-    {"blmove", ZOS_ROUTE_BLOCKING},      {"blmpop", ZOS_ROUTE_BLOCKING},
-    {"blpop", ZOS_ROUTE_BLOCKING},       {"brpop", ZOS_ROUTE_BLOCKING},
-    {"brpoplpush", ZOS_ROUTE_BLOCKING},  {"bzmpop", ZOS_ROUTE_BLOCKING},
-    {"bzpopmax", ZOS_ROUTE_BLOCKING},    {"bzpopmin", ZOS_ROUTE_BLOCKING},
-    {"discard", ZOS_ROUTE_ENDMULTI},     {"exec", ZOS_ROUTE_ENDMULTI},
-    {"monitor", ZOS_ROUTE_MONITOR},      {"multi", ZOS_ROUTE_MULTI},
-    {"psubscribe", ZOS_ROUTE_PUBSUB},    {"punsubscribe", ZOS_ROUTE_UNSUB},
-    {"reset", ZOS_ROUTE_REFUSED},        {"select", ZOS_ROUTE_SELECT},
-    {"ssubscribe", ZOS_ROUTE_PUBSUB},    {"subscribe", ZOS_ROUTE_PUBSUB},
-    {"sunsubscribe", ZOS_ROUTE_UNSUB},   {"unsubscribe", ZOS_ROUTE_UNSUB},
-    {"unwatch", ZOS_ROUTE_UNWATCH},      {"wait", ZOS_ROUTE_BLOCKING},
-    {"waitaof", ZOS_ROUTE_BLOCKING},     {"watch", ZOS_ROUTE_WATCH},
-    {"xread", ZOS_ROUTE_XREAD},          {"xreadgroup", ZOS_ROUTE_XREAD},
+    {"blmove", ZOS_ROUTE_BLOCKING},     {"blmpop", ZOS_ROUTE_BLOCKING},
+    {"blpop", ZOS_ROUTE_BLOCKING},      {"brpop", ZOS_ROUTE_BLOCKING},
+    {"brpoplpush", ZOS_ROUTE_BLOCKING}, {"bzmpop", ZOS_ROUTE_BLOCKING},
+    {"bzpopmax", ZOS_ROUTE_BLOCKING},   {"bzpopmin", ZOS_ROUTE_BLOCKING},
+    {"discard", ZOS_ROUTE_ENDMULTI},    {"exec", ZOS_ROUTE_ENDMULTI},
+    {"monitor", ZOS_ROUTE_MONITOR},     {"multi", ZOS_ROUTE_MULTI},
+    {"psubscribe", ZOS_ROUTE_PUBSUB},   {"punsubscribe", ZOS_ROUTE_UNSUB},
+    {"reset", ZOS_ROUTE_REFUSED},       {"select", ZOS_ROUTE_SELECT},
+    {"ssubscribe", ZOS_ROUTE_PUBSUB},   {"subscribe", ZOS_ROUTE_PUBSUB},
+    {"sunsubscribe", ZOS_ROUTE_UNSUB},  {"unsubscribe", ZOS_ROUTE_UNSUB},
+    {"unwatch", ZOS_ROUTE_UNWATCH},     {"wait", ZOS_ROUTE_BLOCKING},
+    {"waitaof", ZOS_ROUTE_BLOCKING},    {"watch", ZOS_ROUTE_WATCH},
+    {"xread", ZOS_ROUTE_XREAD},         {"xreadgroup", ZOS_ROUTE_XREAD},
 };
 
 static int route_cmp(const void *key, const void *elem)
@@ -47,8 +47,7 @@ enum zos_route zos_router_route(const char *name, size_t len)
     return e != NULL ? e->route : ZOS_ROUTE_SHARED;
 }
 
-struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node,
-                                     bool pinned)
+struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node, bool pinned)
 {
     const struct zos_proxy_conf *pc = &r->conf->proxy;
     struct zos_link_opts opts = {
@@ -77,7 +76,8 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
                                   const struct zos_conf *conf, char *err, size_t errlen)
 {
     struct zos_router *r = calloc(1, sizeof(*r));
-    if (r == NULL || (conf->nnodes > 0 && (r->nodes = calloc(conf->nnodes, sizeof(*r->nodes))) == NULL)) {
+    if (r == NULL ||
+        (conf->nnodes > 0 && (r->nodes = calloc(conf->nnodes, sizeof(*r->nodes))) == NULL)) {
         snprintf(err, errlen, "out of memory");
         free(r);
         return NULL;

@@ -69,9 +69,10 @@ static struct evconnlistener *bind_tcp(struct zos_server *srv, const char *hostp
         snprintf(err, errlen, "listen '%s': %s", hostport, evutil_gai_strerror(rc));
         return NULL;
     }
-    struct evconnlistener *lev = evconnlistener_new_bind(
-        srv->base, accept_cb, arg, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, ai->ai_addr, (int)ai->ai_addrlen);
+    struct evconnlistener *lev =
+        evconnlistener_new_bind(srv->base, accept_cb, arg,
+                                LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                1024, ai->ai_addr, (int)ai->ai_addrlen);
     if (lev == NULL)
         snprintf(err, errlen, "listen '%s': %s", hostport, strerror(errno));
     evutil_freeaddrinfo(ai);
@@ -88,10 +89,9 @@ static struct evconnlistener *bind_unix(struct zos_server *srv, const char *path
     }
     strcpy(sun.sun_path, path);
     unlink(path);
-    struct evconnlistener *lev =
-        evconnlistener_new_bind(srv->base, accept_cb, arg,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-                                (struct sockaddr *)&sun, sizeof(sun));
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        srv->base, accept_cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+        (struct sockaddr *)&sun, sizeof(sun));
     if (lev == NULL) {
         snprintf(err, errlen, "unixsocket '%s': %s", path, strerror(errno));
         return NULL;
@@ -112,9 +112,8 @@ static int add_listener(struct zos_server *srv, const char *addr, bool unix_sock
         return -1;
     }
     srv->nlisteners++;
-    li->lev = unix_socket
-                  ? bind_unix(srv, addr, srv->conf->proxy.unixsocketperm, li, err, errlen)
-                  : bind_tcp(srv, addr, li, err, errlen);
+    li->lev = unix_socket ? bind_unix(srv, addr, srv->conf->proxy.unixsocketperm, li, err, errlen)
+                          : bind_tcp(srv, addr, li, err, errlen);
     if (li->lev == NULL)
         return -1;
     evconnlistener_set_error_cb(li->lev, accept_error_cb);

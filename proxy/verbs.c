@@ -47,8 +47,8 @@ static void auth_password(struct zos_client *c, struct zos_slot *s, const char *
 /* AUTH <user> <password>: the username names a node ("default": the
  * requirepass user).  NULL when accepted (*NODE set, NULL for "default"),
  * else the error reply. */
-static const char *check_user(struct zos_client *c, const char *user, size_t ulen,
-                              const char *pass, size_t plen, struct zos_node **node)
+static const char *check_user(struct zos_client *c, const char *user, size_t ulen, const char *pass,
+                              size_t plen, struct zos_node **node)
 {
     static const char wrongpass[] = "WRONGPASS invalid username-password pair or user is disabled.";
     struct zos_node *n = zos_router_node(c->srv->router, user, ulen);
@@ -229,9 +229,8 @@ static void verb_info(struct zos_client *c, struct zos_slot *s, const struct zos
                         "# Stats\r\ntotal_connections_received:%llu\r\n"
                         "total_commands_processed:%llu\r\nrejected_connections:%llu\r\n\r\n"
                         "# Proxy\r\nnodes:%zu\r\ndefault_node:%s\r\n",
-                        ZOS_VERSION, (long)getpid(), uptime, srv->nclients,
-                        srv->total_connections, srv->total_commands, srv->rejected_connections,
-                        srv->router->nnodes,
+                        ZOS_VERSION, (long)getpid(), uptime, srv->nclients, srv->total_connections,
+                        srv->total_commands, srv->rejected_connections, srv->router->nnodes,
                         srv->router->default_node ? srv->router->default_node->conf->name : "");
     for (size_t i = 0; i < srv->router->nnodes; i++) {
         struct zos_node *n = &srv->router->nodes[i];

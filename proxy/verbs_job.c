@@ -27,7 +27,7 @@ struct ctx {
     enum mode mode;
     char command[64];
     char id[ZOS_JOB_ID_LEN + 1]; /* ZOS.SUBMIT */
-    struct evbuffer *records; /* ZOS.FOLLOW: [kind, text] pairs so far */
+    struct evbuffer *records;    /* ZOS.FOLLOW: [kind, text] pairs so far */
     size_t nrecords;
 };
 
@@ -359,7 +359,8 @@ static cJSON *split_words(const struct zos_resp_argv *av, size_t first, size_t e
             continue;
         }
         char *copy = strdup(av->argv[i]), *save = NULL;
-        for (char *w = strtok_r(copy, " \t\n", &save); w != NULL; w = strtok_r(NULL, " \t\n", &save))
+        for (char *w = strtok_r(copy, " \t\n", &save); w != NULL;
+             w = strtok_r(NULL, " \t\n", &save))
             cJSON_AddItemToArray(words, cJSON_CreateString(w));
         free(copy);
     }

@@ -1,6 +1,7 @@
 /* client.h -- one client connection of the proxy and its reply slots.
  *
- *   bytes -> parser -> request --local verb----------------------> slot (reply written now or later)
+ *   bytes -> parser -> request --local verb----------------------> slot (reply written now or
+ * later)
  *                           \--node command--> shared or pinned link --> slot
  *   slots: head ... tail, in request order; the head's reply is written to the
  *   socket as soon as it is complete, so replies leave in request order
@@ -43,16 +44,16 @@ struct zos_client {
     struct zos_resp_parser parser;
     struct zos_slot *head, *tail;
     size_t nslots;
-    size_t shared_inflight;  /* requests on shared links awaiting replies */
-    struct zos_node *node;   /* where node commands go (NULL: none) */
-    struct zos_node *fixed;  /* node of a per-node listener, or NULL */
+    size_t shared_inflight; /* requests on shared links awaiting replies */
+    struct zos_node *node;  /* where node commands go (NULL: none) */
+    struct zos_node *fixed; /* node of a per-node listener, or NULL */
     struct zos_pin *pins;
-    char *name;              /* CLIENT SETNAME */
+    char *name; /* CLIENT SETNAME */
     unsigned long long id;
     bool authed;
-    bool closing;            /* stop reading; close once the output drained */
-    bool held;               /* a request waits for replies on another link */
-    bool paused;             /* reading stopped for backpressure */
+    bool closing; /* stop reading; close once the output drained */
+    bool held;    /* a request waits for replies on another link */
+    bool paused;  /* reading stopped for backpressure */
 };
 
 /* Takes FD (an accepted socket); NODE is the fixed node of a per-node

@@ -19,46 +19,46 @@ enum zos_tls_verify {
 };
 
 struct zos_node_conf {
-    char *name;         /* section name */
-    char *address;      /* default "127.0.0.1" */
-    int port;           /* default 6379 */
-    bool tls;           /* default true */
+    char *name;    /* section name */
+    char *address; /* default "127.0.0.1" */
+    int port;      /* default 6379 */
+    bool tls;      /* default true */
     enum zos_tls_verify verify;
-    char *verify_ca;    /* ZOS_TLS_VERIFY_CA: file */
+    char *verify_ca;                 /* ZOS_TLS_VERIFY_CA: file */
     unsigned char verify_sha256[32]; /* ZOS_TLS_VERIFY_SHA256: cert DER digest */
-    char *secret;       /* AUTH sent to the node (a JWT), NULL for none; never logged */
-    int db;             /* SELECT after connect when > 0 */
-    char *password;     /* what clients give in "AUTH <node> <password>"; NULL: requirepass */
-    char *listen;       /* optional "host:port" serving only this node, NULL for none */
-    bool isvbox;        /* made by "zos init" */
-    char *sshkey;       /* private key path for containers of this node, NULL for none */
-    int line;           /* line of the section header, for messages */
+    char *secret;   /* AUTH sent to the node (a JWT), NULL for none; never logged */
+    int db;         /* SELECT after connect when > 0 */
+    char *password; /* what clients give in "AUTH <node> <password>"; NULL: requirepass */
+    char *listen;   /* optional "host:port" serving only this node, NULL for none */
+    bool isvbox;    /* made by "zos init" */
+    char *sshkey;   /* private key path for containers of this node, NULL for none */
+    int line;       /* line of the section header, for messages */
 };
 
 struct zos_app_conf {
     char *defaultzos; /* active node of the CLI, NULL when unset */
     bool debug;
-    char *proxy;      /* "host:port" of a zos-proxy the CLI talks through, NULL: direct */
+    char *proxy; /* "host:port" of a zos-proxy the CLI talks through, NULL: direct */
 };
 
 struct zos_proxy_conf {
-    char *listen;           /* "host:port", default "127.0.0.1:6380" */
-    char *unixsocket;       /* NULL for none */
-    int unixsocketperm;     /* octal, default 0700 */
-    char *requirepass;      /* NULL for none; required to listen beyond loopback */
-    char *default_node;     /* [proxy] default; NULL: only node, else [app] defaultzos */
-    size_t max_bulk;        /* request limits, see resp.h */
+    char *listen;       /* "host:port", default "127.0.0.1:6380" */
+    char *unixsocket;   /* NULL for none */
+    int unixsocketperm; /* octal, default 0700 */
+    char *requirepass;  /* NULL for none; required to listen beyond loopback */
+    char *default_node; /* [proxy] default; NULL: only node, else [app] defaultzos */
+    size_t max_bulk;    /* request limits, see resp.h */
     size_t max_args;
     size_t max_inline;
-    int max_clients;        /* default 10000 */
-    int max_pinned;         /* pinned (blocking/stateful) links per node, default 256 */
-    int job_links;          /* waiting links per node for ZOS job verbs, default 16 */
-    int connect_timeout_ms; /* default 5000 */
-    int ping_interval_ms;   /* health PING on an idle link, default 15000 */
-    int backoff_max_ms;     /* reconnect backoff ceiling, default 10000 */
-    int shutdown_timeout_ms;/* how long SIGTERM waits for in-flight replies, default 5000 */
-    char *log_level;        /* error|warn|info|debug, default info */
-    char *log_file;         /* NULL: stderr */
+    int max_clients;         /* default 10000 */
+    int max_pinned;          /* pinned (blocking/stateful) links per node, default 256 */
+    int job_links;           /* waiting links per node for ZOS job verbs, default 16 */
+    int connect_timeout_ms;  /* default 5000 */
+    int ping_interval_ms;    /* health PING on an idle link, default 15000 */
+    int backoff_max_ms;      /* reconnect backoff ceiling, default 10000 */
+    int shutdown_timeout_ms; /* how long SIGTERM waits for in-flight replies, default 5000 */
+    char *log_level;         /* error|warn|info|debug, default info */
+    char *log_file;          /* NULL: stderr */
 };
 
 struct zos_conf {

@@ -26,34 +26,33 @@
 
 /* What to run: the fields of the request object (§2). */
 struct zos_job_req {
-    const char *command;   /* "core.ping", "core.system", ... */
-    const cJSON *args;     /* borrowed; NULL sends {} */
-    const char *id;        /* NULL: a fresh uuid v4 */
-    const char *queue;     /* NULL: none */
-    int max_time;          /* seconds, 0: none */
-    bool stream;           /* also write stream:<id> */
-    const cJSON *tags;     /* borrowed array, NULL: null */
+    const char *command; /* "core.ping", "core.system", ... */
+    const cJSON *args;   /* borrowed; NULL sends {} */
+    const char *id;      /* NULL: a fresh uuid v4 */
+    const char *queue;   /* NULL: none */
+    int max_time;        /* seconds, 0: none */
+    bool stream;         /* also write stream:<id> */
+    const cJSON *tags;   /* borrowed array, NULL: null */
 };
 
 /* A decoded result object (§4).  Strings are never NULL ("" when absent). */
 struct zos_job_result {
     char *id, *command, *state, *data, *critical;
-    char *out, *err;       /* streams[0], streams[1] */
+    char *out, *err; /* streams[0], streams[1] */
     bool has_streams;
     int level;
     unsigned long code;
     long long starttime, time;
     unsigned long container;
-    cJSON *value;          /* data decoded when level is 20 (NULL if not JSON) */
-    cJSON *json;           /* the whole object as received */
-    char *raw;             /* the JSON text as received */
+    cJSON *value; /* data decoded when level is 20 (NULL if not JSON) */
+    cJSON *json;  /* the whole object as received */
+    char *raw;    /* the JSON text as received */
 };
 
 /* A result of a successful job? (state SUCCESS) */
 bool zos_job_ok(const struct zos_job_result *r);
 /* Parses TEXT (LEN bytes).  NULL with ERR when it is not a result object. */
-struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err,
-                                            size_t errlen);
+struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err, size_t errlen);
 void zos_job_result_free(struct zos_job_result *r);
 
 /* The output a user wants from a result: for level 20 the decoded value as
@@ -72,7 +71,7 @@ void zos_job_uuid(char *id);
 struct zos_jobs;
 
 struct zos_jobs_opts {
-    int max_waiters;        /* default 16 */
+    int max_waiters;           /* default 16 */
     struct zos_link_opts link; /* for the waiting links (pinned is forced) */
 };
 

@@ -37,7 +37,7 @@ enum zos_link_state {
     ZOS_LINK_IDLE,       /* not connected; the next request connects */
     ZOS_LINK_CONNECTING, /* TCP/TLS handshake or AUTH/SELECT under way */
     ZOS_LINK_READY,
-    ZOS_LINK_DOWN,       /* failed; shared links retry after a backoff, pinned stay down */
+    ZOS_LINK_DOWN, /* failed; shared links retry after a backoff, pinned stay down */
 };
 
 struct zos_link_opts {

@@ -22,8 +22,8 @@ struct evdns_base;
 struct zos_node {
     struct zos_node_conf *conf; /* borrowed from the router's conf */
     struct zos_link *shared;
-    SSL_CTX *ssl;               /* NULL for a plain node */
-    int pinned;                 /* pinned links open now */
+    SSL_CTX *ssl; /* NULL for a plain node */
+    int pinned;   /* pinned links open now */
     unsigned long long requests;
     unsigned long long errors;
     size_t index;
@@ -59,12 +59,12 @@ enum zos_route {
     ZOS_ROUTE_ENDMULTI, /* EXEC, DISCARD */
     ZOS_ROUTE_WATCH,    /* WATCH: pinned until EXEC/DISCARD/UNWATCH */
     ZOS_ROUTE_UNWATCH,
-    ZOS_ROUTE_SELECT,   /* pinned for good: the DB lives on that connection */
-    ZOS_ROUTE_PUBSUB,   /* SUBSCRIBE, PSUBSCRIBE: the pinned link becomes a tunnel */
-    ZOS_ROUTE_UNSUB,    /* UNSUBSCRIBE, PUNSUBSCRIBE */
-    ZOS_ROUTE_MONITOR,  /* tunnel until the client closes */
-    ZOS_ROUTE_XREAD,    /* XREAD/XREADGROUP: blocking only with BLOCK */
-    ZOS_ROUTE_REFUSED,  /* would break a shared connection (CLIENT REPLY, RESET, ...) */
+    ZOS_ROUTE_SELECT,  /* pinned for good: the DB lives on that connection */
+    ZOS_ROUTE_PUBSUB,  /* SUBSCRIBE, PSUBSCRIBE: the pinned link becomes a tunnel */
+    ZOS_ROUTE_UNSUB,   /* UNSUBSCRIBE, PUNSUBSCRIBE */
+    ZOS_ROUTE_MONITOR, /* tunnel until the client closes */
+    ZOS_ROUTE_XREAD,   /* XREAD/XREADGROUP: blocking only with BLOCK */
+    ZOS_ROUTE_REFUSED, /* would break a shared connection (CLIENT REPLY, RESET, ...) */
 };
 
 /* The class of command NAME (LEN bytes, any case). */

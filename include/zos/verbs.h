@@ -12,11 +12,13 @@
 #include "zos/resp.h"
 
 #define ZOS_VERB_NOAUTH 0x1 /* allowed before AUTH when requirepass is set */
-#define ZOS_VERB_NODE   0x2 /* PING/ECHO/INFO: forwarded by ZOS.AT, and when the node holds
-                                state for the client (MULTI, pub/sub) */
-#define ZOS_VERB_ROUTE  0x4 /* ZOS.AT, ZOS.ALL: handled by the client's router */
-#define ZOS_VERB_ONNODE 0x8 /* ZOS.* verbs acting on a node: ZOS.AT runs them there,
-                                ZOS.ALL on every node (zos_verbs_run_all) */
+#define ZOS_VERB_NODE                                                                              \
+    0x2                    /* PING/ECHO/INFO: forwarded by ZOS.AT, and when the node holds         \
+                               state for the client (MULTI, pub/sub) */
+#define ZOS_VERB_ROUTE 0x4 /* ZOS.AT, ZOS.ALL: handled by the client's router */
+#define ZOS_VERB_ONNODE                                                                            \
+    0x8 /* ZOS.* verbs acting on a node: ZOS.AT runs them there,                                   \
+            ZOS.ALL on every node (zos_verbs_run_all) */
 
 /* A handler writes its reply into S now or later (zos_slot_buf + done).
  * AV is borrowed for the call only. */
