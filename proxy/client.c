@@ -163,13 +163,58 @@ static void flush(struct zos_client *c)
         c->nslots--;
         slot_free(s);
     }
-    if (c->head == NULL && c->srv->shutting_down)
-        zos_server_client_idle(c->srv);
 }
 
 size_t zos_client_pending(const struct zos_client *c)
 {
     return c->nslots;
+}
+
+/* ---- who may use which node ---- */
+
+bool zos_client_authed(const struct zos_client *c)
+{
+    return c->auth_all || c->auth_node != NULL;
+}
+
+bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, char *err,
+                        size_t errlen)
+{
+    const char *requirepass = c->srv->conf->proxy.requirepass;
+    if (c->fixed != NULL && n != c->fixed) {
+        snprintf(err, errlen, "ERR this port serves node '%s' only", c->fixed->conf->name);
+        return false;
+    }
+    if (c->auth_all || c->auth_node == n ||
+        (n->conf->password == NULL && requirepass == NULL))
+        return true;
+    if (!zos_client_authed(c))
+        snprintf(err, errlen, "NOAUTH Authentication required.");
+    else
+        snprintf(err, errlen, "NOPERM this connection is authenticated for node '%s' only",
+                 c->auth_node->conf->name);
+    return false;
+}
+
+static bool refuse_node(struct zos_client *c, const struct zos_node *n)
+{
+    char err[160];
+    if (zos_client_may_use(c, n, err, sizeof(err)))
+        return false;
+    struct zos_slot *s = zos_slot_new(c);
+    if (s != NULL)
+        zos_slot_error(s, "%s", err);
+    return true;
+}
+
+/* ZOS.ALL reaches every node: refused unless this client may use them all. */
+static bool refuse_all(struct zos_client *c)
+{
+    struct zos_router *r = c->srv->router;
+    for (size_t i = 0; i < r->nnodes; i++)
+        if (refuse_node(c, &r->nodes[i]))
+            return true;
+    return false;
 }
 
 /* ---- replies from links ---- */
@@ -387,13 +432,19 @@ static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct 
 {
     struct zos_pin *p = pin_find(c, n);
     if (p != NULL && p->broken) {
-        zos_slot_error(s, "ERR node '%s' unavailable: %s (pinned connection lost)", n->conf->name,
-                       p->errstr);
+        /* The loss was already answered to the request in flight; only state
+         * the node held for this client (MULTI, WATCH, SELECT) must be told. */
+        bool had_state = p->multi || p->watch || p->selected;
+        if (had_state)
+            zos_slot_error(s, "ERR node '%s' unavailable: %s (pinned connection lost, with it "
+                              "this connection's MULTI/WATCH/SELECT state)",
+                           n->conf->name, p->errstr);
         zos_link_free(p->link);
         n->pinned--;
         p->link = NULL;
         p->broken = p->multi = p->watch = p->selected = p->monitor = false;
-        return NULL;
+        if (had_state)
+            return NULL;
     }
     if (p != NULL && p->link != NULL)
         return p;
@@ -498,6 +549,8 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     struct zos_pin *p = pin_find(c, n);
     bool pinned = pin_holds_state(p);
 
+    if (refuse_node(c, n))
+        return ZOS_ERR;
     if (route == ZOS_ROUTE_REFUSED) {
         struct zos_slot *s = zos_slot_new(c);
         if (s != NULL)
@@ -571,8 +624,7 @@ static struct zos_node *no_node_error(struct zos_client *c)
 {
     struct zos_slot *s = zos_slot_new(c);
     if (s != NULL)
-        zos_slot_error(s, "ERR no node selected: configure a node, or use ZOS.USE <node> or "
-                          "AUTH <node> <password>");
+        zos_slot_error(s, ZOS_NO_NODE_ERR);
     return NULL;
 }
 
@@ -610,6 +662,8 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
             zos_slot_error(s, "ERR unknown node '%s'", av->argv[1]);
         return ZOS_OK;
     }
+    if (at ? refuse_node(c, n) : refuse_all(c))
+        return ZOS_OK;
     const struct zos_verb *inner = zos_verbs_find(av->argv[first], av->argvlen[first]);
     if (inner != NULL && !(inner->flags & (ZOS_VERB_NODE | ZOS_VERB_ONNODE))) {
         struct zos_slot *s = zos_slot_new(c);
@@ -660,7 +714,7 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     c->srv->total_commands++;
 
     const struct zos_verb *v = zos_verbs_find(rq.name, rq.namelen);
-    if (c->srv->conf->proxy.requirepass != NULL && !c->authed &&
+    if (c->srv->conf->proxy.requirepass != NULL && !zos_client_authed(c) &&
         (v == NULL || !(v->flags & ZOS_VERB_NOAUTH))) {
         struct zos_slot *s = zos_slot_new(c);
         if (s != NULL)
@@ -668,6 +722,9 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     } else if (v != NULL && (v->flags & ZOS_VERB_ROUTE)) {
         if (rq.av != NULL || zos_resp_argv(in, req, &av) == 0)
             rc = route_verb(c, v, &av);
+    } else if (v != NULL && (v->flags & ZOS_VERB_ONNODE) && c->node != NULL &&
+               refuse_node(c, c->node)) {
+        /* answered */
     } else if (v != NULL && !verb_forwarded(c, v)) {
         struct zos_slot *s = zos_slot_new(c);
         if (s != NULL && (rq.av != NULL || zos_resp_argv(in, req, &av) == 0))

@@ -26,6 +26,7 @@
 
 #define SLICE_S         1     /* seconds of one blocking wait */
 #define ACCEPT_MS       10000 /* a job not taken by core0 within this is an error (§3.3) */
+#define GRACE_MS        2000  /* an id given to ZOS.RESULT may not be taken by core0 yet */
 #define DEFAULT_WAITERS 16
 
 enum op_kind { OP_RUN, OP_SUBMIT, OP_WAIT, OP_RUN_IN, OP_FOLLOW };
@@ -430,18 +431,19 @@ static void waiter_lost(struct waiter *w, const char *err)
         event_active(w->jobs->reaper, EV_TIMEOUT, 0);
 }
 
-static void exists_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
+static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
 
-/* After an empty slice: is the job known at all?  (EXISTS on the shared link.) */
-static void check_exists(struct zos_job *op)
+/* After an empty slice (and before waiting for an earlier job): where is the
+ * job?  TTL result:<id>:flag answers in one step: -2 unknown or not taken
+ * yet, -1 running, >= 0 finished (§3.2). */
+static void check_state(struct zos_job *op)
 {
     char key[64];
-    /* following a stream: has the job ended (its result is there)? */
-    snprintf(key, sizeof(key), op->kind == OP_FOLLOW ? "result:%s" : "result:%s:flag", op->id);
-    const char *argv[] = {"EXISTS", key};
-    size_t lens[] = {6, strlen(key)};
+    snprintf(key, sizeof(key), "result:%s:flag", op->id);
+    const char *argv[] = {"TTL", key};
+    size_t lens[] = {3, strlen(key)};
     op->refs++;
-    if (zos_link_send_argv(op->jobs->shared, 2, argv, lens, exists_cb, op) != ZOS_OK) {
+    if (zos_link_send_argv(op->jobs->shared, 2, argv, lens, state_cb, op) != ZOS_OK) {
         op->refs--;
         char buf[200];
         snprintf(buf, sizeof(buf), "node unavailable: %s", zos_link_errstr(op->jobs->shared));
@@ -449,10 +451,33 @@ static void check_exists(struct zos_job *op)
     }
 }
 
-static void exists_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+/* The flag is missing: not taken yet, unknown, or expired. */
+static void flag_missing(struct zos_job *op)
+{
+    char buf[200];
+    long long waited = now_ms() - op->started_ms;
+    bool run = op->kind == OP_RUN || op->kind == OP_RUN_IN;
+
+    if (op->accepted) {
+        snprintf(buf, sizeof(buf), "job %s not found: its result expired", op->id);
+    } else if (run && waited >= ACCEPT_MS) {
+        snprintf(buf, sizeof(buf), "the node did not take job %s within %d s: is core0 running?",
+                 op->id, ACCEPT_MS / 1000);
+    } else if (!run && waited >= GRACE_MS) {
+        snprintf(buf, sizeof(buf), "job %s not found (unknown id, or its result expired)", op->id);
+    } else {
+        enqueue(op);
+        return;
+    }
+    finish(op, NULL, buf);
+}
+
+static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
     struct zos_job *op = arg;
+    struct zos_jobs *j = op->jobs;
     char buf[200];
+
     if (!op_back(op))
         return;
     if (reply == NULL) {
@@ -461,25 +486,17 @@ static void exists_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         return;
     }
     reply_error_text(reply, len, buf, sizeof(buf));
-    if (op->kind == OP_FOLLOW) {
-        if (strcmp(buf, ":1") == 0)
+    long ttl = buf[0] == ':' ? strtol(buf + 1, NULL, 10) : -2;
+    if (ttl == -2) {
+        flag_missing(op);
+    } else {
+        op->accepted = true;
+        if (ttl >= 0 && op->kind == OP_FOLLOW)
             op->kind = OP_WAIT; /* ended with no end marker in sight: fetch the result */
         enqueue(op);
-    } else if (strcmp(buf, ":1") == 0) {
-        op->accepted = true;
-        enqueue(op);
-    } else if (op->kind == OP_WAIT && !op->accepted) {
-        snprintf(buf, sizeof(buf), "job %s not found (unknown id, or its result expired)", op->id);
-        finish(op, NULL, buf);
-    } else if (now_ms() - op->started_ms >= ACCEPT_MS) {
-        snprintf(buf, sizeof(buf), "the node did not take job %s within %d s: is core0 running?",
-                 op->id, ACCEPT_MS / 1000);
-        finish(op, NULL, buf);
-    } else {
-        enqueue(op);
     }
-    if (op->jobs != NULL)
-        dispatch(op->jobs);
+    if (j != NULL)
+        dispatch(j); /* OP may be gone: J is still there */
 }
 
 static void deliver_result(struct zos_job *op, char *text, size_t len);
@@ -525,7 +542,7 @@ static void waiter_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         } else if (payload == NULL) { /* slice over, nothing yet */
             if (op->kind == OP_FOLLOW && op->stream_end)
                 op->kind = OP_WAIT;
-            check_exists(op);
+            check_state(op);
         } else if (op->kind == OP_FOLLOW) {
             record(op, payload, blen);
             if (op->stream_end)
@@ -696,7 +713,7 @@ struct zos_job *zos_job_wait(struct zos_jobs *j, const char *id, int timeout_ms,
     if (op == NULL)
         return NULL;
     snprintf(op->id, sizeof(op->id), "%s", id);
-    check_exists(op);
+    check_state(op);
     return op;
 }
 

@@ -253,7 +253,7 @@ static void describe_error(struct zos_link *l, struct bufferevent *bev, short wh
 
     if (dns_err != 0) {
         link_fail(l, "cannot resolve '%s': %s", l->node->address, evutil_gai_strerror(dns_err));
-    } else if (ssl_err != 0) {
+    } else if (ssl_err != 0 && (ERR_GET_LIB(ssl_err) != 0 || sock_err == 0)) {
         char buf[120];
         ERR_error_string_n(ssl_err, buf, sizeof(buf));
         link_fail(l, "TLS error: %s", buf);
@@ -335,6 +335,10 @@ static int write_handshake(struct zos_link *l)
 static int start_connect(struct zos_link *l)
 {
     int opts = BEV_OPT_CLOSE_ON_FREE;
+    if (l->node->tls && l->ssl == NULL) {
+        link_fail(l, "no TLS context for a TLS node");
+        return -1;
+    }
     if (l->ssl != NULL) {
         SSL *ssl = SSL_new(l->ssl);
         if (ssl == NULL) {
@@ -365,8 +369,12 @@ static int start_connect(struct zos_link *l)
         return -1;
     }
     timer_arm(l, l->opts.connect_timeout_ms);
-    if (bufferevent_socket_connect_hostname(l->bev, l->dns, AF_UNSPEC, l->node->address,
-                                            l->node->port) != 0) {
+    unsigned epoch = l->epoch;
+    int rc = bufferevent_socket_connect_hostname(l->bev, l->dns, AF_UNSPEC, l->node->address,
+                                                 l->node->port);
+    if (epoch != l->epoch)
+        return -1; /* failed inside the call (a name resolved without evdns) */
+    if (rc != 0) {
         describe_error(l, l->bev, BEV_EVENT_ERROR);
         return -1;
     }
@@ -408,6 +416,7 @@ void zos_link_free(struct zos_link *l)
     if (l == NULL)
         return;
     l->closed_fn = NULL;
+    l->state_fn = NULL;    /* closing is not the node going down */
     l->opts.pinned = true; /* no backoff timer from the failure below */
     if (l->timer != NULL)
         link_fail(l, "link closed");

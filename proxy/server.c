@@ -16,6 +16,7 @@
 
 #include "zos/log.h"
 #include "zos/verbs_job.h"
+#include "zos/verbs_ssh.h"
 
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
@@ -184,14 +185,12 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(srv->base, NULL);
 }
 
+/* Shutting down, every client closes once its last reply is written: the
+ * loop ends when the last one is gone (or at shutdown-timeout). */
 void zos_server_client_idle(struct zos_server *srv)
 {
-    if (!srv->shutting_down)
-        return;
-    for (struct zos_client *c = srv->clients; c != NULL; c = c->next)
-        if (zos_client_pending(c) > 0)
-            return;
-    event_base_loopexit(srv->base, NULL);
+    if (srv->shutting_down && srv->nclients == 0)
+        event_base_loopexit(srv->base, NULL);
 }
 
 /* SIGTERM/SIGINT: stop accepting, let in-flight replies out (bounded), exit. */
@@ -269,6 +268,7 @@ void zos_server_free(struct zos_server *srv)
     for (size_t i = 0; i < srv->nlisteners; i++)
         free(srv->listeners[i].addr);
     free(srv->listeners);
+    zos_verbs_ssh_free(srv);
     zos_verbs_job_free(srv);
     zos_router_free(srv->router);
     for (size_t i = 0; i < ZOS_ARRAY_LEN(srv->signals); i++)

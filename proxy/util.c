@@ -1,6 +1,9 @@
 /* util.c -- small helpers shared by the proxy and the CLI. */
 #include "zos/util.h"
 
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,4 +35,11 @@ char *zos_json_pretty(const cJSON *v)
     *o = '\0';
     cJSON_free(text);
     return out;
+}
+
+void zos_known_hosts_path(const char *conf_path, char *buf, size_t len)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", conf_path != NULL ? conf_path : "./zos.toml");
+    snprintf(buf, len, "%s/zos-known_hosts", dirname(dir));
 }

@@ -14,6 +14,7 @@
 #include "zos/log.h"
 #include "zos/server.h"
 #include "zos/verbs_job.h"
+#include "zos/verbs_ssh.h"
 
 /* Equal strings, in time that depends only on the lengths. */
 static bool secret_equal(const char *given, size_t len, const char *want)
@@ -29,64 +30,72 @@ static const char *requirepass(const struct zos_client *c)
     return c->srv->conf->proxy.requirepass;
 }
 
+static const char wrongpass[] = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/* AUTH <password>: requirepass; on a node's own port, that node's password. */
 static void auth_password(struct zos_client *c, struct zos_slot *s, const char *pass, size_t len)
 {
-    if (requirepass(c) == NULL) {
+    const char *own = c->fixed != NULL ? c->fixed->conf->password : NULL;
+    if (own != NULL && secret_equal(pass, len, own)) {
+        c->auth_node = c->fixed;
+        zos_slot_status(s, "OK");
+        return;
+    }
+    if (requirepass(c) == NULL && own == NULL) {
         zos_slot_error(s, "ERR AUTH <password> called without any password configured for the "
                           "default user. Are you sure your configuration is correct?");
         return;
     }
-    if (!secret_equal(pass, len, requirepass(c))) {
-        zos_slot_error(s, "WRONGPASS invalid username-password pair or user is disabled.");
+    if (requirepass(c) == NULL || !secret_equal(pass, len, requirepass(c))) {
+        zos_slot_error(s, "%s", wrongpass);
         return;
     }
-    c->authed = true;
+    c->auth_all = true;
     zos_slot_status(s, "OK");
 }
 
 /* AUTH <user> <password>: the username names a node ("default": the
- * requirepass user).  NULL when accepted (*NODE set, NULL for "default"),
- * else the error reply. */
-static const char *check_user(struct zos_client *c, const char *user, size_t ulen, const char *pass,
-                              size_t plen, struct zos_node **node)
+ * requirepass user).  A node with a password of its own takes only that one,
+ * and it opens that node only; other nodes take requirepass, which opens
+ * every node.  0, or -1 with the error reply in ERR. */
+static int check_user(struct zos_client *c, const char *user, size_t ulen, const char *pass,
+                      size_t plen, char *err, size_t errlen)
 {
-    static const char wrongpass[] = "WRONGPASS invalid username-password pair or user is disabled.";
     struct zos_node *n = zos_router_node(c->srv->router, user, ulen);
-    const char *want = requirepass(c);
+    const char *own = n != NULL ? n->conf->password : NULL;
 
-    if (n == NULL && strcmp(user, "default") != 0)
-        return "WRONGPASS unknown node";
-    if (n != NULL && c->fixed != NULL && c->fixed != n)
-        return "ERR this port serves one node only";
-    if (n != NULL && n->conf->password != NULL)
-        want = n->conf->password;
-    if (want != NULL && !secret_equal(pass, plen, want))
-        return wrongpass;
-    *node = n;
-    return NULL;
-}
-
-static void accept_user(struct zos_client *c, struct zos_node *n)
-{
-    c->authed = true;
+    if (n == NULL && strcmp(user, "default") != 0) {
+        snprintf(err, errlen, "WRONGPASS unknown node '%s'", user);
+        return -1;
+    }
+    if (n != NULL && c->fixed != NULL && c->fixed != n) {
+        snprintf(err, errlen, "ERR this port serves node '%s' only", c->fixed->conf->name);
+        return -1;
+    }
+    const char *want = own != NULL ? own : requirepass(c);
+    if (want != NULL && !secret_equal(pass, plen, want)) {
+        snprintf(err, errlen, "%s", wrongpass);
+        return -1;
+    }
+    if (own != NULL)
+        c->auth_node = n;
+    else if (want != NULL)
+        c->auth_all = true;
     if (n != NULL)
         c->node = n;
+    return 0;
 }
 
 static void verb_auth(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
-    struct zos_node *n = NULL;
-    if (av->argc == 2) {
+    char err[200];
+    if (av->argc == 2)
         auth_password(c, s, av->argv[1], av->argvlen[1]);
-        return;
-    }
-    const char *err = check_user(c, av->argv[1], av->argvlen[1], av->argv[2], av->argvlen[2], &n);
-    if (err != NULL) {
+    else if (check_user(c, av->argv[1], av->argvlen[1], av->argv[2], av->argvlen[2], err,
+                        sizeof(err)) != 0)
         zos_slot_error(s, "%s", err);
-        return;
-    }
-    accept_user(c, n);
-    zos_slot_status(s, "OK");
+    else
+        zos_slot_status(s, "OK");
 }
 
 static void add_kv(struct evbuffer *out, const char *key, const char *value)
@@ -108,14 +117,12 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
     }
     for (; i < av->argc; i++) {
         if (strcasecmp(av->argv[i], "auth") == 0 && i + 2 < av->argc) {
-            struct zos_node *n = NULL;
-            const char *err = check_user(c, av->argv[i + 1], av->argvlen[i + 1], av->argv[i + 2],
-                                         av->argvlen[i + 2], &n);
-            if (err != NULL) {
+            char err[200];
+            if (check_user(c, av->argv[i + 1], av->argvlen[i + 1], av->argv[i + 2],
+                           av->argvlen[i + 2], err, sizeof(err)) != 0) {
                 zos_slot_error(s, "%s", err);
                 return;
             }
-            accept_user(c, n);
             i += 2;
         } else if (strcasecmp(av->argv[i], "setname") == 0 && i + 1 < av->argc) {
             free(c->name);
@@ -125,7 +132,7 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
             return;
         }
     }
-    if (requirepass(c) != NULL && !c->authed) {
+    if (requirepass(c) != NULL && !zos_client_authed(c)) {
         zos_slot_error(s, "NOAUTH HELLO must be called with the client already authenticated, "
                           "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
                           "authenticate the client and select the RESP protocol version at the "
@@ -281,8 +288,9 @@ static void verb_use(struct zos_client *c, struct zos_slot *s, const struct zos_
         zos_slot_error(s, "ERR unknown node '%s'", av->argv[1]);
         return;
     }
-    if (c->fixed != NULL && c->fixed != n) {
-        zos_slot_error(s, "ERR this port serves node '%s' only", c->fixed->conf->name);
+    char err[160];
+    if (!zos_client_may_use(c, n, err, sizeof(err))) {
+        zos_slot_error(s, "%s", err);
         return;
     }
     c->node = n;
@@ -321,6 +329,8 @@ const struct zos_verb *zos_verbs_find(const char *name, size_t len)
         bsearch(key, verbs, ZOS_ARRAY_LEN(verbs), sizeof(verbs[0]), verb_cmp);
     if (v == NULL && len > 4 && strncasecmp(key, "zos.", 4) == 0)
         v = bsearch(key, zos_verbs_job, zos_verbs_job_count, sizeof(verbs[0]), verb_cmp);
+    if (v == NULL && len > 4 && strncasecmp(key, "zos.", 4) == 0)
+        v = bsearch(key, zos_verbs_ssh, zos_verbs_ssh_count, sizeof(verbs[0]), verb_cmp);
     return v;
 }
 
@@ -332,6 +342,24 @@ void zos_verbs_run(const struct zos_verb *v, struct zos_client *c, struct zos_sl
         return;
     }
     v->fn(c, s, av);
+}
+
+char *zos_verbs_join(const struct zos_resp_argv *av, size_t first, size_t last)
+{
+    size_t len = 1;
+    for (size_t i = first; i < last; i++)
+        len += av->argvlen[i] + 1;
+    char *out = malloc(len), *p = out;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = first; i < last; i++) {
+        if (i > first)
+            *p++ = ' ';
+        memcpy(p, av->argv[i], av->argvlen[i]);
+        p += av->argvlen[i];
+    }
+    *p = '\0';
+    return out;
 }
 
 int zos_verbs_run_all(const struct zos_verb *v, struct zos_client *c,

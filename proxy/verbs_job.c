@@ -255,7 +255,7 @@ static void run(struct zos_client *c, struct zos_slot *s, enum mode mode,
 {
     struct zos_jobs *j = c->node != NULL ? node_jobs(c, c->node) : NULL;
     if (j == NULL) {
-        zos_slot_error(s, c->node == NULL ? "ERR no node selected" : "ERR out of memory");
+        zos_slot_error(s, c->node == NULL ? ZOS_NO_NODE_ERR : "ERR out of memory");
         return;
     }
     struct ctx *x = ctx_new(s, mode, req->command);
@@ -300,32 +300,15 @@ static void verb_submit(struct zos_client *c, struct zos_slot *s, const struct z
     verb_request(c, s, av, MODE_SUBMIT);
 }
 
-/* The arguments from FIRST joined by spaces (a shell script). */
-static char *join_args(const struct zos_resp_argv *av, size_t first, size_t last)
-{
-    size_t len = 1;
-    for (size_t i = first; i < last; i++)
-        len += av->argvlen[i] + 1;
-    char *out = malloc(len), *p = out;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = first; i < last; i++) {
-        if (i > first)
-            *p++ = ' ';
-        memcpy(p, av->argv[i], av->argvlen[i]);
-        p += av->argvlen[i];
-    }
-    *p = '\0';
-    return out;
-}
-
-/* The index of the first option word after FIRST (the end of the command words). */
+/* Where the command words end: before a trailing "TIMEOUT <s>" (checked by
+ * parse_opts), so a command may itself contain the word "timeout"
+ * ("ZOS.EXEC timeout 1 sleep 3"). */
 static size_t words_end(const struct zos_resp_argv *av, size_t first)
 {
-    size_t i = first;
-    while (i < av->argc && strcasecmp(av->argv[i], "timeout") != 0)
-        i++;
-    return i;
+    size_t n = av->argc;
+    if (n >= first + 2 && strcasecmp(av->argv[n - 2], "timeout") == 0)
+        return n - 2;
+    return n;
 }
 
 /* ZOS.EXEC <shell command ...> [TIMEOUT s]: the bash builtin (sh -c) on the node. */
@@ -339,7 +322,7 @@ static void verb_exec(struct zos_client *c, struct zos_slot *s, const struct zos
     }
     if (parse_opts(av, end, &o, s) != 0)
         return;
-    char *script = join_args(av, 1, end);
+    char *script = zos_verbs_join(av, 1, end);
     cJSON *args = cJSON_CreateObject();
     cJSON_AddStringToObject(args, "script", script != NULL ? script : "");
     cJSON_AddStringToObject(args, "stdin", "");
@@ -407,7 +390,7 @@ static void verb_container_exec(struct zos_client *c, struct zos_slot *s,
     struct zos_job_req req = {.command = "core.system", .args = args};
     struct ctx *x = j != NULL ? ctx_new(s, MODE_EXEC, "core.system") : NULL;
     if (j == NULL && c->node == NULL)
-        zos_slot_error(s, "ERR no node selected");
+        zos_slot_error(s, ZOS_NO_NODE_ERR);
     else if (x != NULL &&
              zos_job_run_in(j, cid, &req, timeout_ms(&o, DEFAULT_TIMEOUT_S), job_done, x) == NULL) {
         ctx_free(x);
@@ -435,7 +418,7 @@ static struct zos_jobs *checked_jobs(struct zos_client *c, struct zos_slot *s,
     }
     struct zos_jobs *j = c->node != NULL ? node_jobs(c, c->node) : NULL;
     if (j == NULL)
-        zos_slot_error(s, c->node == NULL ? "ERR no node selected" : "ERR out of memory");
+        zos_slot_error(s, c->node == NULL ? ZOS_NO_NODE_ERR : "ERR out of memory");
     return j;
 }
 

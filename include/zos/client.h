@@ -50,7 +50,8 @@ struct zos_client {
     struct zos_pin *pins;
     char *name; /* CLIENT SETNAME */
     unsigned long long id;
-    bool authed;
+    bool auth_all;              /* AUTH matched requirepass: every node */
+    struct zos_node *auth_node; /* AUTH matched this node's own password: that node only */
     bool closing; /* stop reading; close once the output drained */
     bool held;    /* a request waits for replies on another link */
     bool paused;  /* reading stopped for backpressure */
@@ -66,6 +67,14 @@ void zos_client_free(struct zos_client *c);
 void zos_client_close_after_flush(struct zos_client *c);
 /* Number of slots whose reply is not written yet. */
 size_t zos_client_pending(const struct zos_client *c);
+
+/* True once any AUTH succeeded. */
+bool zos_client_authed(const struct zos_client *c);
+/* May C send commands to node N?  False with the error reply in ERR:
+ * NOAUTH before any AUTH, NOPERM when authenticated for another node only,
+ * or the node of a per-node port. */
+bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, char *err,
+                        size_t errlen);
 
 /* Slots, for verbs that answer later (jobs, ssh, fan-out). */
 struct zos_slot *zos_slot_new(struct zos_client *c);

@@ -50,7 +50,8 @@ struct zos_link_opts {
 };
 
 /* A new link to NODE (borrowed; must outlive the link).  SSL_CTX is borrowed
- * too (NULL for a plain node).  DNS may be NULL (numeric addresses only).
+ * too (NULL for a plain node).  DNS may be NULL: names then resolve with a
+ * blocking getaddrinfo.
  * Nothing is connected until the first request.  NULL on allocation failure. */
 struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
                               const struct zos_node_conf *node, SSL_CTX *ssl,

@@ -39,6 +39,7 @@ struct zos_server {
     struct event *shutdown_timer;
     bool shutting_down;
     void *jobs; /* the job verbs' per-node state (verbs_job.c), NULL until used */
+    void *ssh;  /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
 };
 
 /* Takes CONF.  Binds every listener (TCP, unix socket, per-node ports).

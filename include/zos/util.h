@@ -8,4 +8,9 @@
  * printed it.  Caller frees with free().  NULL on allocation failure. */
 char *zos_json_pretty(const cJSON *v);
 
+/* Where ssh host keys of containers are pinned: "zos-known_hosts" beside
+ * the config file CONF_PATH (so tests with ZOS_CONFIG in a temp dir keep
+ * their pins there too).  Writes BUF. */
+void zos_known_hosts_path(const char *conf_path, char *buf, size_t len);
+
 #endif

@@ -20,6 +20,10 @@
     0x8 /* ZOS.* verbs acting on a node: ZOS.AT runs them there,                                   \
             ZOS.ALL on every node (zos_verbs_run_all) */
 
+/* The error of a node command when the connection has no node. */
+#define ZOS_NO_NODE_ERR                                                                            \
+    "ERR no node selected: configure a node, or use ZOS.USE <node> or AUTH <node> <password>"
+
 /* A handler writes its reply into S now or later (zos_slot_buf + done).
  * AV is borrowed for the call only. */
 typedef void (*zos_verb_fn)(struct zos_client *c, struct zos_slot *s,
@@ -39,6 +43,10 @@ const struct zos_verb *zos_verbs_find(const char *name, size_t len);
 /* Runs V for C: checks the argument count, then calls the handler. */
 void zos_verbs_run(const struct zos_verb *v, struct zos_client *c, struct zos_slot *s,
                    const struct zos_resp_argv *av);
+
+/* Arguments FIRST..LAST-1 joined by single spaces (a shell command line).
+ * Caller frees; NULL when out of memory. */
+char *zos_verbs_join(const struct zos_resp_argv *av, size_t first, size_t last);
 
 /* ZOS.ALL for an ONNODE verb: runs V (argv from FIRST) once per node and
  * replies with the flat [node, reply, ...] array.  Returns ZOS_OK. */

@@ -123,6 +123,12 @@ static int host_port_number(const char *spec)
     return port >= 1 && port <= 65535 ? port : -1;
 }
 
+/* The container port of a forward (kept as a raw JSON integer). */
+static int guest_port(const cJSON *p)
+{
+    return cJSON_IsRaw(p) ? atoi(p->valuestring) : p->valueint;
+}
+
 /* Caller holds c_mu. */
 static bool port_forwarded_locked(int port)
 {
@@ -461,6 +467,9 @@ cJSON *sim_cmd_corex_create(struct sim_job *j, const cJSON *args, struct sim_err
         snprintf(path, sizeof path, "%s/containers/%u/root", sim.dir, c->id);
         c->root = strdup(path);
         sim_rmtree(path); /* left over from an earlier container with this id */
+        snprintf(path, sizeof path, "%s/containers/%u/ssh", sim.dir, c->id);
+        sim_rmtree(path); /* its sshd's host key, too: a new container gets a new one */
+        snprintf(path, sizeof path, "%s/containers/%u/root", sim.dir, c->id);
         ok = sim_mkdirs(path, 0755) == 0 || (sim_fail(e, 500, "mkdir %s failed", path), false);
         ok = ok && write_config(c->root, cJSON_GetObjectItem(args, "config"), e);
     } else if (c->id == 0) {
@@ -610,6 +619,7 @@ cJSON *sim_cmd_corex_terminate(struct sim_job *j, const cJSON *args, struct sim_
     if (c == NULL)
         return sim_fail(e, 500, "no container with id '%u'", id);
     sim_jobs_drop_container(id);
+    sim_sshd_forget(id);
     char path[4096];
     snprintf(path, sizeof path, "%s/containers/%u", sim.dir, id);
     sim_rmtree(path);
@@ -706,6 +716,8 @@ cJSON *sim_cmd_corex_pf_add(struct sim_job *j, const cJSON *args, struct sim_err
         out = cJSON_CreateNull();
     }
     pthread_mutex_unlock(&c_mu);
+    if (out && cport == 22)
+        sim_sshd_sync(id); /* a running sshd becomes reachable there */
     return out;
 }
 
@@ -725,7 +737,57 @@ cJSON *sim_cmd_corex_pf_remove(struct sim_job *j, const cJSON *args, struct sim_
         out = cJSON_CreateNull();
     }
     pthread_mutex_unlock(&c_mu);
+    if (out)
+        sim_sshd_sync(id); /* an sshd on that port stops */
     return out;
+}
+
+/* ---- what the container's sshd needs (sshd.c) ---- */
+
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+bool sim_corex_ssh_view(unsigned cid, struct sim_ssh_view *v)
+{
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&c_mu);
+    struct container *c = find_locked(cid);
+    if (c) {
+        char path[4096];
+        v->cid = cid;
+        v->root = strdup(c->root);
+        snprintf(path, sizeof path, "%s/containers/%u", sim.dir, cid);
+        v->state = strdup(path);
+        v->env = strv_dup(c->env);
+        const char *h = sim_arg_str(c->args, "hostname");
+        snprintf(v->hostname, sizeof v->hostname, "%s", h[0] ? h : "corex");
+        const cJSON *p;
+        cJSON_ArrayForEach(p, c->ports)
+        {
+            int port = host_port_number(p->string);
+            const char *bar = strchr(p->string, '|');
+            bool dup = false;
+            if (guest_port(p) != 22 || port < 0 || (bar && !strcmp(bar, "|udp")))
+                continue;
+            for (size_t i = 0; i < v->nports; i++)
+                dup |= v->ports[i] == port;
+            if (!dup && v->nports < SIM_SSH_MAX_PORTS)
+                v->ports[v->nports++] = port;
+        }
+        qsort(v->ports, v->nports, sizeof v->ports[0], cmp_int);
+    }
+    pthread_mutex_unlock(&c_mu);
+    return c != NULL;
+}
+
+void sim_ssh_view_free(struct sim_ssh_view *v)
+{
+    free(v->root);
+    free(v->state);
+    strv_free(v->env);
+    memset(v, 0, sizeof *v);
 }
 
 static const struct sim_field layer_fields[] = {
@@ -911,7 +973,7 @@ cJSON *sim_cmd_socat_list(struct sim_job *j, const cJSON *args, struct sim_err *
             unsigned ip = c->id + 1;
             snprintf(rule, sizeof rule, "tcp dport %d mark set 0x%08x dnat to 172.18.%u.%u:%d",
                      host_port_number(p->string), 0x01000000u | c->id, ip >> 8, ip & 0xff,
-                     p->valueint);
+                     guest_port(p));
             cJSON_AddItemToArray(out, cJSON_CreateString(rule));
         }
     }

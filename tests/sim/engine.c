@@ -442,6 +442,48 @@ static void strv_free(char **v)
     free(v);
 }
 
+/* The words of SCRIPT when it is one simple command (words of plain
+ * characters, blanks between them), else NULL.  Caller frees (strv_free). */
+static char **simple_words(const char *script)
+{
+    size_t n = 0, cap = 8;
+    char **w = calloc(cap + 1, sizeof *w);
+    const char *p = script;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n')
+            p++;
+        if (*p == '\0')
+            break;
+        size_t len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                               "_./-+=:,@%");
+        if (len == 0 || (p[len] != '\0' && !strchr(" \t\n", p[len])) || n == cap) {
+            strv_free(w);
+            return NULL;
+        }
+        w[n++] = strndup(p, len);
+        p += len;
+    }
+    if (n == 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Commands whose absolute arguments are all paths, rewritten under the
+ * container's root so that `/bin/mkdir -p /etc/ssh` or `/bin/chmod 700 -R
+ * /etc/ssh` change the container and not the host. */
+static bool path_command(const char *name)
+{
+    static const char *const names[] = {"mkdir", "rmdir", "chmod", "chown", "touch", "rm"};
+    const char *slash = strrchr(name, '/');
+    const char *base = slash ? slash + 1 : name;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(base, names[i]) == 0)
+            return true;
+    return false;
+}
+
 static void run_process(struct sim_job *j, const struct sim_cmd *c, struct sim_run *r)
 {
     if (j->args == NULL) {
@@ -473,6 +515,32 @@ static void run_process(struct sim_job *j, const struct sim_cmd *c, struct sim_r
         s.argv = argv;
         s.dir = sim_arg_str(a, "dir");
     }
+    char **owned = NULL; /* rewritten arguments */
+    size_t nowned = 0;
+    if (j->cdir) {
+        char **words = c->kind == K_BASH ? simple_words(argv_sh[2]) : NULL;
+        bool handled = sim_sshd_command(j, words ? words : (c->kind == K_BASH ? NULL : argv), r);
+        strv_free(words);
+        if (handled) {
+            free(argv);
+            return;
+        }
+        if (c->kind == K_SYSTEM && path_command(s.name)) {
+            size_t n = 0;
+            while (argv[n])
+                n++;
+            owned = calloc(n + 1, sizeof *owned);
+            nowned = n;
+            for (size_t i = 1; i < n; i++) {
+                if (argv[i][0] != '/')
+                    continue;
+                size_t len = strlen(j->cdir) + strlen(argv[i]) + 1;
+                owned[i] = malloc(len);
+                snprintf(owned[i], len, "%s%s", j->cdir, argv[i]);
+                argv[i] = owned[i];
+            }
+        }
+    }
     if (j->cdir) {
         /* Inside a container, paths are under its root. */
         snprintf(dirbuf, sizeof dirbuf, "%s%s", j->cdir, s.dir && s.dir[0] == '/' ? s.dir : "");
@@ -485,6 +553,9 @@ static void run_process(struct sim_job *j, const struct sim_cmd *c, struct sim_r
     sim_proc_run(j, &s, r);
     strv_free(s.envp);
     free(argv);
+    for (size_t i = 0; i < nowned; i++)
+        free(owned[i]);
+    free(owned);
 }
 
 static void run_once(struct sim_job *j, struct sim_run *r)

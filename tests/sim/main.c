@@ -476,6 +476,7 @@ int main(int argc, char **argv)
     int rc = serve();
     sim.stopping = 1;
     sim_engine_shutdown(3000);
+    sim_sshd_shutdown(); /* before cleanup() removes the containers' files */
     sim_redis_pool_free();
     cleanup();
     sim_fs_free_all();

@@ -11,6 +11,7 @@
  *
  * Each thread borrows a hiredis context from a small pool (hiredis contexts
  * are not thread-safe).  Containers are records kept in memory under a mutex.
+ * A container's sshd (sshd.c) is forked by one worker thread of its own.
  * The reference for every byte is shared/docs/core0-protocol.md.
  */
 #ifndef ZOS_SIM_H
@@ -294,5 +295,34 @@ cJSON *sim_cmd_nft_drop_port(struct sim_job *j, const cJSON *args, struct sim_er
 cJSON *sim_cmd_nft_list(struct sim_job *j, const cJSON *args, struct sim_err *e);
 cJSON *sim_cmd_nft_rule_exists(struct sim_job *j, const cJSON *args, struct sim_err *e);
 void sim_corex_free_all(void);
+
+/* What the sshd of container CID needs to know (cmd_corex.c). */
+#define SIM_SSH_MAX_PORTS 16
+struct sim_ssh_view {
+    unsigned cid;
+    char *root;  /* <dir>/containers/<id>/root, the working directory */
+    char *state; /* <dir>/containers/<id>, where its sshd keeps its files */
+    char **env;  /* the container's environment */
+    char hostname[256];
+    int ports[SIM_SSH_MAX_PORTS]; /* tcp host ports forwarded to 22, ascending */
+    size_t nports;
+};
+/* Fills V; false when there is no container CID.  Takes the container lock. */
+bool sim_corex_ssh_view(unsigned cid, struct sim_ssh_view *v);
+void sim_ssh_view_free(struct sim_ssh_view *v);
+
+/* sshd.c: a container's port 22 is a real sshd.  sim_sshd_command handles the
+ * ssh service commands of a container job (`service ssh start|stop|restart|
+ * status|...`, `/etc/init.d/ssh ...`, `/usr/sbin/sshd`; also any other
+ * `service X`, which is refused): true with R filled like a process's result,
+ * false when ARGV is none of them.  The others must be called without the
+ * container lock held. */
+bool sim_sshd_command(struct sim_job *j, char **argv, struct sim_run *r);
+/* The forwards of CID changed: (re)start or stop its sshd accordingly. */
+void sim_sshd_sync(unsigned cid);
+/* CID was terminated: stop its sshd, sessions included. */
+void sim_sshd_forget(unsigned cid);
+/* Stops every sshd; no sshd starts afterwards. */
+void sim_sshd_shutdown(void);
 
 #endif

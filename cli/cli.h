@@ -1,0 +1,258 @@
+/* cli.h -- what the files of the zos command-line tool share.
+ *
+ *   main.c      global options, the command table, help
+ *   args.c      per-command option parsing (--key=value, --key value, flags)
+ *   node.c      one session with the active node: link + jobs on a private
+ *               event loop, run synchronously; raw GET/SET; the spinner
+ *   print.c     pretty JSON (2 spaces, as the original) and tables
+ *   cmd_*.c     the commands; names.c the adjective_surname generator;
+ *   sshkeys.c   public keys for new containers (file, ssh agent)
+ *
+ * Every command handler returns the process exit code (the original tool's
+ * codes, core0-protocol.md §9.5) after printing its own error message.
+ */
+#ifndef ZOS_CLI_H
+#define ZOS_CLI_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "zos/conf.h"
+#include "zos/job.h"
+
+/* Exit codes of the original tool (src/commons/errorcodes.nim). */
+enum zos_cli_exit {
+    ZOS_EXIT_OK = 0,
+    ZOS_EXIT_CANT_CREATE_CONFIG = 1,
+    ZOS_EXIT_SSHKEY_NOT_FOUND = 2,
+    ZOS_EXIT_CONTAINER_NOT_FOUND = 3,
+    ZOS_EXIT_VBOX_NOT_INSTALLED = 4,
+    ZOS_EXIT_UNCONFIGURED = 5,
+    ZOS_EXIT_UNKNOWN_COMMAND = 6,
+    ZOS_EXIT_DEPS_NOT_INSTALLED = 7,
+    ZOS_EXIT_PORT_FORWARD_EXISTS = 8,
+    ZOS_EXIT_CANT_FIND_SSHKEYS = 9,
+    ZOS_EXIT_SSH_NOT_ENABLED = 10,
+    ZOS_EXIT_FILE_DOESNT_EXIST = 11,
+    ZOS_EXIT_UNREACHABLE = 12,
+    ZOS_EXIT_CANT_CREATE_CONTAINER = 13,
+    ZOS_EXIT_GENERAL = 14,
+    ZOS_EXIT_MALFORMED_ARGS = 15,
+    ZOS_EXIT_CONTAINER_DOESNT_EXIST = 16,
+    ZOS_EXIT_NOT_CONFIGURED = 17,
+    ZOS_EXIT_PATH_MOUNTED = 18,
+    ZOS_EXIT_NO_HOSTONLY = 19,
+    ZOS_EXIT_NO_CONTAINERS_YET = 20,
+    ZOS_EXIT_NO_HOSTONLY_IP = 21,
+    ZOS_EXIT_INVALID_NAME = 22,
+    ZOS_EXIT_ZEROTIER = 23,
+    ZOS_EXIT_CMD_FAILED = 24,
+    ZOS_EXIT_CANT_RESERVE_PORT = 25,
+    ZOS_EXIT_INVALID_JWT = 26,
+    ZOS_EXIT_CANT_PING = 27,
+};
+
+/* The state of one run of zos, filled by main.c from the global options
+ * and the config file. */
+struct zos_cli {
+    char conf_path[4096];
+    struct zos_conf *conf; /* loaded, or new when the file did not exist */
+    const char *proxy;     /* "host:port" of a zos-proxy, NULL: direct */
+    const char *node;      /* --node, NULL: the default node */
+    int timeout_s;         /* --timeout, 0: each command's default */
+    bool debug;            /* [app] debug or ZOS_DEBUG=1 */
+};
+
+/* ---- main.c ---- */
+
+/* Prints "zos: " FMT on stderr and returns CODE. */
+int zos_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "zos: debug: ..." on stderr when debugging is on. */
+void zos_cli_debug(const struct zos_cli *cli, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Saves cli->conf to its file; prints the error and returns its exit code. */
+int zos_cli_save_conf(struct zos_cli *cli);
+/* The original's message for a tool without a configured node; returns 5. */
+int zos_cli_first_time(void);
+/* Usage of command NAME ("container new" for a sub-command) on F. */
+void zos_cli_usage(FILE *f, const char *name);
+
+/* ---- args.c ---- */
+
+struct zos_cli_opt {
+    const char *name;   /* "name" for --name */
+    bool takes_value;   /* --name=V or --name V */
+    const char **value; /* where a value goes (last one wins) */
+    bool *flag;         /* set for a flag, or when a value was given */
+};
+
+/* Flags for zos_cli_args_parse. */
+#define ZOS_ARGS_STOP_AT_POSITIONAL 0x1 /* "exec ls -la": options end at the first word */
+
+/* Parses ARGV[0..ARGC) of command CMD ("configure", "container new") against
+ * OPTS; positional words go to POS (at most MAXPOS, *NPOS set).  Returns -1
+ * when all is well, 0 after printing the help (--help / -h), or the exit
+ * code of a usage error it printed (unknown option, missing value, too
+ * many words). */
+int zos_cli_args_parse(const char *cmd, int argc, char **argv, const struct zos_cli_opt *opts,
+                       size_t nopts, unsigned flags, char **pos, size_t maxpos, size_t *npos);
+
+/* "zos: CMD: <message>" and CMD's usage on stderr; returns 15. */
+int zos_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A whole number from MIN to MAX in TEXT (no sign, no blanks); false otherwise. */
+bool zos_cli_parse_int(const char *text, long min, long max, long *out);
+
+/* ---- node.c ---- */
+
+struct zos_cli_node;
+
+/* Connects to the active node (or through the proxy), checks it answers
+ * PING as the original did: exit 12 when unreachable, 26 when AUTH is
+ * refused, 27 when the reply is not PONG; 5 or 17 when there is no such
+ * node.  On 0 *OUT is the session (zos_cli_node_close). */
+int zos_cli_node_open(struct zos_cli *cli, struct zos_cli_node **out);
+void zos_cli_node_close(struct zos_cli_node *n);
+
+/* The node's name, and its configuration (NULL through a proxy for a node
+ * that is not in the local config). */
+const char *zos_cli_node_name(const struct zos_cli_node *n);
+const struct zos_node_conf *zos_cli_node_conf(const struct zos_cli_node *n);
+/* The address containers of this node are reached at (the node's address,
+ * or the proxy's host when the node is not in the local config). */
+const char *zos_cli_node_address(const struct zos_cli_node *n);
+
+/* Runs builtin COMMAND with ARGS (borrowed; NULL sends {}) and waits for it
+ * (CID > 0: inside that container, via corex.dispatch).  LABEL, when not
+ * NULL, is shown next to the spinner.  On success (state SUCCESS) *RES is
+ * the result, owned by the caller, and 0 is returned.  A job that ran and
+ * failed is returned too, with FAIL_CODE, so the caller can show its
+ * output: *RES is then set as well.  Transport failures print "zos: WHAT:
+ * why" and return 12 (node gone), 26 (AUTH), or 24 (timeout) with *RES NULL. */
+int zos_cli_node_job(struct zos_cli_node *n, unsigned long cid, const char *command,
+                     const cJSON *args, int timeout_ms, const char *label, int fail_code,
+                     struct zos_job_result **res);
+
+/* Submits corex.dispatch of COMMAND/ARGS into container CID and returns
+ * once core0 accepted it, without waiting for the inner job: *INNER_ID (37
+ * bytes) receives the inner job's id.  Exit code as zos_cli_node_job. */
+int zos_cli_node_invoke(struct zos_cli_node *n, unsigned long cid, const char *command,
+                        const cJSON *args, char *inner_id, struct zos_job_result **res);
+
+/* GET KEY: 0 with *VALUE a new string, or NULL when the key does not
+ * exist; else the exit code after printing the error. */
+int zos_cli_node_get(struct zos_cli_node *n, const char *key, char **value);
+/* SET KEY VALUE (DEL KEY when VALUE is NULL): 0 or the exit code. */
+int zos_cli_node_set(struct zos_cli_node *n, const char *key, const char *value);
+
+/* Polls CONF (borrowed) with PING until it answers PONG or TIMEOUT_S
+ * passed (a machine booting), with the spinner and LABEL.  0 or 12. */
+int zos_cli_node_wait_pong(struct zos_cli *cli, const struct zos_node_conf *conf, int timeout_s,
+                           const char *label);
+
+/* The default wait for a job, from --timeout or DEF_S seconds. */
+int zos_cli_node_timeout_ms(const struct zos_cli_node *n, int def_s);
+
+/* ---- print.c ---- */
+
+/* V as the original printed JSON: 2-space indent, "key": value, [] and {}
+ * for empty containers.  Caller frees with free().  NULL when out of memory. */
+char *zos_cli_json_pretty(const cJSON *v);
+/* The same, with a newline, on F. */
+void zos_cli_print_json(FILE *f, const cJSON *v);
+/* What a user wants from a successful result: level 20 data as pretty JSON
+ * on stdout; else the job's stdout on stdout and its stderr on stderr. */
+void zos_cli_print_result(const struct zos_job_result *r);
+/* For a failed job: its output as above, then "zos: WHAT failed: ..." */
+void zos_cli_print_failure(const char *what, const struct zos_job_result *r);
+/* TEXT on F, with a newline unless it ends with one already (nothing for ""). */
+void zos_cli_print_text(FILE *f, const char *text);
+
+/* A table: NCOLS columns, rows of cells (borrowed), left-aligned, two
+ * blanks between columns, no trailing blanks. */
+struct zos_cli_table {
+    size_t ncols, nrows, cap;
+    const char **cells; /* nrows * ncols */
+};
+void zos_cli_table_init(struct zos_cli_table *t, size_t ncols, const char *const *header);
+void zos_cli_table_add(struct zos_cli_table *t, const char *const *row);
+void zos_cli_table_print(FILE *f, const struct zos_cli_table *t);
+void zos_cli_table_free(struct zos_cli_table *t);
+
+/* ---- names.c ---- */
+
+/* A random Moby-style name, "adjective_surname", into BUF. */
+void zos_cli_name_random(char *buf, size_t len);
+
+/* ---- sshkeys.c ---- */
+
+/* The public keys to put into a new container's authorized_keys.
+ * OPT (--sshkey, may be NULL): a .pub file, a private key path (its .pub is
+ * read) or a key name under ~/.ssh.  Without OPT: the ssh agent's keys
+ * ($SSH_AUTH_SOCK), else ~/.ssh/id_ed25519.pub, else ~/.ssh/id_rsa.pub.
+ * 0 with *KEYS (one key per line, newline-terminated) and *PRIVATE (the
+ * private key path to remember, or "false") as new strings; else the exit
+ * code (2: OPT not found, 9: no key anywhere) after printing why. */
+int zos_cli_sshkeys(const char *opt, char **keys, char **private_path);
+
+/* ---- cmd_node.c: helpers other commands use ---- */
+
+/* Parses TEXT as a JSON object for option OPT ("jsonargs"); NULL after
+ * printing why, with the byte position of a syntax error (exit 15).
+ * Caller frees with cJSON_Delete. */
+cJSON *zos_cli_json_arg(const char *opt, const char *text);
+/* WORDS joined by blanks, as a new string. */
+char *zos_cli_join(char **words, size_t n);
+
+/* ---- the commands ---- */
+
+int zos_cli_cmd_init(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_configure(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_remove(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_forgetvm(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_setdefault(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_showconfig(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_showactive(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_showactiveconfig(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_ping(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_cmd(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_exec(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_container(struct zos_cli *cli, int argc, char **argv);
+
+/* ---- cmd_container.c / cmd_new.c ---- */
+
+#define ZOS_CLI_LAST_CONTAINER_KEY "zos:lastcontainerid"
+
+/* SET container:<CID>:<WHAT> VALUE (DEL when VALUE is NULL): 0 or the exit code. */
+int zos_cli_container_set(struct zos_cli_node *n, unsigned long cid, const char *what,
+                          const char *value);
+/* zos container new <args>. */
+int zos_cli_container_new(struct zos_cli *cli, int argc, char **argv);
+
+/* ---- cmd_ssh.c: the SSH sub-commands of "container" ---- */
+
+/* Sub-command SUB ("sshenable", "shell", ...) on container CID of N; ARGV
+ * are the words after SUB (already checked by zos_cli_ssh_check). */
+int zos_cli_ssh_run(struct zos_cli *cli, struct zos_cli_node *n, unsigned long cid, const char *sub,
+                    int argc, char **argv);
+/* Parses and validates the words of SUB before anything is connected:
+ * -1 when fine, 0 after --help, else the exit code. */
+int zos_cli_ssh_check(const char *sub, int argc, char **argv);
+/* Whether this build has the ssh module. */
+bool zos_cli_ssh_available(void);
+
+/* ---- cmd_vm.c: VirtualBox ---- */
+
+/* Whether this build has the vbox module. */
+bool zos_cli_vbox_available(void);
+/* Deletes the machine behind NODE for zos remove: a VirtualBox VM made by
+ * zos init (isvbox), or stops a qemu one; nothing for other nodes.  0 or
+ * the exit code. */
+int zos_cli_vm_delete(struct zos_cli *cli, const struct zos_node_conf *node);
+
+#endif

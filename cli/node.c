@@ -1,0 +1,569 @@
+/* node.c -- one session with the active node, run synchronously.
+ *
+ *   zos_cli_node_open: pick the node --> link (TLS, AUTH) --> PING --> PONG?
+ *                                        \--> or plain TCP to a zos-proxy,
+ *                                             "AUTH <node> <password>", ZOS.AT <node> PING
+ *   zos_cli_node_job:  zos_job_run / zos_job_run_in on the same link ----+
+ *   zos_cli_node_get/set: raw GET/SET through zos_link_send_argv ---------+--> event loop
+ *                                                  runs until the callback set "done"
+ *
+ * The library is asynchronous (libevent); the CLI does one thing at a time,
+ * so each helper starts an operation and turns the loop until it is over,
+ * with a spinner on stderr meanwhile when both stdout and stderr are
+ * terminals.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "cli.h"
+#include "zos/link.h"
+
+#define PING_TIMEOUT_MS    5000
+#define CONNECT_TIMEOUT_MS 5000
+#define REDIS_TIMEOUT_MS   10000
+#define SPIN_DELAY_MS      300
+#define SPIN_STEP_MS       100
+
+struct zos_cli_node {
+    struct zos_cli *cli;
+    const struct zos_node_conf *conf; /* in the config file; NULL when unknown (proxy) */
+    char name[128];
+    struct zos_node_conf conn; /* where the link goes: the node or the proxy */
+    char proxy_host[256];
+    struct event_base *base;
+    SSL_CTX *ssl;
+    struct zos_link *link;
+    struct zos_jobs *jobs;
+    /* spinner */
+    struct event *spin;
+    const char *label;
+    int frame;
+    bool shown;
+};
+
+/* One raw command in flight.  Heap-allocated: when the wait gives up
+ * first, the late reply (or the link's "link closed") frees it. */
+struct call {
+    bool done;
+    bool abandoned;
+    redisReply *reply;
+    char err[256];
+};
+
+/* One job. */
+struct wait {
+    bool done;
+    struct zos_job_result *res;
+    char err[256];
+};
+
+/* ---- spinner ---- */
+
+static void spin_cb(evutil_socket_t fd, short what, void *arg)
+{
+    static const char frames[] = "|/-\\";
+    struct zos_cli_node *n = arg;
+    n->shown = true;
+    fprintf(stderr, "\r%c %s", frames[n->frame++ % 4], n->label);
+    fflush(stderr);
+    struct timeval tv = {0, SPIN_STEP_MS * 1000};
+    evtimer_add(n->spin, &tv);
+}
+
+static void spin_start(struct zos_cli_node *n, const char *label)
+{
+    if (label == NULL || n->spin == NULL || !isatty(STDOUT_FILENO) || !isatty(STDERR_FILENO))
+        return;
+    n->label = label;
+    n->shown = false;
+    struct timeval tv = {0, SPIN_DELAY_MS * 1000};
+    evtimer_add(n->spin, &tv);
+}
+
+static void spin_stop(struct zos_cli_node *n)
+{
+    if (n->spin != NULL)
+        evtimer_del(n->spin);
+    if (n->shown)
+        fprintf(stderr, "\r\033[K");
+    n->shown = false;
+}
+
+/* Turns the loop until *DONE; false when nothing is left to wait for. */
+static bool run_until(struct zos_cli_node *n, const bool *done, const char *label)
+{
+    spin_start(n, label);
+    while (!*done) {
+        if (event_base_loop(n->base, EVLOOP_ONCE) != 0)
+            break;
+    }
+    spin_stop(n);
+    return *done;
+}
+
+/* ---- errors ---- */
+
+/* The exit code for a transport error text from link.c or job.c. */
+static int error_code(const char *err)
+{
+    if (strstr(err, "unknown node") != NULL)
+        return ZOS_EXIT_NOT_CONFIGURED;
+    if (strstr(err, "AUTH") != NULL || strstr(err, "WRONGPASS") != NULL ||
+        strstr(err, "permission denied") != NULL || strstr(err, "invalid jwt") != NULL)
+        return ZOS_EXIT_INVALID_JWT;
+    if (strncmp(err, "timeout after", 13) == 0)
+        return ZOS_EXIT_CMD_FAILED;
+    if (strstr(err, "not a core0 result") != NULL || strstr(err, "out of memory") != NULL)
+        return ZOS_EXIT_GENERAL;
+    return ZOS_EXIT_UNREACHABLE; /* refused, timed out, TLS, closed, core0 not running */
+}
+
+static const char *where(const struct zos_cli_node *n, char *buf, size_t len)
+{
+    if (n->cli->proxy != NULL)
+        snprintf(buf, len, "node '%s' through zos-proxy %s", n->name, n->cli->proxy);
+    else
+        snprintf(buf, len, "node '%s' at %s:%d", n->name, n->conn.address, n->conn.port);
+    return buf;
+}
+
+static int transport_error(const struct zos_cli_node *n, const char *err)
+{
+    char w[400];
+    int code = error_code(err);
+    where(n, w, sizeof(w));
+    if (code == ZOS_EXIT_NOT_CONFIGURED)
+        return zos_cli_fail(code, "%s: the proxy has no such node (%s)", w, err);
+    if (code == ZOS_EXIT_INVALID_JWT)
+        return zos_cli_fail(code, "%s refused the connection: %s (check its secret, or ZOS_JWT)", w,
+                            err);
+    if (code == ZOS_EXIT_UNREACHABLE)
+        return zos_cli_fail(code, "cannot reach %s: %s", w, err);
+    return zos_cli_fail(code, "%s: %s", w, err);
+}
+
+/* ---- raw commands ---- */
+
+static void call_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct call *c = arg;
+    if (c->abandoned) {
+        free(c);
+        return;
+    }
+    c->done = true;
+    if (reply == NULL) {
+        snprintf(c->err, sizeof(c->err), "%s", err != NULL ? err : "link closed");
+        return;
+    }
+    redisReader *r = redisReaderCreate();
+    char *flat = malloc(len);
+    void *out = NULL;
+    if (r != NULL && flat != NULL) {
+        evbuffer_copyout(reply, flat, len);
+        if (redisReaderFeed(r, flat, len) == REDIS_OK && redisReaderGetReply(r, &out) == REDIS_OK)
+            c->reply = out;
+    }
+    if (c->reply == NULL)
+        snprintf(c->err, sizeof(c->err), "cannot read the node's reply");
+    free(flat);
+    if (r != NULL)
+        redisReaderFree(r);
+}
+
+static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bool *timed_out = arg;
+    *timed_out = true;
+}
+
+/* Sends ARGV and waits up to TIMEOUT_MS: the reply (which may be an error
+ * reply; freeReplyObject), or NULL with ERR set (transport). */
+static redisReply *call(struct zos_cli_node *n, size_t argc, const char *const *argv,
+                        int timeout_ms, char *err, size_t errlen)
+{
+    size_t lens[8];
+    bool timed_out = false;
+    struct call *c = calloc(1, sizeof(*c));
+    redisReply *reply = NULL;
+
+    if (c == NULL || argc > 8) {
+        snprintf(err, errlen, "out of memory");
+        free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (n->link == NULL || zos_link_send_argv(n->link, argc, argv, lens, call_cb, c) != 0) {
+        snprintf(err, errlen, "%s", n->link != NULL ? zos_link_errstr(n->link) : "link closed");
+        free(c);
+        return NULL;
+    }
+    if (zos_link_state(n->link) == ZOS_LINK_DOWN) {
+        /* link.c: a connect that fails inside the send (a name that does not
+         * resolve) leaves the request queued on a dead link: fail now */
+        c->abandoned = true;
+        snprintf(err, errlen, "%s", zos_link_errstr(n->link));
+        return NULL;
+    }
+    struct event *t = evtimer_new(n->base, call_timeout_cb, &timed_out);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (t != NULL)
+        evtimer_add(t, &tv);
+    while (!c->done && !timed_out && event_base_loop(n->base, EVLOOP_ONCE) == 0)
+        ;
+    if (t != NULL)
+        event_free(t);
+    if (!c->done) {
+        c->abandoned = true; /* call_cb frees it when the reply or the close comes */
+        snprintf(err, errlen, "no reply within %d s", timeout_ms / 1000);
+        return NULL;
+    }
+    reply = c->reply;
+    if (reply == NULL)
+        snprintf(err, errlen, "%s", c->err);
+    free(c);
+    return reply;
+}
+
+int zos_cli_node_get(struct zos_cli_node *n, const char *key, char **value)
+{
+    const char *argv[] = {"GET", key};
+    char err[256];
+    redisReply *r = call(n, 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
+    int rc = 0;
+    *value = NULL;
+    if (r == NULL)
+        return transport_error(n, err);
+    if (r->type == REDIS_REPLY_STRING)
+        *value = strndup(r->str, r->len);
+    else if (r->type == REDIS_REPLY_ERROR)
+        rc = transport_error(n, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+int zos_cli_node_set(struct zos_cli_node *n, const char *key, const char *value)
+{
+    const char *argv[] = {value != NULL ? "SET" : "DEL", key, value};
+    char err[256];
+    redisReply *r = call(n, value != NULL ? 3 : 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
+    int rc = 0;
+    if (r == NULL)
+        return transport_error(n, err);
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = transport_error(n, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- jobs ---- */
+
+static void job_cb(void *arg, struct zos_job_result *res, const char *err)
+{
+    struct wait *w = arg;
+    w->done = true;
+    w->res = res;
+    if (err != NULL)
+        snprintf(w->err, sizeof(w->err), "%s", err);
+}
+
+static int finish_job(struct zos_cli_node *n, struct wait *w, int fail_code,
+                      struct zos_job_result **res)
+{
+    *res = NULL;
+    if (w->res == NULL)
+        return transport_error(n, w->err[0] ? w->err : "the job was lost");
+    *res = w->res;
+    zos_cli_debug(n->cli, "job %s: state %s code %lu", w->res->id, w->res->state, w->res->code);
+    return zos_job_ok(w->res) ? 0 : fail_code;
+}
+
+int zos_cli_node_job(struct zos_cli_node *n, unsigned long cid, const char *command,
+                     const cJSON *args, int timeout_ms, const char *label, int fail_code,
+                     struct zos_job_result **res)
+{
+    struct zos_job_req req = {.command = command, .args = args};
+    struct wait w = {0};
+    struct zos_job *job;
+    *res = NULL;
+    if (n->jobs == NULL)
+        return transport_error(n, "link closed");
+    zos_cli_debug(n->cli, "job %s%s", command, cid > 0 ? " in a container" : "");
+    if (cid > 0)
+        job = zos_job_run_in(n->jobs, cid, &req, timeout_ms, job_cb, &w);
+    else
+        job = zos_job_run(n->jobs, &req, timeout_ms, NULL, job_cb, &w);
+    if (job == NULL)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
+    if (!run_until(n, &w.done, label)) {
+        zos_job_cancel(job);
+        return transport_error(n, "nothing left to wait for");
+    }
+    return finish_job(n, &w, fail_code, res);
+}
+
+int zos_cli_node_invoke(struct zos_cli_node *n, unsigned long cid, const char *command,
+                        const cJSON *args, char *inner_id, struct zos_job_result **res)
+{
+    struct zos_job_req inner = {.command = command, .args = args, .id = inner_id};
+    char *json;
+    cJSON *outer = cJSON_CreateObject(), *cmd = NULL;
+
+    zos_job_uuid(inner_id);
+    json = zos_job_request_json(&inner, inner_id);
+    if (json != NULL)
+        cmd = cJSON_Parse(json);
+    free(json);
+    cJSON_AddNumberToObject(outer, "container", (double)cid);
+    if (cmd == NULL || !cJSON_AddItemToObject(outer, "command", cmd)) {
+        cJSON_Delete(cmd);
+        cJSON_Delete(outer);
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
+    }
+    int rc = zos_cli_node_job(n, 0, "corex.dispatch", outer, zos_cli_node_timeout_ms(n, 30), NULL,
+                              ZOS_EXIT_CMD_FAILED, res);
+    cJSON_Delete(outer);
+    return rc;
+}
+
+int zos_cli_node_timeout_ms(const struct zos_cli_node *n, int def_s)
+{
+    return (n->cli->timeout_s > 0 ? n->cli->timeout_s : def_s) * 1000;
+}
+
+/* ---- opening ---- */
+
+/* Which node: --node, else [app] defaultzos, else the only node; through
+ * a proxy an unknown name is fine (the proxy knows it), and no name at all
+ * means the proxy's default node. */
+static int pick_node(struct zos_cli *cli, struct zos_cli_node *n)
+{
+    const struct zos_conf *c = cli->conf;
+    const char *name = cli->node;
+
+    if (name == NULL && c->app.defaultzos != NULL)
+        name = c->app.defaultzos;
+    if (name == NULL && c->nnodes == 1)
+        name = c->nodes[0].name;
+    if (name == NULL && cli->proxy != NULL)
+        name = "default";
+    if (name == NULL && c->nnodes == 0)
+        return zos_cli_first_time();
+    if (name == NULL)
+        return zos_cli_fail(ZOS_EXIT_UNCONFIGURED,
+                            "no default node: choose one with 'zos setdefault <name>'");
+    n->conf = zos_conf_node(c, name);
+    if (n->conf == NULL && cli->proxy == NULL)
+        return zos_cli_fail(ZOS_EXIT_NOT_CONFIGURED,
+                            "no node named '%s' in %s ('zos showconfig' lists them)", name,
+                            cli->conf_path);
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    return 0;
+}
+
+/* Fills n->conn: the node itself, or the proxy in front of it. */
+static int set_target(struct zos_cli *cli, struct zos_cli_node *n)
+{
+    if (cli->proxy == NULL) {
+        const char *jwt = getenv("ZOS_JWT");
+        n->conn = *n->conf;
+        if (jwt != NULL && jwt[0] != '\0')
+            n->conn.secret = (char *)jwt;
+        return 0;
+    }
+    int port;
+    if (zos_conf_split_hostport(cli->proxy, n->proxy_host, sizeof(n->proxy_host), &port) != 0)
+        return zos_cli_fail(ZOS_EXIT_MALFORMED_ARGS, "--proxy: expected HOST:PORT, got '%s'",
+                            cli->proxy);
+    const char *pass = getenv("ZOS_PROXY_PASSWORD");
+    memset(&n->conn, 0, sizeof(n->conn));
+    n->conn.name = n->name;
+    n->conn.address = n->proxy_host;
+    n->conn.port = port;
+    n->conn.tls = false;
+    n->conn.secret = (char *)(pass != NULL ? pass : "");
+    return 0;
+}
+
+static int connect_links(struct zos_cli_node *n)
+{
+    char err[256];
+    struct zos_link_opts lo = {
+        .pinned = true,
+        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+        .auth_user = n->cli->proxy != NULL ? n->name : NULL,
+    };
+    struct zos_jobs_opts jo = {.max_waiters = 4, .link = lo};
+
+    n->base = event_base_new();
+    if (n->base == NULL)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "cannot create an event loop");
+    n->spin = evtimer_new(n->base, spin_cb, n);
+    if (n->conn.tls && (n->ssl = zos_link_ssl_ctx(&n->conn, err, sizeof(err))) == NULL)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "%s", err);
+    n->link = zos_link_new(n->base, NULL, &n->conn, n->ssl, &lo);
+    if (n->link != NULL)
+        n->jobs = zos_jobs_new(n->base, NULL, &n->conn, n->ssl, n->link, &jo);
+    if (n->link == NULL || n->jobs == NULL)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
+    return 0;
+}
+
+/* The original's check before node commands: PING, expect PONG.  Through a
+ * proxy the PING must reach the node: ZOS.AT <node> PING. */
+static int ping_check(struct zos_cli_node *n)
+{
+    const char *direct[] = {"PING"}, *via[] = {"ZOS.AT", n->name, "PING"};
+    char err[256], w[400];
+    bool proxy = n->cli->proxy != NULL;
+    int rc = 0;
+    redisReply *r = call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, err, sizeof(err));
+
+    if (r == NULL)
+        return transport_error(n, err);
+    if (r->type == REDIS_REPLY_ERROR) {
+        int code = error_code(r->str);
+        if (code == ZOS_EXIT_INVALID_JWT || code == ZOS_EXIT_NOT_CONFIGURED ||
+            strstr(r->str, "unavailable") != NULL)
+            rc = transport_error(n, r->str);
+        else
+            rc = zos_cli_fail(ZOS_EXIT_CANT_PING, "%s did not answer PONG: %s",
+                              where(n, w, sizeof(w)), r->str);
+    } else if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0) {
+        rc = zos_cli_fail(ZOS_EXIT_CANT_PING, "%s did not answer PONG to PING",
+                          where(n, w, sizeof(w)));
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int zos_cli_node_open(struct zos_cli *cli, struct zos_cli_node **out)
+{
+    struct zos_cli_node *n = calloc(1, sizeof(*n));
+    int rc;
+    *out = NULL;
+    if (n == NULL)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
+    n->cli = cli;
+    if ((rc = pick_node(cli, n)) != 0 || (rc = set_target(cli, n)) != 0 ||
+        (rc = connect_links(n)) != 0) {
+        zos_cli_node_close(n);
+        return rc;
+    }
+    zos_cli_debug(cli, "node '%s': %s:%d%s%s", n->name, n->conn.address, n->conn.port,
+                  n->conn.tls ? " tls" : "", cli->proxy != NULL ? " (zos-proxy)" : "");
+    if ((rc = ping_check(n)) != 0) {
+        zos_cli_node_close(n);
+        return rc;
+    }
+    *out = n;
+    return 0;
+}
+
+void zos_cli_node_close(struct zos_cli_node *n)
+{
+    if (n == NULL)
+        return;
+    zos_jobs_free(n->jobs);
+    zos_link_free(n->link);
+    if (n->spin != NULL)
+        event_free(n->spin);
+    if (n->ssl != NULL)
+        SSL_CTX_free(n->ssl);
+    if (n->base != NULL)
+        event_base_free(n->base);
+    free(n);
+}
+
+/* ---- waiting for a booting node ---- */
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* Turns N's loop for MS milliseconds (the spinner keeps turning). */
+static void pause_ms(struct zos_cli_node *n, int ms)
+{
+    bool woke = false;
+    struct event *t = evtimer_new(n->base, wake_cb, &woke);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (t == NULL)
+        return;
+    evtimer_add(t, &tv);
+    while (!woke && event_base_loop(n->base, EVLOOP_ONCE) == 0)
+        ;
+    event_free(t);
+}
+
+/* One attempt: a fresh link, PING, PONG within 2 s? */
+static bool pong_once(struct zos_cli_node *n)
+{
+    struct zos_link_opts lo = {.pinned = true, .connect_timeout_ms = 2000};
+    const char *argv[] = {"PING"};
+    char err[256];
+    n->link = zos_link_new(n->base, NULL, &n->conn, n->ssl, &lo);
+    redisReply *r = n->link != NULL ? call(n, 1, argv, 2000, err, sizeof(err)) : NULL;
+    bool ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+    if (r != NULL)
+        freeReplyObject(r);
+    zos_link_free(n->link);
+    n->link = NULL;
+    return ok;
+}
+
+int zos_cli_node_wait_pong(struct zos_cli *cli, const struct zos_node_conf *conf, int timeout_s,
+                           const char *label)
+{
+    struct zos_cli_node *n = calloc(1, sizeof(*n));
+    char err[256];
+    int rc = ZOS_EXIT_UNREACHABLE;
+    if (n == NULL)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
+    n->cli = cli;
+    n->conn = *conf;
+    snprintf(n->name, sizeof(n->name), "%s", conf->name);
+    if ((n->base = event_base_new()) == NULL ||
+        (conf->tls && (n->ssl = zos_link_ssl_ctx(conf, err, sizeof(err))) == NULL)) {
+        zos_cli_node_close(n);
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "cannot prepare the connection");
+    }
+    n->spin = evtimer_new(n->base, spin_cb, n);
+    spin_start(n, label);
+    time_t deadline = time(NULL) + timeout_s;
+    while (rc != 0 && time(NULL) < deadline) {
+        if (pong_once(n))
+            rc = 0;
+        else
+            pause_ms(n, 1000);
+    }
+    spin_stop(n);
+    if (rc != 0)
+        zos_cli_fail(rc, "node '%s' at %s:%d did not answer PING within %d s", n->name,
+                     conf->address, conf->port, timeout_s);
+    zos_cli_node_close(n);
+    return rc;
+}
+
+const char *zos_cli_node_name(const struct zos_cli_node *n)
+{
+    return n->name;
+}
+
+const struct zos_node_conf *zos_cli_node_conf(const struct zos_cli_node *n)
+{
+    return n->conf;
+}
+
+const char *zos_cli_node_address(const struct zos_cli_node *n)
+{
+    if (n->conf != NULL)
+        return n->conf->address;
+    return n->conn.address;
+}

@@ -1,0 +1,455 @@
+/* verbs_ssh.c -- ZOS.SSH, ZOS.SSH.INFO and ZOS.VBOX: slow work off the event loop.
+ *
+ *   ZOS.SSH <cid> <cmd>:  MGET container:<cid>:{sshport,ip,sshkey}  (shared link)
+ *                         --> worker thread: libssh connect + exec (blocking)
+ *                         --> pipe (the op's pointer) --> loop: answer the slot
+ *   ZOS.VBOX ...:         VBoxManage children watched by libevent (vbox.c)
+ *
+ * libssh blocks, so each command runs in a thread of its own (at most
+ * MAX_THREADS at once) and hands its result back through a pipe: the loop
+ * never waits for the network, and other clients keep being served.
+ */
+#include "zos/verbs_ssh.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "zos/server.h"
+#include "zos/ssh.h"
+#include "zos/util.h"
+#include "zos/vbox.h"
+#include "zos/zos.h"
+
+#define MAX_THREADS       32
+#define SSH_TIMEOUT_S     60
+#define SSH_CONNECT_MS    10000
+
+struct ssh_op {
+    struct ssh_op *next; /* every op with a thread, for joining at exit */
+    struct ssh_state *st;
+    struct zos_slot *slot;
+    pthread_t thread;
+    unsigned long cid;
+    char *command;     /* NULL: ZOS.SSH.INFO */
+    char host[256];
+    int port;
+    char key[PATH_MAX];
+    char known_hosts[PATH_MAX];
+    int timeout_ms;
+    /* results, written by the thread */
+    int rc;
+    struct zos_ssh_result res;
+    char err[512];
+};
+
+struct ssh_state {
+    int pipe[2];
+    struct event *ev;
+    struct ssh_op *ops;
+    int running;
+};
+
+/* ---- the loop side ---- */
+
+static void op_free(struct ssh_op *op)
+{
+    zos_ssh_result_clear(&op->res);
+    free(op->command);
+    free(op);
+}
+
+static void reply(struct ssh_op *op)
+{
+    struct zos_slot *s = op->slot;
+    if (op->rc != ZOS_OK) {
+        zos_slot_error(s, "ERR ssh to container %lu: %s", op->cid, op->err);
+        return;
+    }
+    if (op->res.status != 0) {
+        size_t n = op->res.err_len;
+        while (n > 0 && (op->res.err[n - 1] == '\n' || op->res.err[n - 1] == '\r'))
+            n--;
+        zos_slot_error(s, "ERR command failed with exit status %d%s%.*s", op->res.status,
+                       n > 0 ? ": " : "", (int)n, op->res.err);
+        return;
+    }
+    zos_resp_add_bulk(zos_slot_buf(s), op->res.out, op->res.out_len);
+    zos_slot_done(s);
+}
+
+static void unlink_op(struct ssh_state *st, struct ssh_op *op)
+{
+    for (struct ssh_op **pp = &st->ops; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == op) {
+            *pp = op->next;
+            return;
+        }
+    }
+}
+
+/* A worker finished: its op pointer came through the pipe. */
+static void pipe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ssh_state *st = arg;
+    struct ssh_op *op;
+    while (read(fd, &op, sizeof(op)) == (ssize_t)sizeof(op)) {
+        pthread_join(op->thread, NULL);
+        unlink_op(st, op);
+        st->running--;
+        reply(op);
+        op_free(op);
+    }
+}
+
+static struct ssh_state *state(struct zos_server *srv)
+{
+    struct ssh_state *st = srv->ssh;
+    if (st != NULL)
+        return st;
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    if (pipe2(st->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        free(st);
+        return NULL;
+    }
+    st->ev = event_new(srv->base, st->pipe[0], EV_READ | EV_PERSIST, pipe_cb, st);
+    event_add(st->ev, NULL);
+    zos_ssh_init();
+    srv->ssh = st;
+    return st;
+}
+
+void zos_verbs_ssh_free(struct zos_server *srv)
+{
+    struct ssh_state *st = srv->ssh;
+    if (st == NULL)
+        return;
+    /* Threads end by themselves (every ssh step has a timeout); wait for them. */
+    while (st->ops != NULL) {
+        struct ssh_op *op = st->ops;
+        st->ops = op->next;
+        pthread_join(op->thread, NULL);
+        zos_slot_done(op->slot); /* orphaned with its client: this frees it */
+        op_free(op);
+    }
+    struct ssh_op *op;
+    while (read(st->pipe[0], &op, sizeof(op)) == (ssize_t)sizeof(op))
+        ;
+    event_free(st->ev);
+    close(st->pipe[0]);
+    close(st->pipe[1]);
+    free(st);
+    srv->ssh = NULL;
+}
+
+/* ---- the worker ---- */
+
+static void *worker(void *arg)
+{
+    struct ssh_op *op = arg;
+    struct zos_ssh_opts o = {
+        .host = op->host,
+        .port = op->port,
+        .key_path = op->key[0] ? op->key : NULL,
+        .known_hosts = op->known_hosts,
+        .timeout_ms = SSH_CONNECT_MS,
+    };
+    struct zos_ssh *s = zos_ssh_connect(&o, op->err, sizeof(op->err));
+    op->rc = ZOS_ERR;
+    if (s != NULL) {
+        struct zos_ssh_exec_io io = {.timeout_ms = op->timeout_ms};
+        op->rc = zos_ssh_exec(s, op->command, &io, &op->res, op->err, sizeof(op->err));
+        zos_ssh_free(s);
+    }
+    ssize_t n = write(op->st->pipe[1], &op, sizeof(op));
+    (void)n; /* a pipe write of one pointer is atomic; the pipe never fills up here */
+    return NULL;
+}
+
+/* ---- container facts from the node ---- */
+
+/* Parses one RESP reply of LEN bytes at the front of BUF with hiredis. */
+static redisReply *parse_reply(struct evbuffer *buf, size_t len)
+{
+    redisReader *r = redisReaderCreate();
+    void *rep = NULL;
+    char *flat = malloc(len);
+    if (r != NULL && flat != NULL) {
+        evbuffer_copyout(buf, flat, len);
+        if (redisReaderFeed(r, flat, len) != REDIS_OK || redisReaderGetReply(r, &rep) != REDIS_OK)
+            rep = NULL;
+    }
+    free(flat);
+    redisReaderFree(r);
+    return rep;
+}
+
+static bool usable(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_STRING && e->len > 0 && strcmp(e->str, "false") != 0;
+}
+
+static void info_reply(struct ssh_op *op, const char *ip, const char *key)
+{
+    char line[PATH_MAX + 300];
+    if (key != NULL)
+        snprintf(line, sizeof(line), "root@%s -p %d -i %s", ip, op->port, key);
+    else
+        snprintf(line, sizeof(line), "root@%s -p %d", ip, op->port);
+    zos_resp_add_cstr(zos_slot_buf(op->slot), line);
+    zos_slot_done(op->slot);
+    op_free(op);
+}
+
+static void start_worker(struct ssh_op *op)
+{
+    struct ssh_state *st = op->st;
+    if (st->running >= MAX_THREADS) {
+        zos_slot_error(op->slot, "ERR too many ZOS.SSH commands in flight (%d)", MAX_THREADS);
+        op_free(op);
+        return;
+    }
+    if (pthread_create(&op->thread, NULL, worker, op) != 0) {
+        zos_slot_error(op->slot, "ERR cannot start a thread: %s", strerror(errno));
+        op_free(op);
+        return;
+    }
+    op->next = st->ops;
+    st->ops = op;
+    st->running++;
+}
+
+/* The MGET reply: [sshport, ip, sshkey]. */
+static void facts_cb(void *arg, struct evbuffer *buf, size_t len, const char *err)
+{
+    struct ssh_op *op = arg;
+    struct zos_client *c = zos_slot_client(op->slot);
+    redisReply *r = buf != NULL ? parse_reply(buf, len) : NULL;
+
+    if (buf == NULL) {
+        zos_slot_error(op->slot, "ERR node unavailable: %s", err);
+    } else if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        zos_slot_error(op->slot, "ERR unexpected reply from the node");
+    } else if (!usable(r->element[0]) || (op->port = atoi(r->element[0]->str)) <= 0) {
+        zos_slot_error(op->slot,
+                       "ERR container %lu has no ssh port on this node: create it with "
+                       "'zos container new' and run 'zos container %lu sshenable'",
+                       op->cid, op->cid);
+    } else {
+        snprintf(op->host, sizeof(op->host), "%s",
+                 usable(r->element[1]) ? r->element[1]->str : op->host);
+        if (usable(r->element[2]))
+            snprintf(op->key, sizeof(op->key), "%s", r->element[2]->str);
+        freeReplyObject(r);
+        if (op->command == NULL) {
+            info_reply(op, op->host, op->key[0] ? op->key : NULL);
+        } else if (c != NULL) {
+            start_worker(op);
+        } else { /* the client left: nobody waits for the command */
+            zos_slot_done(op->slot);
+            op_free(op);
+        }
+        return;
+    }
+    freeReplyObject(r);
+    op_free(op);
+}
+
+static int parse_cid(const char *text, unsigned long *cid)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || *end != '\0' || text[0] < '0' || text[0] > '9' || v < 1 || v > 65534)
+        return -1;
+    *cid = v;
+    return 0;
+}
+
+static void ssh_verb(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av,
+                     bool info)
+{
+    unsigned long cid;
+    size_t end = av->argc;
+    int timeout_s = SSH_TIMEOUT_S;
+
+    if (parse_cid(av->argv[1], &cid) != 0) {
+        zos_slot_error(s, "ERR container id must be a number from 1 to 65534, got '%s'",
+                       av->argv[1]);
+        return;
+    }
+    if (!info && end >= 5 && strcasecmp(av->argv[end - 2], "timeout") == 0) {
+        timeout_s = atoi(av->argv[end - 1]);
+        if (timeout_s <= 0 || timeout_s > 86400) {
+            zos_slot_error(s, "ERR TIMEOUT needs a number of seconds from 1 to 86400");
+            return;
+        }
+        end -= 2;
+    }
+    if (c->node == NULL) {
+        zos_slot_error(s, ZOS_NO_NODE_ERR);
+        return;
+    }
+    struct ssh_op *op = calloc(1, sizeof(*op));
+    if (op == NULL || (op->st = state(c->srv)) == NULL) {
+        free(op);
+        zos_slot_error(s, "ERR out of memory");
+        return;
+    }
+    op->slot = s;
+    op->cid = cid;
+    op->timeout_ms = timeout_s * 1000;
+    snprintf(op->host, sizeof(op->host), "%s", c->node->conf->address);
+    if (c->node->conf->sshkey != NULL)
+        snprintf(op->key, sizeof(op->key), "%s", c->node->conf->sshkey);
+    zos_known_hosts_path(c->srv->conf->path, op->known_hosts, sizeof(op->known_hosts));
+    if (!info) {
+        struct zos_resp_argv words = {end - 2, av->argv + 2, av->argvlen + 2};
+        op->command = zos_verbs_join(&words, 0, words.argc);
+    }
+    char k1[64], k2[64], k3[64];
+    snprintf(k1, sizeof(k1), "container:%lu:sshport", cid);
+    snprintf(k2, sizeof(k2), "container:%lu:ip", cid);
+    snprintf(k3, sizeof(k3), "container:%lu:sshkey", cid);
+    const char *argv[] = {"MGET", k1, k2, k3};
+    size_t lens[] = {4, strlen(k1), strlen(k2), strlen(k3)};
+    if (zos_link_send_argv(c->node->shared, 4, argv, lens, facts_cb, op) != ZOS_OK)
+        facts_cb(op, NULL, 0, zos_link_errstr(c->node->shared));
+}
+
+/* ZOS.SSH <container-id> <command ...> [TIMEOUT s] */
+static void verb_ssh(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    ssh_verb(c, s, av, false);
+}
+
+/* ZOS.SSH.INFO <container-id>: "root@<ip> -p <port> [-i <key>]" */
+static void verb_ssh_info(struct zos_client *c, struct zos_slot *s,
+                          const struct zos_resp_argv *av)
+{
+    ssh_verb(c, s, av, true);
+}
+
+/* ---- ZOS.VBOX ---- */
+
+static void vbox_done(void *arg, const struct zos_vbox_reply *r)
+{
+    struct zos_slot *s = arg;
+    struct evbuffer *out;
+    if (zos_slot_orphaned(s)) {
+        zos_slot_done(s);
+    } else if (r->rc != ZOS_OK) {
+        zos_slot_error(s, "ERR %s", r->err);
+    } else if (r->list != NULL) {
+        out = zos_slot_buf(s);
+        zos_resp_add_array(out, (long long)r->list->n);
+        for (size_t i = 0; i < r->list->n; i++)
+            zos_resp_add_cstr(out, r->list->vms[i].name);
+        zos_slot_done(s);
+    } else if (r->info != NULL) {
+        out = zos_slot_buf(s);
+        zos_resp_add_array(out, 2 + 2 * (long long)r->info->nfwd);
+        zos_resp_add_cstr(out, "state");
+        zos_resp_add_cstr(out, r->info->state);
+        for (size_t i = 0; i < r->info->nfwd; i++) {
+            const struct zos_vbox_fwd *f = &r->info->fwd[i];
+            char rule[256];
+            snprintf(rule, sizeof(rule), "%s %s %d -> %d", f->name, f->proto, f->host_port,
+                     f->guest_port);
+            zos_resp_add_cstr(out, "forward");
+            zos_resp_add_cstr(out, rule);
+        }
+        zos_slot_done(s);
+    } else {
+        zos_slot_status(s, "OK");
+    }
+}
+
+/* Options of CREATE/RESET: MEMORY mb, DISK mb, PORT p, ISO path. */
+static int vbox_spec(const struct zos_resp_argv *av, struct zos_vbox_spec *spec, char *iso,
+                     size_t isolen, struct zos_slot *s)
+{
+    for (size_t i = 3; i < av->argc; i += 2) {
+        const char *k = av->argv[i];
+        if (i + 1 >= av->argc) {
+            zos_slot_error(s, "ERR %s needs a value", k);
+            return -1;
+        }
+        const char *v = av->argv[i + 1];
+        char *end;
+        long n = strtol(v, &end, 10);
+        bool num_ok = *end == '\0' && n > 0;
+        if (strcasecmp(k, "iso") == 0) {
+            snprintf(iso, isolen, "%s", v);
+        } else if (strcasecmp(k, "memory") == 0 && num_ok && n <= 1048576) {
+            spec->memory_mb = (int)n;
+        } else if (strcasecmp(k, "disk") == 0 && *end == '\0' && n >= 0 && n <= 16777216) {
+            spec->disk_mb = (int)n;
+        } else if (strcasecmp(k, "port") == 0 && num_ok && n <= 65535) {
+            spec->port = (int)n;
+        } else {
+            zos_slot_error(s,
+                           "ERR bad option '%s %s' (MEMORY <mb>, DISK <mb>, PORT <1-65535>, ISO "
+                           "<path>)",
+                           k, v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ZOS.VBOX LIST | INFO|START|STOP|DELETE <vm> | CREATE|RESET <vm> [options] */
+static void verb_vbox(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    enum zos_vbox_verb verb;
+    struct zos_vbox vb;
+    struct zos_vbox_spec spec;
+    char err[512], iso[PATH_MAX];
+    const char *home = getenv("HOME");
+
+    if (zos_vbox_verb_parse(av->argv[1], &verb) != ZOS_OK) {
+        zos_slot_error(s, "ERR unknown ZOS.VBOX operation '%s' (LIST, INFO, CREATE, START, STOP, "
+                          "DELETE, RESET)",
+                       av->argv[1]);
+        return;
+    }
+    if ((verb == ZOS_VBOX_LIST) != (av->argc == 2)) {
+        zos_slot_error(s, "ERR wrong number of arguments for 'zos.vbox %s'",
+                       zos_vbox_verb_name(verb));
+        return;
+    }
+    if (verb != ZOS_VBOX_CREATE && verb != ZOS_VBOX_RESET && av->argc > 3) {
+        zos_slot_error(s, "ERR wrong number of arguments for 'zos.vbox %s'",
+                       zos_vbox_verb_name(verb));
+        return;
+    }
+    snprintf(iso, sizeof(iso), "%s/.zos/zos.iso", home != NULL ? home : ".");
+    zos_vbox_spec_defaults(&spec, verb == ZOS_VBOX_LIST ? "" : av->argv[2], iso);
+    if ((verb == ZOS_VBOX_CREATE || verb == ZOS_VBOX_RESET) &&
+        vbox_spec(av, &spec, iso, sizeof(iso), s) != 0)
+        return;
+    spec.iso = iso;
+    if (zos_vbox_init(&vb, NULL, err, sizeof(err)) != ZOS_OK) {
+        zos_slot_error(s, "ERR %s", err);
+        return;
+    }
+    if (zos_vbox_submit(&vb, c->srv->base, verb, &spec, vbox_done, s) == NULL)
+        zos_slot_error(s, "ERR out of memory");
+}
+
+const struct zos_verb zos_verbs_ssh[] = {
+    {"zos.ssh", 3, -1, ZOS_VERB_ONNODE, verb_ssh},
+    {"zos.ssh.info", 2, 2, ZOS_VERB_ONNODE, verb_ssh_info},
+    {"zos.vbox", 2, -1, 0, verb_vbox},
+};
+const size_t zos_verbs_ssh_count = ZOS_ARRAY_LEN(zos_verbs_ssh);
