@@ -160,10 +160,7 @@ int zos_cli_node_timeout_ms(const struct zos_cli_node *n, int def_s);
 
 /* ---- print.c ---- */
 
-/* V as the original printed JSON: 2-space indent, "key": value, [] and {}
- * for empty containers.  Caller frees with free().  NULL when out of memory. */
-char *zos_cli_json_pretty(const cJSON *v);
-/* The same, with a newline, on F. */
+/* V as the original printed JSON (zos_json_pretty), with a newline, on F. */
 void zos_cli_print_json(FILE *f, const cJSON *v);
 /* What a user wants from a successful result: level 20 data as pretty JSON
  * on stdout; else the job's stdout on stdout and its stderr on stderr. */

@@ -185,8 +185,7 @@ bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, ch
         snprintf(err, errlen, "ERR this port serves node '%s' only", c->fixed->conf->name);
         return false;
     }
-    if (c->auth_all || c->auth_node == n ||
-        (n->conf->password == NULL && requirepass == NULL))
+    if (c->auth_all || c->auth_node == n || (n->conf->password == NULL && requirepass == NULL))
         return true;
     if (!zos_client_authed(c))
         snprintf(err, errlen, "NOAUTH Authentication required.");
@@ -436,8 +435,9 @@ static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct 
          * the node held for this client (MULTI, WATCH, SELECT) must be told. */
         bool had_state = p->multi || p->watch || p->selected;
         if (had_state)
-            zos_slot_error(s, "ERR node '%s' unavailable: %s (pinned connection lost, with it "
-                              "this connection's MULTI/WATCH/SELECT state)",
+            zos_slot_error(s,
+                           "ERR node '%s' unavailable: %s (pinned connection lost, with it "
+                           "this connection's MULTI/WATCH/SELECT state)",
                            n->conf->name, p->errstr);
         zos_link_free(p->link);
         n->pinned--;

@@ -29,9 +29,9 @@
 #include "zos/vbox.h"
 #include "zos/zos.h"
 
-#define MAX_THREADS       32
-#define SSH_TIMEOUT_S     60
-#define SSH_CONNECT_MS    10000
+#define MAX_THREADS    32
+#define SSH_TIMEOUT_S  60
+#define SSH_CONNECT_MS 10000
 
 struct ssh_op {
     struct ssh_op *next; /* every op with a thread, for joining at exit */
@@ -39,7 +39,7 @@ struct ssh_op {
     struct zos_slot *slot;
     pthread_t thread;
     unsigned long cid;
-    char *command;     /* NULL: ZOS.SSH.INFO */
+    char *command; /* NULL: ZOS.SSH.INFO */
     char host[256];
     int port;
     char key[PATH_MAX];
@@ -334,8 +334,7 @@ static void verb_ssh(struct zos_client *c, struct zos_slot *s, const struct zos_
 }
 
 /* ZOS.SSH.INFO <container-id>: "root@<ip> -p <port> [-i <key>]" */
-static void verb_ssh_info(struct zos_client *c, struct zos_slot *s,
-                          const struct zos_resp_argv *av)
+static void verb_ssh_info(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     ssh_verb(c, s, av, true);
 }
@@ -418,8 +417,9 @@ static void verb_vbox(struct zos_client *c, struct zos_slot *s, const struct zos
     const char *home = getenv("HOME");
 
     if (zos_vbox_verb_parse(av->argv[1], &verb) != ZOS_OK) {
-        zos_slot_error(s, "ERR unknown ZOS.VBOX operation '%s' (LIST, INFO, CREATE, START, STOP, "
-                          "DELETE, RESET)",
+        zos_slot_error(s,
+                       "ERR unknown ZOS.VBOX operation '%s' (LIST, INFO, CREATE, START, STOP, "
+                       "DELETE, RESET)",
                        av->argv[1]);
         return;
     }

@@ -52,9 +52,9 @@ struct zos_client {
     unsigned long long id;
     bool auth_all;              /* AUTH matched requirepass: every node */
     struct zos_node *auth_node; /* AUTH matched this node's own password: that node only */
-    bool closing; /* stop reading; close once the output drained */
-    bool held;    /* a request waits for replies on another link */
-    bool paused;  /* reading stopped for backpressure */
+    bool closing;               /* stop reading; close once the output drained */
+    bool held;                  /* a request waits for replies on another link */
+    bool paused;                /* reading stopped for backpressure */
 };
 
 /* Takes FD (an accepted socket); NODE is the fixed node of a per-node
