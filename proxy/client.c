@@ -792,7 +792,13 @@ static void process_input(struct zos_client *c)
     pause_reading(c, false);
 }
 
-/* ---- socket callbacks ---- */
+/* ---- socket callbacks ----
+ *
+ * Output is written by hand, once per loop turn (zos_client_flush_all); the
+ * bufferevent's write side is enabled only while the socket is full.  This
+ * saves the two epoll_ctl calls per reply batch that enabling and disabling
+ * the write event costs.
+ */
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
@@ -801,9 +807,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
         process_input(c);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+/* Everything written: close if asked to, or read again after backpressure. */
+static void output_drained(struct zos_client *c)
 {
-    struct zos_client *c = arg;
     if (c->closing) {
         if (c->head == NULL || c->head->kind == SLOT_TUNNEL)
             zos_client_free(c);
@@ -813,11 +819,67 @@ static void write_cb(struct bufferevent *bev, void *arg)
         process_input(c);
 }
 
+/* The bufferevent wrote what a full socket had left. */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct zos_client *c = arg;
+    c->writing = false;
+    bufferevent_disable(bev, EV_WRITE);
+    output_drained(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct zos_client *c = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         zos_client_free(c);
+}
+
+/* Bytes were added to the output: write them at the end of this turn. */
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct zos_client *c = arg;
+    if (info->n_added == 0 || c->dirty || c->writing)
+        return;
+    c->dirty = true;
+    c->next_dirty = c->srv->dirty;
+    c->srv->dirty = c;
+    event_active(c->srv->flush, EV_WRITE, 0);
+}
+
+static void write_now(struct zos_client *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    if (n < 0 || evbuffer_get_length(out) > 0) {
+        /* full (or failed: the bufferevent then reports the error) */
+        c->writing = true;
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    output_drained(c);
+}
+
+void zos_client_flush_all(struct zos_server *srv)
+{
+    while (srv->dirty != NULL) {
+        struct zos_client *c = srv->dirty;
+        srv->dirty = c->next_dirty;
+        c->next_dirty = NULL;
+        c->dirty = false;
+        write_now(c);
+    }
+}
+
+static void undirty(struct zos_client *c)
+{
+    for (struct zos_client **pp = &c->srv->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
+        if (*pp == c) {
+            *pp = c->next_dirty;
+            break;
+        }
+    }
+    c->dirty = false;
 }
 
 void zos_client_close_after_flush(struct zos_client *c)
@@ -850,7 +912,8 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
     c->node = fixed != NULL ? fixed : srv->router->default_node;
     zos_resp_parser_init(&c->parser, &srv->limits);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), output_cb, c);
     c->next = srv->clients;
     if (srv->clients != NULL)
         srv->clients->prev = c;
@@ -871,6 +934,8 @@ void zos_client_free(struct zos_client *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     srv->nclients--;
+    if (c->dirty)
+        undirty(c);
 
     /* Orphan the slots: those still waiting for a reply are freed by whoever answers. */
     struct zos_slot *s = c->head;

@@ -217,6 +217,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     zos_server_client_idle(srv);
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    zos_client_flush_all(arg);
+}
+
 struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errlen)
 {
     struct zos_server *srv = calloc(1, sizeof(*srv));
@@ -246,6 +251,11 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
         evsignal_add(srv->signals[i], NULL);
     }
     srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
+    srv->flush = event_new(srv->base, -1, 0, flush_cb, srv);
+    if (srv->shutdown_timer == NULL || srv->flush == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     signal(SIGPIPE, SIG_IGN);
     return srv;
 fail:
@@ -276,6 +286,8 @@ void zos_server_free(struct zos_server *srv)
             event_free(srv->signals[i]);
     if (srv->shutdown_timer != NULL)
         event_free(srv->shutdown_timer);
+    if (srv->flush != NULL)
+        event_free(srv->flush);
     if (srv->dns != NULL)
         evdns_base_free(srv->dns, 0);
     if (srv->base != NULL)

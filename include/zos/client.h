@@ -55,6 +55,9 @@ struct zos_client {
     bool closing;               /* stop reading; close once the output drained */
     bool held;                  /* a request waits for replies on another link */
     bool paused;                /* reading stopped for backpressure */
+    bool dirty;                 /* has output to write at the end of this loop turn */
+    bool writing;               /* the socket was full: the bufferevent writes the rest */
+    struct zos_client *next_dirty;
 };
 
 /* Takes FD (an accepted socket); NODE is the fixed node of a per-node
@@ -65,6 +68,10 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
 void zos_client_free(struct zos_client *c);
 /* Stop reading, flush what is complete, then close. */
 void zos_client_close_after_flush(struct zos_client *c);
+/* Writes the output of every client that got some during this loop turn:
+ * one write per client per turn, straight to the socket (the server's flush
+ * event runs it after the turn's other callbacks). */
+void zos_client_flush_all(struct zos_server *srv);
 /* Number of slots whose reply is not written yet. */
 size_t zos_client_pending(const struct zos_client *c);
 

@@ -37,6 +37,8 @@ struct zos_server {
     time_t started;
     struct event *signals[4];
     struct event *shutdown_timer;
+    struct event *flush;      /* activated when a client has output (client.c) */
+    struct zos_client *dirty; /* clients with output to write this turn */
     bool shutting_down;
     void *jobs; /* the job verbs' per-node state (verbs_job.c), NULL until used */
     void *ssh;  /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
