@@ -80,7 +80,7 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 #define GB      (1LL << 30)
 #define MS_HOUR 3600000
 
-/* Every key, once.  conf/README-config.md documents the same rows. */
+/* Every key, once.  README.md (Configuration) documents the same rows. */
 static const struct key_def keys[] = {
     /* sect, name, type, default, min, max, choices, check, field, always */
     {SECT_APP, "debug", KT_BOOL, "false", 0, 0, NULL, NULL, APP(debug), true},
