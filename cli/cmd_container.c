@@ -392,13 +392,16 @@ static int command_words(const char *cmd, int argc, char **argv, char **line)
     return -1;
 }
 
-static int sub_zosexec(struct zos_cli *cli, const struct sub *s, unsigned long cid, int argc,
-                       char **argv)
+/* zosexec (WAIT: print the inner job's output) and invoke (print its id):
+ * core.system inside the container through corex.dispatch. */
+static int dispatch_words(struct zos_cli *cli, unsigned long cid, int argc, char **argv, bool wait)
 {
+    const char *what = wait ? "zosexec" : "invoke";
     struct zos_cli_node *n;
     struct zos_job_result *r = NULL;
-    char *line;
-    int rc = command_words("container zosexec", argc, argv, &line);
+    char *line, inner[ZOS_JOB_ID_LEN + 1], cmd[32];
+    snprintf(cmd, sizeof(cmd), "container %s", what);
+    int rc = command_words(cmd, argc, argv, &line);
     if (rc >= 0)
         return rc;
     if ((rc = open_target(cli, &cid, &n)) != 0) {
@@ -406,12 +409,18 @@ static int sub_zosexec(struct zos_cli *cli, const struct sub *s, unsigned long c
         return rc;
     }
     cJSON *args = system_args(line);
-    rc = zos_cli_node_job(n, cid, "core.system", args, zos_cli_node_timeout_ms(n, JOB_TIMEOUT_S),
-                          "waiting for the command", ZOS_EXIT_CMD_FAILED, &r);
-    if (rc == 0)
+    if (wait)
+        rc =
+            zos_cli_node_job(n, cid, "core.system", args, zos_cli_node_timeout_ms(n, JOB_TIMEOUT_S),
+                             "waiting for the command", ZOS_EXIT_CMD_FAILED, &r);
+    else
+        rc = zos_cli_node_invoke(n, cid, "core.system", args, inner, &r);
+    if (rc == 0 && wait)
         zos_cli_print_result(r);
+    else if (rc == 0)
+        printf("%s\n", inner);
     else if (r != NULL)
-        rc = job_failed(n, cid, "zosexec", r, rc);
+        rc = job_failed(n, cid, what, r, rc);
     zos_job_result_free(r);
     cJSON_Delete(args);
     free(line);
@@ -419,30 +428,16 @@ static int sub_zosexec(struct zos_cli *cli, const struct sub *s, unsigned long c
     return rc;
 }
 
+static int sub_zosexec(struct zos_cli *cli, const struct sub *s, unsigned long cid, int argc,
+                       char **argv)
+{
+    return dispatch_words(cli, cid, argc, argv, true);
+}
+
 static int sub_invoke(struct zos_cli *cli, const struct sub *s, unsigned long cid, int argc,
                       char **argv)
 {
-    struct zos_cli_node *n;
-    struct zos_job_result *r = NULL;
-    char *line, inner[ZOS_JOB_ID_LEN + 1];
-    int rc = command_words("container invoke", argc, argv, &line);
-    if (rc >= 0)
-        return rc;
-    if ((rc = open_target(cli, &cid, &n)) != 0) {
-        free(line);
-        return rc;
-    }
-    cJSON *args = system_args(line);
-    rc = zos_cli_node_invoke(n, cid, "core.system", args, inner, &r);
-    if (rc == 0)
-        printf("%s\n", inner);
-    else if (r != NULL)
-        rc = job_failed(n, cid, "invoke", r, rc);
-    zos_job_result_free(r);
-    cJSON_Delete(args);
-    free(line);
-    zos_cli_node_close(n);
-    return rc;
+    return dispatch_words(cli, cid, argc, argv, false);
 }
 
 /* ---- the ssh sub-commands (cmd_ssh.c) and new (cmd_new.c) ---- */

@@ -433,6 +433,29 @@ static void waiter_lost(struct waiter *w, const char *err)
 
 static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
 
+static void fail_unavailable(struct zos_job *op, const char *why)
+{
+    char buf[200];
+    snprintf(buf, sizeof(buf), "node unavailable: %s", why);
+    finish(op, NULL, buf);
+}
+
+/* The common start of a callback for a short reply (TTL, RPUSH): false when
+ * the op is over or the link failed (handled); else BUF holds the reply's
+ * first line. */
+static bool short_reply(struct zos_job *op, struct evbuffer *reply, size_t len, const char *err,
+                        char *buf, size_t buflen)
+{
+    if (!op_back(op))
+        return false;
+    if (reply == NULL) {
+        fail_unavailable(op, err);
+        return false;
+    }
+    reply_error_text(reply, len, buf, buflen);
+    return true;
+}
+
 /* After an empty slice (and before waiting for an earlier job): where is the
  * job?  TTL result:<id>:flag answers in one step: -2 unknown or not taken
  * yet, -1 running, >= 0 finished (§3.2). */
@@ -445,9 +468,7 @@ static void check_state(struct zos_job *op)
     op->refs++;
     if (zos_link_send_argv(op->jobs->shared, 2, argv, lens, state_cb, op) != ZOS_OK) {
         op->refs--;
-        char buf[200];
-        snprintf(buf, sizeof(buf), "node unavailable: %s", zos_link_errstr(op->jobs->shared));
-        finish(op, NULL, buf);
+        fail_unavailable(op, zos_link_errstr(op->jobs->shared));
     }
 }
 
@@ -478,14 +499,8 @@ static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *
     struct zos_jobs *j = op->jobs;
     char buf[200];
 
-    if (!op_back(op))
+    if (!short_reply(op, reply, len, err, buf, sizeof(buf)))
         return;
-    if (reply == NULL) {
-        snprintf(buf, sizeof(buf), "node unavailable: %s", err);
-        finish(op, NULL, buf);
-        return;
-    }
-    reply_error_text(reply, len, buf, sizeof(buf));
     long ttl = buf[0] == ':' ? strtol(buf + 1, NULL, 10) : -2;
     if (ttl == -2) {
         flag_missing(op);
@@ -534,8 +549,7 @@ static void waiter_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         size_t blen = 0;
         char *payload = reply != NULL ? bulk_payload(reply, len, &blen) : NULL;
         if (reply == NULL) {
-            snprintf(buf, sizeof(buf), "node unavailable: %s", err);
-            finish(op, NULL, buf);
+            fail_unavailable(op, err);
         } else if (payload == NULL && len > 0 && reply_is_error(reply)) {
             reply_error_text(reply, len, buf, sizeof(buf));
             finish(op, NULL, buf + 1);
@@ -633,14 +647,8 @@ static void submit_cb(void *arg, struct evbuffer *reply, size_t len, const char 
 {
     struct zos_job *op = arg;
     char buf[200];
-    if (!op_back(op))
+    if (!short_reply(op, reply, len, err, buf, sizeof(buf)))
         return;
-    if (reply == NULL) {
-        snprintf(buf, sizeof(buf), "node unavailable: %s", err);
-        finish(op, NULL, buf);
-        return;
-    }
-    reply_error_text(reply, len, buf, sizeof(buf));
     if (buf[0] == '-') {
         finish(op, NULL, buf + 1);
     } else if (op->kind == OP_SUBMIT) {
