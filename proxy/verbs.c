@@ -104,6 +104,19 @@ static void add_kv(struct evbuffer *out, const char *key, const char *value)
     zos_resp_add_cstr(out, value);
 }
 
+/* CLIENT SETNAME / HELLO SETNAME: false with the error in S. */
+static bool set_name(struct zos_client *c, struct zos_slot *s, const char *name, size_t len)
+{
+    if (strpbrk(name, " \n\r") != NULL || strlen(name) != len) {
+        zos_slot_error(s, "ERR Client names cannot contain spaces, newlines or special "
+                          "characters.");
+        return false;
+    }
+    free(c->name);
+    c->name = len > 0 ? strdup(name) : NULL;
+    return true;
+}
+
 /* HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only. */
 static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
@@ -125,8 +138,9 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
             }
             i += 2;
         } else if (strcasecmp(av->argv[i], "setname") == 0 && i + 1 < av->argc) {
-            free(c->name);
-            c->name = strdup(av->argv[++i]);
+            if (!set_name(c, s, av->argv[i + 1], av->argvlen[i + 1]))
+                return;
+            i++;
         } else {
             zos_slot_error(s, "ERR Syntax error in HELLO option '%s'", av->argv[i]);
             return;
@@ -180,14 +194,8 @@ static void verb_client(struct zos_client *c, struct zos_slot *s, const struct z
 {
     const char *sub = av->argv[1];
     if (strcasecmp(sub, "setname") == 0 && av->argc == 3) {
-        if (strpbrk(av->argv[2], " \n\r") != NULL || strlen(av->argv[2]) != av->argvlen[2]) {
-            zos_slot_error(s, "ERR Client names cannot contain spaces, newlines or special "
-                              "characters.");
-            return;
-        }
-        free(c->name);
-        c->name = av->argvlen[2] > 0 ? strdup(av->argv[2]) : NULL;
-        zos_slot_status(s, "OK");
+        if (set_name(c, s, av->argv[2], av->argvlen[2]))
+            zos_slot_status(s, "OK");
     } else if (strcasecmp(sub, "getname") == 0 && av->argc == 2) {
         if (c->name != NULL)
             zos_resp_add_cstr(zos_slot_buf(s), c->name);
