@@ -51,11 +51,20 @@ struct ssh_op {
     char err[512];
 };
 
+/* A ZOS.VBOX in flight, cancelled if the proxy stops first. */
+struct vbox_req {
+    struct vbox_req *next;
+    struct ssh_state *st;
+    struct zos_vbox_op *op;
+    struct zos_slot *slot;
+};
+
 struct ssh_state {
     int pipe[2];
     struct event *ev;
     struct ssh_op *ops;
     int running;
+    struct vbox_req *vbox;
 };
 
 /* ---- the loop side ---- */
@@ -134,22 +143,25 @@ void zos_verbs_ssh_free(struct zos_server *srv)
     struct ssh_state *st = srv->ssh;
     if (st == NULL)
         return;
-    /* Threads end by themselves (every ssh step has a timeout); wait for them. */
-    while (st->ops != NULL) {
-        struct ssh_op *op = st->ops;
-        st->ops = op->next;
-        pthread_join(op->thread, NULL);
-        zos_slot_done(op->slot); /* orphaned with its client: this frees it */
-        op_free(op);
+    while (st->vbox != NULL) { /* kill VBoxManage children; nobody waits for them */
+        struct vbox_req *v = st->vbox;
+        st->vbox = v->next;
+        zos_vbox_op_cancel(v->op);
+        zos_slot_done(v->slot); /* orphaned with its client: this frees it */
+        free(v);
     }
-    struct ssh_op *op;
-    while (read(st->pipe[0], &op, sizeof(op)) == (ssize_t)sizeof(op))
-        ;
     event_free(st->ev);
+    srv->ssh = NULL;
+    if (st->ops != NULL) {
+        /* Workers still in a remote command: shutdown does not wait for them
+         * (they end with the process).  They still hold ST and its pipe. */
+        for (struct ssh_op *op = st->ops; op != NULL; op = op->next)
+            pthread_detach(op->thread);
+        return;
+    }
     close(st->pipe[0]);
     close(st->pipe[1]);
     free(st);
-    srv->ssh = NULL;
 }
 
 /* ---- the worker ---- */
@@ -246,8 +258,8 @@ static void facts_cb(void *arg, struct evbuffer *buf, size_t len, const char *er
                        "'zos container new' and run 'zos container %lu sshenable'",
                        op->cid, op->cid);
     } else {
-        snprintf(op->host, sizeof(op->host), "%s",
-                 usable(r->element[1]) ? r->element[1]->str : op->host);
+        if (usable(r->element[1])) /* else the node's address, set at the start */
+            snprintf(op->host, sizeof(op->host), "%s", r->element[1]->str);
         if (usable(r->element[2]))
             snprintf(op->key, sizeof(op->key), "%s", r->element[2]->str);
         freeReplyObject(r);
@@ -341,10 +353,23 @@ static void verb_ssh_info(struct zos_client *c, struct zos_slot *s, const struct
 
 /* ---- ZOS.VBOX ---- */
 
+static void vbox_forget(struct vbox_req *v)
+{
+    for (struct vbox_req **pp = &v->st->vbox; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == v) {
+            *pp = v->next;
+            break;
+        }
+    }
+    free(v);
+}
+
 static void vbox_done(void *arg, const struct zos_vbox_reply *r)
 {
-    struct zos_slot *s = arg;
+    struct vbox_req *v = arg;
+    struct zos_slot *s = v->slot;
     struct evbuffer *out;
+    vbox_forget(v);
     if (zos_slot_orphaned(s)) {
         zos_slot_done(s);
     } else if (r->rc != ZOS_OK) {
@@ -443,8 +468,22 @@ static void verb_vbox(struct zos_client *c, struct zos_slot *s, const struct zos
         zos_slot_error(s, "ERR %s", err);
         return;
     }
-    if (zos_vbox_submit(&vb, c->srv->base, verb, &spec, vbox_done, s) == NULL)
+    struct ssh_state *st = state(c->srv);
+    struct vbox_req *v = st != NULL ? calloc(1, sizeof(*v)) : NULL;
+    if (v == NULL) {
         zos_slot_error(s, "ERR out of memory");
+        return;
+    }
+    v->st = st;
+    v->slot = s;
+    v->op = zos_vbox_submit(&vb, c->srv->base, verb, &spec, vbox_done, v);
+    if (v->op == NULL) {
+        free(v);
+        zos_slot_error(s, "ERR out of memory");
+        return;
+    }
+    v->next = st->vbox;
+    st->vbox = v;
 }
 
 const struct zos_verb zos_verbs_ssh[] = {
