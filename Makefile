@@ -26,7 +26,7 @@ Q := @
 endif
 
 # Skip the pkg-config probe for targets that must work before the libraries exist.
-NODEPS_GOALS := deps clean format format-check help
+NODEPS_GOALS := deps clean format format-check help test demo bench
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
