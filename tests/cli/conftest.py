@@ -11,9 +11,7 @@ zostest.Procs and stopped by PID in teardown, even when a test fails.
 Under a SANITIZER build (ZOS_BUILD=$PWD/build-asan) a sanitizer report makes
 the run fail: Zos.run checks stderr for one on every call.
 """
-import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -21,59 +19,21 @@ import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import zostest  # noqa: E402
-from zostest import Procs, free_port, isolated_env, start_sim, wait_port  # noqa: E402
+from zostest import Procs, fnprocs, node_section, start_sim  # noqa: E402,F401
 
 NODE_SECRET = "n0de-jwt-2b7e91"
-RUN_TIMEOUT = 60
 
 
 def pytest_sessionstart(session):
-    for b in (zostest.CLI_BIN, zostest.SIM_BIN):
-        if not os.access(b, os.X_OK):
-            raise pytest.UsageError("%s is missing: run `make` (or set ZOS_BUILD)" % b)
+    zostest.require_binaries((zostest.CLI_BIN, zostest.SIM_BIN))
 
 
-class Result:
-    def __init__(self, p):
-        self.rc = p.returncode
-        self.out = p.stdout
-        self.err = p.stderr
-
-    def json(self):
-        return json.loads(self.out)
-
-    def __repr__(self):
-        return "Result(rc=%r, out=%r, err=%r)" % (self.rc, self.out[-2000:], self.err[-2000:])
-
-
-class Zos:
+class Zos(zostest.CliUser):
     """One isolated user of zos: HOME, ZOS_CONFIG, environment."""
 
     def __init__(self, tmpdir, procs):
-        self.tmp = str(tmpdir)
+        super().__init__(tmpdir)
         self.procs = procs
-        self.env = isolated_env(self.tmp)
-        self.env.pop("ZOS_DEBUG", None)
-        self.env.pop("ZOS_PROXY_PASSWORD", None)
-        for k in ("GRID_ZEROTIER_ID", "GRID_ZEROTIER_ID_TESTING"):
-            self.env.pop(k, None)
-        self.home = self.env["HOME"]
-        self.config = self.env["ZOS_CONFIG"]
-
-    def run(self, *args, env=None, input=None, timeout=RUN_TIMEOUT):
-        e = dict(self.env)
-        e.update(env or {})
-        p = subprocess.run([zostest.CLI_BIN] + [str(a) for a in args], env=e, input=input,
-                           capture_output=True, text=True, timeout=timeout)
-        r = Result(p)
-        for marker in ("Sanitizer", "runtime error:", "LeakSanitizer"):
-            assert marker not in r.err, "sanitizer report from zos %s:\n%s" % (args, r.err)
-        return r
-
-    def ok(self, *args, **kw):
-        r = self.run(*args, **kw)
-        assert r.rc == 0, r
-        return r
 
     def write_config(self, text):
         with open(self.config, "w") as f:
@@ -84,21 +44,7 @@ class Zos:
             return f.read()
 
     def keygen(self, name="id_ed25519", comment="tester@zos"):
-        d = os.path.join(self.home, ".ssh")
-        os.makedirs(d, exist_ok=True)
-        path = os.path.join(d, name)
-        if not os.path.exists(path):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
-                           check=True)
-        with open(path + ".pub") as f:
-            return f.read().strip()
-
-
-def node_section(name, port, tls=False, secret=None):
-    s = "[%s]\naddress = 127.0.0.1\nport = %d\ntls = %s\n" % (name, port, "yes" if tls else "no")
-    if secret:
-        s += "secret = %s\n" % secret
-    return s
+        return zostest.keygen(os.path.join(self.home, ".ssh", name), comment)
 
 
 class Nodes:
@@ -141,10 +87,3 @@ def zos(tmp_path, procs, nodes):
 def bare(tmp_path, procs):
     """A zos user with no config file and no ssh key."""
     return Zos(tmp_path, procs)
-
-
-@pytest.fixture
-def fnprocs():
-    p = Procs()
-    yield p
-    p.close()

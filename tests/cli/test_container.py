@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from zostest import start_sim
+from zostest import ROOT_FLIST as DEFAULT_ROOT, start_sim
 from conftest import node_section
-
-DEFAULT_ROOT = "https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist"
 
 
 def new(zos, *args, **kw):

@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-import uuid
 
 import pytest
 import redis
@@ -36,15 +35,7 @@ class Node:
         self.r = redis.Redis(host="127.0.0.1", port=port, password=password,
                              decode_responses=True, socket_timeout=30, **kw)
 
-    @staticmethod
-    def request(command, arguments=None, id=None, **fields):
-        """A request object shaped like the py-client's Client.raw()."""
-        req = {"id": id if id is not None else str(uuid.uuid4()), "command": command,
-               "arguments": {} if arguments is None else arguments,
-               "queue": None, "max_time": None, "stream": False, "tags": None,
-               "recurring_period": None}
-        req.update(fields)
-        return req
+    request = staticmethod(zostest.job_request)  # shaped like the py-client's Client.raw()
 
     def push(self, req):
         """RPUSH core:default; REQ is a dict (JSON-encoded here) or raw text."""

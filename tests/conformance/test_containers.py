@@ -8,8 +8,7 @@ import uuid
 import pytest
 
 from conftest import Node, result_keys
-
-ROOT = "https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist"
+from zostest import ROOT_FLIST as ROOT
 
 ARG_KEYS = ["root", "mount", "host_network", "identity", "nics", "port", "privileged",
             "hostname", "storage", "name", "tags", "env", "cgroups", "config"]

@@ -12,6 +12,7 @@ import redis
 
 import zostest
 from conftest import Node, start_node
+from zostest import pid_alive as alive
 
 
 def children(pid):
@@ -22,21 +23,9 @@ def children(pid):
         return []
 
 
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_gone(pid, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
+    """True once PID is gone (or a zombie), False if it still runs after TIMEOUT."""
+    return not zostest.wait_gone([pid], timeout)
 
 
 def test_tls_and_secret(procs):

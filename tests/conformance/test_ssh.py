@@ -13,15 +13,15 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 import uuid
 
 import pytest
 
 import zostest
 from conftest import Node, check_logs, start_node
+from zostest import wait_gone
 
-ROOT = "https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist"
+ROOT = zostest.ROOT_FLIST
 SSHD = "/usr/sbin/sshd"
 
 pytestmark = pytest.mark.skipif(
@@ -172,22 +172,6 @@ def descendants(pid):
         out += kids
         todo += kids
     return out
-
-
-def alive(pid):
-    """True while PID exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_gone(pids, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.02)
-    return [p for p in pids if alive(p)]
 
 
 def test_sshenable_sequence_then_exec_env_and_exit_codes(node, keys):

@@ -13,84 +13,40 @@ sanitizer reports on stderr.
 """
 import json
 import os
-import select
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import zostest  # noqa: E402
-from zostest import Procs, free_port, isolated_env, wait_port  # noqa: E402
+from resp_raw import RawResp  # noqa: E402
+from zostest import (ROOT_FLIST, SANITIZER_MARKS, Procs, fnprocs, free_port,  # noqa: E402,F401
+                     job_request, node_section, read_log, wait_port)
 
 FIXTURES = os.path.join(zostest.ROOT, "tests", "fixtures")
 STUB = os.path.join(FIXTURES, "VBoxManage")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "WARNING: ThreadSanitizer", "Sanitizer")
-RUN_TIMEOUT = 60
-ROOT_FLIST = "https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist"
+ENV_DROP = zostest.CLI_ENV_DROP + ("DISPLAY", "VBOX_STUB_FAIL", "VBOX_STUB_FAIL_MSG",
+                                   "VBOX_STUB_LOCKED", "VBOX_STUB_LOG", "VBOX_STUB_STATE")
 
 
 def pytest_sessionstart(session):
-    for b in (zostest.CLI_BIN, zostest.PROXY_BIN, zostest.SIM_BIN):
-        if not os.access(b, os.X_OK):
-            raise pytest.UsageError("%s is missing: run `make` (or set ZOS_BUILD)" % b)
+    zostest.require_binaries((zostest.CLI_BIN, zostest.PROXY_BIN, zostest.SIM_BIN))
 
 
 # ---------------------------------------------------------------- the CLI
 
-class Result:
-    def __init__(self, p, elapsed):
-        self.rc = p.returncode
-        self.out = p.stdout
-        self.err = p.stderr
-        self.elapsed = elapsed
-
-    def __repr__(self):
-        return "Result(rc=%r, out=%r, err=%r, %.2fs)" % (self.rc, self.out[-2000:],
-                                                         self.err[-2000:], self.elapsed)
-
-
 def clean_env(tmpdir, **extra):
     """isolated_env without anything that changes zos' or the stub's behaviour."""
-    env = isolated_env(tmpdir)
-    for k in ("ZOS_DEBUG", "ZOS_PROXY_PASSWORD", "GRID_ZEROTIER_ID", "GRID_ZEROTIER_ID_TESTING",
-              "DISPLAY", "VBOX_STUB_FAIL", "VBOX_STUB_FAIL_MSG", "VBOX_STUB_LOCKED",
-              "VBOX_STUB_LOG", "VBOX_STUB_STATE"):
-        env.pop(k, None)
-    env.update(extra)
-    return env
+    return zostest.clean_env(tmpdir, ENV_DROP, **extra)
 
 
-class Cli:
+class Cli(zostest.CliUser):
     """One isolated user of `zos`: HOME, ZOS_CONFIG and environment in TMPDIR."""
 
-    def __init__(self, tmpdir, **extra):
-        self.tmp = str(tmpdir)
-        self.env = clean_env(self.tmp, **extra)
-        self.home = self.env["HOME"]
-        self.config = self.env["ZOS_CONFIG"]
-
-    def run(self, *args, env=None, timeout=RUN_TIMEOUT, cwd=None, input=None):
-        e = dict(self.env)
-        e.update(env or {})
-        t0 = time.monotonic()
-        p = subprocess.run([zostest.CLI_BIN] + [str(a) for a in args], env=e, cwd=cwd,
-                           input=input, capture_output=True, text=True, timeout=timeout)
-        r = Result(p, time.monotonic() - t0)
-        for marker in SANITIZER_MARKS:
-            assert marker not in r.err, "sanitizer report from zos %s:\n%s" % (args, r.err)
-        return r
-
-    def ok(self, *args, **kw):
-        r = self.run(*args, **kw)
-        assert r.rc == 0, r
-        return r
+    env_drop = ENV_DROP
 
     def read_config(self):
         try:
@@ -211,28 +167,9 @@ def start_sequence(uuid_):
 # ---------------------------------------------------------------- simulated nodes
 
 def start_sim(procs, tls=False, port=None, log=None):
-    """A zos-node-sim with its data under PROCS.tmp; (proc, port) once ready."""
-    datadir = tempfile.mkdtemp(dir=procs.tmp, prefix="sim-")
-    argv = [zostest.SIM_BIN, "--tls" if tls else "--no-tls", "--dir", datadir]
-    if port:
-        argv += ["--port", str(port)]
-    p = procs.start(argv, stdout=subprocess.PIPE, stderr=log)
-    deadline = time.monotonic() + 15
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("zos-node-sim printed no ready line")
-        ready, _, _ = select.select([p.stdout], [], [], left)
-        if ready:
-            b = os.read(p.stdout.fileno(), 1)
-            if not b:
-                raise RuntimeError("zos-node-sim exited with %s before it was ready" % p.wait())
-            line += b
-    words = line.decode().split()
-    assert words[:2] == ["zos-node-sim", "ready"], line
-    p.datadir = datadir
-    return p, int(words[2].rsplit(":", 1)[1])
+    """A zos-node-sim with its data under PROCS.tmp (proc.datadir); (proc, port) once ready."""
+    return zostest.start_sim(procs, tls=tls, port=port, stderr=log, timeout=15,
+                             datadir=procs.mkdtemp("sim-"))
 
 
 class Node:
@@ -244,11 +181,7 @@ class Node:
         self.datadir = datadir
         self.r = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=30)
 
-    @staticmethod
-    def request(command, arguments=None):
-        return {"id": str(uuid.uuid4()), "command": command,
-                "arguments": {} if arguments is None else arguments, "queue": None,
-                "max_time": None, "stream": False, "tags": None, "recurring_period": None}
+    request = staticmethod(job_request)
 
     def wait(self, id, timeout=20):
         flag = "result:%s:flag" % id
@@ -303,12 +236,7 @@ class Node:
 
 
 def keygen(path, comment="tester@zos"):
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
-                       check=True, stdout=subprocess.DEVNULL)
-    with open(path + ".pub") as f:
-        return f.read().strip()
+    return zostest.keygen(path, comment, dir_mode=0o700)
 
 
 # ---------------------------------------------------------------- the proxy
@@ -317,63 +245,12 @@ class RespError(Exception):
     """An error reply; str() is the whole line, "ERR ..." included."""
 
 
-class Resp:
-    """A minimal RESP2 client on a raw socket: replies exactly as sent."""
+class Resp(RawResp):
+    """A minimal RESP2 client on a raw socket: replies exactly as sent; an error reply
+    is a RespError (returned by read/call, raised by ok)."""
 
-    def __init__(self, port, timeout=30):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.s.settimeout(timeout)
-        self.buf = b""
-
-    def close(self):
-        self.s.close()
-
-    def send(self, *args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.s.sendall(out)
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed by the proxy")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed by the proxy")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def read(self):
-        """The next reply: str, int, None, list, or a RespError (returned, not raised)."""
-        line = self._line()
-        t, rest = line[:1], line[1:].decode()
-        if t == b"+":
-            return rest
-        if t == b"-":
-            return RespError(rest)
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n).decode()
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise AssertionError("bad reply line %r" % line)
-
-    def call(self, *args):
-        self.send(*args)
-        return self.read()
+    error = RespError
+    timeout = 30
 
     def ok(self, *args):
         r = self.call(*args)
@@ -392,14 +269,14 @@ class Proxy:
 
     def __init__(self, procs, node_port, env, extra_conf=""):
         self.procs = procs
-        self.dir = tempfile.mkdtemp(dir=procs.tmp, prefix="proxy-")
+        self.dir = procs.mkdtemp("proxy-")
         self.port = free_port()
         self.conf_path = os.path.join(self.dir, "zos.toml")
         self.known_hosts = os.path.join(self.dir, "zos-known_hosts")
         self.log_path = os.path.join(self.dir, "proxy.log")
         with open(self.conf_path, "w") as f:
-            f.write("[proxy]\nlisten = 127.0.0.1:%d\n%s\n[sim]\naddress = 127.0.0.1\nport = %d\n"
-                    "tls = no\n" % (self.port, extra_conf, node_port))
+            f.write("[proxy]\nlisten = 127.0.0.1:%d\n%s\n" % (self.port, extra_conf)
+                    + node_section("sim", node_port))
         self.env = env
         with open(self.log_path, "w") as log:
             self.proc = procs.start([zostest.PROXY_BIN, "-c", self.conf_path], env=env, stderr=log)
@@ -409,11 +286,7 @@ class Proxy:
         return Resp(self.port, timeout=timeout)
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return "(no log)"
+        return read_log(self.log_path)
 
     def check_and_stop(self):
         """The proxy still runs, exits 0 on SIGTERM, and logged no sanitizer report."""
@@ -449,23 +322,25 @@ def run_parallel_gets(port, key, value, clients=5, each=100, timeout=30):
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append("client %d: %r" % (i, e))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
+    zostest.run_threads([threading.Thread(target=worker, args=(i,)) for i in range(clients)],
+                        timeout)
     assert not errors, errors
     assert all(d is not None for d in done), "a GET client hung"
     return done
 
 
-@pytest.fixture
-def fnprocs():
-    p = Procs()
-    try:
-        yield p
-    finally:
-        p.close()
+def module_lab(make):
+    """A module-scoped `lab` fixture of MAKE() (an object with .procs and .proxy): the
+    proxy must still run and exit cleanly at teardown; every process is stopped."""
+    @pytest.fixture(scope="module")
+    def lab():
+        lab = make()
+        try:
+            yield lab
+            lab.proxy.check_and_stop()
+        finally:
+            lab.procs.close()
+    return lab
 
 
 def have_root_sshd():

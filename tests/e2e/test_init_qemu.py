@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import Cli, free_port
+from zostest import pid_alive as alive
 
 QEMU = "qemu-system-x86_64"
 
@@ -73,14 +74,6 @@ def kvm_usable():
 def cmdline(pid):
     with open("/proc/%d/cmdline" % pid, "rb") as f:
         return [a.decode() for a in f.read().split(b"\0")[:-1]]
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def kill_pid(pid):

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import (STUB, Node, Procs, Proxy, SANITIZER_MARKS, clean_env, free_port,
                       have_root_sshd, keygen, start_sim)
+from zostest import pid_alive as alive
 
 SHUTDOWN_MS = 500
 GRACE = 2.5  # seconds after SIGTERM: the 500 ms, then freeing and exit
@@ -32,14 +33,6 @@ def descendants(pid):
         except OSError:
             pass
     return out
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def sigterm_and_wait(proxy, limit=20):

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import (Cli, Node, Procs, Proxy, clean_env, free_port, have_root_sshd,
-                      keygen, run_parallel_gets, start_sim)
+                      keygen, module_lab, run_parallel_gets, start_sim)
 
 pytestmark = pytest.mark.skipif(
     not have_root_sshd(),
@@ -44,14 +44,7 @@ class Lab:
         return cid, port
 
 
-@pytest.fixture(scope="module")
-def lab():
-    lab = Lab()
-    try:
-        yield lab
-        lab.proxy.check_and_stop()
-    finally:
-        lab.procs.close()
+lab = module_lab(Lab)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import (STUB, Cli, Procs, Proxy, VBoxStub, clean_env, create_sequence,
-                      free_port, run_parallel_gets, start_sequence, start_sim)
+                      free_port, module_lab, run_parallel_gets, start_sequence, start_sim)
 
 SYS_PATH = "/usr/bin:/bin"
 WRAPPER = """#!/bin/sh
@@ -63,14 +63,7 @@ class Lab:
         self.stub.clear_log()
 
 
-@pytest.fixture(scope="module")
-def lab():
-    lab = Lab()
-    try:
-        yield lab
-        lab.proxy.check_and_stop()
-    finally:
-        lab.procs.close()
+lab = module_lab(Lab)
 
 
 @pytest.fixture

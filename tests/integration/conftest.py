@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -29,7 +28,7 @@ import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import zostest  # noqa: E402
-from zostest import Procs, free_port, isolated_env, wait_port  # noqa: E402
+from zostest import Procs, free_port, isolated_env, read_log, wait_port  # noqa: E402
 
 NODE_SECRET = "n0de-secret-7f3a"   # requirepass of the TLS node == its `secret` in the config
 PROXY_PASS = "proxy-pass-19c2"     # [proxy] requirepass of locked_proxy
@@ -39,32 +38,10 @@ TIMEOUT = 15  # seconds any single client read may take before we call it a hang
 
 
 def pytest_sessionstart(session):
-    if not os.access(zostest.PROXY_BIN, os.X_OK):
-        raise pytest.UsageError("%s is missing: run `make build/zos-proxy` (or set ZOS_BUILD)"
-                                % zostest.PROXY_BIN)
+    zostest.require_binaries((zostest.PROXY_BIN,), "make build/zos-proxy")
 
 
 # ---------------------------------------------------------------- helpers
-
-def start_redis(procs, port=None, password=None, tls_files=None, extra=()):
-    """A redis-server on PORT (a free one when None).  TLS_FILES (cert, key) makes it
-    TLS-only.  Used for nodes that must come back on the same port after a kill."""
-    port = port or free_port()
-    d = tempfile.mkdtemp(dir=procs.tmp, prefix="redis-")
-    argv = ["redis-server", "--save", "", "--appendonly", "no", "--dir", d, "--bind", "127.0.0.1"]
-    if tls_files:
-        cert, key = tls_files
-        argv += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", cert,
-                 "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
-    else:
-        argv += ["--port", str(port)]
-    if password:
-        argv += ["--requirepass", password]
-    argv += list(extra)
-    p = procs.start(argv)
-    wait_port(port, proc=p)
-    return p, port
-
 
 def tls_key_of(cert):
     """zostest.make_cert writes server.key beside server.crt."""
@@ -187,11 +164,7 @@ class Proxy:
         self.checked = False
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return "(no log)"
+        return read_log(self.log_path)
 
     def client(self, port=None, **kw):
         kw.setdefault("socket_timeout", TIMEOUT)
@@ -241,7 +214,10 @@ class Lab:
         return self.procs.redis(password=password, tls=tls)
 
     def redis_on(self, port=None, password=None, tls_files=None):
-        return start_redis(self.procs, port=port, password=password, tls_files=tls_files)
+        """(proc, port) of a redis-server on PORT (a free one when None); TLS_FILES (cert,
+        key) makes it TLS-only.  For nodes that must come back on the same port after a kill."""
+        p, port, _ = self.procs.redis(port=port, password=password, tls_files=tls_files)
+        return p, port
 
     def write_conf(self, text, name="conf.toml"):
         path = os.path.join(self.tmp, name)
@@ -256,6 +232,12 @@ class Lab:
         if wait:
             for q in (node_ports or {}).values():
                 wait_port(q, proc=proc)
+        return p
+
+    def session_proxy(self, conf_text, port, **kw):
+        """A proxy that must stay up for the whole session (checked after every test)."""
+        p = self.proxy(conf_text, port, **kw)
+        _session_proxies.append(p)
         return p
 
     def run_proxy(self, args, timeout=20):
@@ -281,10 +263,15 @@ class Lab:
 
 
 def node_section(name, port, tls=False, secret=None, extra=""):
-    s = "[%s]\naddress = 127.0.0.1\nport = %d\ntls = %s\n" % (name, port, "yes" if tls else "no")
-    if secret:
-        s += "secret = %s\n" % secret
-    return s + extra + "\n"
+    """A node section and the blank line after it."""
+    return zostest.node_section(name, port, tls=tls, secret=secret, extra=extra) + "\n"
+
+
+def finish_lab(lab):
+    """Lab.finish; fails the test (no traceback) with every problem found."""
+    problems = lab.finish()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 class Nodes:
@@ -308,9 +295,7 @@ _session_proxies = []
 def session_lab():
     lab = Lab()
     yield lab
-    problems = lab.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    finish_lab(lab)
 
 
 @pytest.fixture(scope="session")
@@ -326,9 +311,7 @@ def open_proxy(session_lab, nodes):
             + node_section("plain", nodes.plain_port)
             + node_section("secure", nodes.tls_port, tls=True, secret=NODE_SECRET,
                            extra="listen = 127.0.0.1:%d\n" % secure_port))
-    p = session_lab.proxy(conf, port, unixsocket=sock, node_ports={"secure": secure_port})
-    _session_proxies.append(p)
-    return p
+    return session_lab.session_proxy(conf, port, unixsocket=sock, node_ports={"secure": secure_port})
 
 
 @pytest.fixture(scope="session")
@@ -340,9 +323,7 @@ def locked_proxy(session_lab, nodes):
             + node_section("secure", nodes.tls_port, tls=True, secret=NODE_SECRET,
                            extra="password = %s\nlisten = 127.0.0.1:%d\n"
                            % (SECURE_PASS, secure_port)))
-    p = session_lab.proxy(conf, port, node_ports={"secure": secure_port})
-    _session_proxies.append(p)
-    return p
+    return session_lab.session_proxy(conf, port, node_ports={"secure": secure_port})
 
 
 @pytest.fixture(autouse=True)
@@ -362,9 +343,7 @@ def lab():
     each proxy it started must still be alive and exit 0 on SIGTERM."""
     lab = Lab()
     yield lab
-    problems = lab.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    finish_lab(lab)
 
 
 @pytest.fixture

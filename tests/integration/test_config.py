@@ -89,25 +89,28 @@ def test_zos_config_env_is_the_default_path(lab):
     assert res.returncode != 0 and re.search(r"zos\.toml:2:", res.stderr), res.stderr
 
 
-def test_refuses_0_0_0_0_without_requirepass(lab, nodes):
-    port = free_port()
-    p = lab.proxy("[proxy]\nlisten = 0.0.0.0:%d\n\n" % port + node_section("plain", nodes.plain_port),
-                  port, wait=False)
+def expect_refused_for_requirepass(lab, conf, port):
+    """A proxy with CONF exits non-zero on its own, saying why: requirepass."""
+    p = lab.proxy(conf, port, wait=False)
     p.expect_exit = True
     rc = p.proc.wait(timeout=15)
     assert rc != 0
     assert "requirepass" in p.log(), p.log()
+
+
+def test_refuses_0_0_0_0_without_requirepass(lab, nodes):
+    port = free_port()
+    expect_refused_for_requirepass(
+        lab, "[proxy]\nlisten = 0.0.0.0:%d\n\n" % port + node_section("plain", nodes.plain_port),
+        port)
 
 
 def test_refuses_non_loopback_node_listen_without_requirepass(lab, nodes):
     port, nport = free_port(), free_port()
-    p = lab.proxy("[proxy]\nlisten = 127.0.0.1:%d\n\n" % port
-                  + node_section("plain", nodes.plain_port, extra="listen = 0.0.0.0:%d\n" % nport),
-                  port, wait=False)
-    p.expect_exit = True
-    rc = p.proc.wait(timeout=15)
-    assert rc != 0
-    assert "requirepass" in p.log(), p.log()
+    expect_refused_for_requirepass(
+        lab, "[proxy]\nlisten = 127.0.0.1:%d\n\n" % port
+        + node_section("plain", nodes.plain_port, extra="listen = 0.0.0.0:%d\n" % nport),
+        port)
 
 
 def test_0_0_0_0_with_requirepass_is_served(lab, nodes):

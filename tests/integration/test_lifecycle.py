@@ -9,6 +9,7 @@ import redis
 
 from conftest import (NODE_SECRET, TIMEOUT, direct_tls, free_port, node_info, node_section,
                       tls_key_of, wait_for)
+from resp_raw import encode_command
 
 
 def test_node_killed_mid_traffic_then_restarted(lab):
@@ -163,11 +164,7 @@ def test_hung_node_is_detected_by_health_ping(lab):
 
 
 def _send(sock, *args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    sock.sendall(out)
+    sock.sendall(encode_command(*args))
 
 
 def _read_all(sock, timeout=20):

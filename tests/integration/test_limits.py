@@ -2,7 +2,8 @@
 import pytest
 import redis
 
-from conftest import Lab, _session_proxies, free_port, node_section, recv_until_closed
+from conftest import Lab, finish_lab, free_port, node_section, recv_until_closed
+from resp_raw import encode_command as bulk
 
 MAX_BULK, MAX_ARGS, MAX_INLINE = 1024, 8, 128
 
@@ -13,20 +14,8 @@ def limited(nodes):
     port = free_port()
     conf = ("[proxy]\nlisten = 127.0.0.1:%d\nmax-bulk = 1k\nmax-args = %d\nmax-inline = %d\n\n"
             % (port, MAX_ARGS, MAX_INLINE) + node_section("plain", nodes.plain_port))
-    p = lab.proxy(conf, port)
-    _session_proxies.append(p)
-    yield p
-    problems = lab.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
-
-
-def bulk(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
+    yield lab.session_proxy(conf, port)
+    finish_lab(lab)
 
 
 def expect_protocol_error(proxy, data, prefix=b""):

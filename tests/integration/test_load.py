@@ -2,6 +2,7 @@
 import threading
 
 from conftest import TIMEOUT
+from zostest import run_threads
 
 
 def test_100k_pipelined_commands_over_two_nodes_in_order(open_proxy, nodes, uniq):
@@ -62,10 +63,7 @@ def test_50_concurrent_clients(open_proxy, nodes, uniq):
             errors.append((n, repr(e)))
 
     threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    run_threads(threads, 120)
     assert not errors, errors[:5]
     assert sorted(done) == list(range(50))
     assert nodes.plain().get(counter) == str(50 * 60)

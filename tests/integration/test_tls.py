@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from conftest import (Lab, NODE_SECRET, _session_proxies, free_port, node_section)
+from conftest import (Lab, NODE_SECRET, finish_lab, free_port, node_section)
 from zostest import cert_sha256, make_cert
 
 
@@ -35,12 +35,8 @@ def tlsproxy(nodes):
             + node_section("bad_secret", t, tls=True, secret="not-the-secret")
             + node_section("plain_to_tls", t, tls=False, secret=NODE_SECRET)
             + node_section("dead", dead, tls=False))
-    p = lab.proxy(conf, port)
-    _session_proxies.append(p)
-    yield p
-    problems = lab.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    yield lab.session_proxy(conf, port)
+    finish_lab(lab)
 
 
 def at(proxy, node, *cmd):

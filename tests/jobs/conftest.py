@@ -21,25 +21,23 @@ together with its redis-server (Cluster.kill_node).
 """
 import json
 import os
-import select
 import signal
-import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import zostest  # noqa: E402
-from zostest import Procs, free_port, isolated_env, wait_port  # noqa: E402
+from resp_raw import ErrorReply as Err, RawResp  # noqa: E402
+from zostest import (ROOT_FLIST, Procs, free_port, isolated_env, job_request,  # noqa: E402,F401
+                     wait_port)
 
 NODE_SECRET = "sim-secret-4d21"  # requirepass of n3 == its `secret` in the proxy config
 TIMEOUT = 20                     # seconds any single client read may take before we call it a hang
 NODES = ("n1", "n2", "n3")
 VERSIONS = {"n1": ("b1", "r1"), "n2": ("b2", "r2"), "n3": ("b3", "r3")}
-ROOT_FLIST = "https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist"
 
 
 def ping_text(node):
@@ -49,47 +47,8 @@ def ping_text(node):
 
 
 def pytest_sessionstart(session):
-    for b in (zostest.PROXY_BIN, zostest.SIM_BIN):
-        if not os.access(b, os.X_OK):
-            raise pytest.UsageError("%s is missing: run `make build/zos-proxy build/zos-node-sim`"
-                                    " (or set ZOS_BUILD)" % b)
-
-
-def sim(procs, tls=False, secret=None, version=None, timeout=10.0, log=None, port=None,
-        datadir=None):
-    """A zos-node-sim started through PROCS in a process group of its own; returns
-    (proc, port) once it printed "zos-node-sim ready 127.0.0.1:PORT tls=...".
-    Without PORT the simulator picks a free port itself.  DATADIR (default: a new
-    directory under PROCS.tmp, removed by Procs.close) holds its redis files, so
-    nothing is left in /tmp when the simulator is SIGKILLed."""
-    argv = [zostest.SIM_BIN, "--tls" if tls else "--no-tls"]
-    if datadir is None:
-        import tempfile
-        datadir = tempfile.mkdtemp(dir=procs.tmp, prefix="sim-")
-    argv += ["--dir", datadir]
-    if port:
-        argv += ["--port", str(port)]
-    if secret:
-        argv += ["--secret", secret]
-    if version:
-        argv += ["--version-string", version]
-    p = procs.start(argv, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("zos-node-sim printed no ready line in %.1fs" % timeout)
-        ready, _, _ = select.select([p.stdout], [], [], left)
-        if ready:
-            b = os.read(p.stdout.fileno(), 1)
-            if not b:
-                raise RuntimeError("zos-node-sim exited with %s before it was ready" % p.wait())
-            line += b
-    words = line.decode().split()
-    if words[:2] != ["zos-node-sim", "ready"] or words[3] != "tls=%s" % ("yes" if tls else "no"):
-        raise RuntimeError("unexpected ready line %r" % line)
-    return p, int(words[2].rsplit(":", 1)[1])
+    zostest.require_binaries((zostest.PROXY_BIN, zostest.SIM_BIN),
+                             "make build/zos-proxy build/zos-node-sim")
 
 
 def children(pid):
@@ -117,15 +76,9 @@ class Cluster:
         self.logs = {}
         self.dirs = {}   # name -> simulator data directory
         for name in NODES:
-            tls = name == "n3"
-            log = open(os.path.join(procs.tmp, "sim-%s.log" % name), "w")
-            self.logs[name] = log.name
+            self.logs[name] = os.path.join(procs.tmp, "sim-%s.log" % name)
             self.dirs[name] = os.path.join(procs.tmp, "sim-" + name)
-            p, port = sim(procs, tls=tls, secret=NODE_SECRET if tls else None,
-                          version="%s@%s" % VERSIONS[name], log=log, port=free_port(),
-                          datadir=self.dirs[name])
-            log.close()
-            self.sims[name], self.ports[name] = p, port
+            self.sims[name], self.ports[name] = self._start_node(name, free_port(), "w")
         self.port = free_port()
         self.node_ports = {n: free_port() for n in NODES}
         conf = ["[proxy]", "listen = 127.0.0.1:%d" % self.port, proxy_extra, ""]
@@ -143,6 +96,16 @@ class Cluster:
         for p in self.node_ports.values():
             wait_port(p, proc=self.proxy)
         self.log_path = self.conf_path[:-len(".toml")] + ".log"
+
+    def _start_node(self, name, port, log_mode):
+        """The simulator of NAME on PORT, in a process group of its own (see kill_node),
+        its redis files in self.dirs[NAME] (so nothing is left in /tmp when it is
+        SIGKILLed), its stderr in self.logs[NAME]; returns (proc, port)."""
+        tls = name == "n3"
+        with open(self.logs[name], log_mode) as log:
+            return zostest.start_sim(self.procs, tls=tls, secret=NODE_SECRET if tls else None,
+                                     version="%s@%s" % VERSIONS[name], stderr=log, port=port,
+                                     datadir=self.dirs[name], new_session=True)
 
     # -- clients
     def client(self, node=None, timeout=TIMEOUT, **kw):
@@ -180,11 +143,7 @@ class Cluster:
             time.sleep(0.01)
 
     def proxy_log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return zostest.read_log(self.log_path, missing="")
 
     def assert_proxy_alive(self):
         assert self.proxy.poll() is None, "zos-proxy died (%s):\n%s" % (
@@ -194,11 +153,7 @@ class Cluster:
     # -- failure injection
     def restart_node(self, name):
         """A new simulator for NAME on the same port (after kill_node)."""
-        log = open(self.logs[name], "a")
-        p, port = sim(self.procs, tls=name == "n3", secret=NODE_SECRET if name == "n3" else None,
-                      version="%s@%s" % VERSIONS[name], log=log, port=self.ports[name],
-                      datadir=self.dirs[name])
-        log.close()
+        p, port = self._start_node(name, self.ports[name], "a")
         assert port == self.ports[name]
         self.sims[name] = p
 
@@ -290,14 +245,7 @@ def _proxy_survives(request):
 
 # ---------------------------------------------------------------- raw job protocol
 
-def raw_request(command, arguments=None, id=None, **fields):
-    """A request object shaped like the py-client's Client.raw() (core0-protocol.md §2)."""
-    req = {"id": id or str(uuid.uuid4()), "command": command,
-           "arguments": {} if arguments is None else arguments,
-           "queue": None, "max_time": None, "stream": False, "tags": None,
-           "recurring_period": None}
-    req.update(fields)
-    return req
+raw_request = job_request  # a request object shaped like the py-client's Client.raw()
 
 
 def raw_call(r, command, arguments=None, timeout=10, **fields):
@@ -321,67 +269,12 @@ def raw_call(r, command, arguments=None, timeout=10, **fields):
 
 # ---------------------------------------------------------------- exact replies
 
-class Err(str):
-    """An error reply, with its full text ("ERR ..."): redis-py strips the "ERR " prefix."""
+class Raw(RawResp):
+    """A minimal RESP2 client on a plain socket, for exact reply bytes; error replies
+    come back as Err (a str with the full text, "ERR ..." included)."""
 
-
-class Raw:
-    """A minimal RESP2 client on a plain socket, for exact reply bytes."""
-
-    def __init__(self, port, timeout=TIMEOUT):
-        import socket
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.s.settimeout(timeout)
-        self.buf = b""
-
-    def close(self):
-        self.s.close()
-
-    def send(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(out))
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            b = self.s.recv(65536)
-            if not b:
-                raise ConnectionError("connection closed by the proxy")
-            self.buf += b
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n + 2:
-            b = self.s.recv(65536)
-            if not b:
-                raise ConnectionError("connection closed by the proxy")
-            self.buf += b
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def read(self):
-        line = self._line()
-        t, rest = line[:1], line[1:].decode()
-        if t == b"+":
-            return rest
-        if t == b"-":
-            return Err(rest)
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n).decode()
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise AssertionError("bad reply line %r" % line)
-
-    def call(self, *args):
-        self.send(*args)
-        return self.read()
+    error = Err
+    timeout = TIMEOUT
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import threading
 import time
 
 from conftest import NODES, Err, ping_text
+from zostest import run_threads
 
 
 def test_all_cmd_core_ping_is_a_flat_node_reply_array(cluster, raw_conn):
@@ -79,10 +80,7 @@ def test_1000_concurrent_pings_over_3_nodes_from_50_connections(cluster):
             errors.append((i, repr(e)))
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(50)]
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
+    run_threads(threads, 90)
     took = time.monotonic() - t0
     assert not errors, errors[:5]
     assert len(results) == 50
@@ -111,10 +109,7 @@ def test_concurrent_mixed_verbs_on_every_node(cluster):
         except Exception as e:  # noqa: BLE001
             errors.append((i, repr(e)))
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(threads, 60)
     assert not errors, errors[:5]
 
 
@@ -133,10 +128,7 @@ def test_1000_concurrent_pings_on_one_node(cluster):
         except Exception as e:  # noqa: BLE001
             errors.append((i, repr(e)))
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
+    run_threads(threads, 90)
     assert not errors, errors[:5]
     replies = [v for vs in results.values() for v in vs]
     assert len(replies) == 1000

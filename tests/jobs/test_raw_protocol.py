@@ -7,6 +7,7 @@ import threading
 import time
 
 from conftest import NODE_SECRET, NODES, ping_text, raw_call, raw_request
+from zostest import run_threads
 
 
 def test_raw_ping_through_a_node_port(cluster):
@@ -114,10 +115,7 @@ def test_20_raw_clients_at_once(cluster):
     threads = [threading.Thread(target=old_client, args=(i,)) for i in range(20)]
     threads += [threading.Thread(target=verb_client, args=(n,)) for n in NODES]
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(threads, 60)
     took = time.monotonic() - t0
     assert not errors, errors[:5]
     assert len(results) == 20

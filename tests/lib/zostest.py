@@ -1,22 +1,40 @@
-"""zostest -- process helpers shared by the Python suites (conformance, integration).
+"""zostest -- process helpers shared by the Python suites (conformance, integration,
+jobs, cli, e2e).
 
 Every process a test starts goes through Procs, which stops it by PID (SIGTERM,
 then SIGKILL) even when the test fails.  Ports are picked free at run time on
 127.0.0.1.  Nothing here reads the user's config or keys: see isolated_env().
 """
+import json
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("ZOS_BUILD", os.path.join(ROOT, "build"))
 PROXY_BIN = os.path.join(BUILD, "zos-proxy")
 CLI_BIN = os.path.join(BUILD, "zos")
 SIM_BIN = os.path.join(BUILD, "zos-node-sim")
+
+ROOT_FLIST = "https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist"  # the default container root
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "Sanitizer")
+CLI_TIMEOUT = 60  # seconds one `zos` run may take
+
+
+def require_binaries(bins, make_hint="make"):
+    """For pytest_sessionstart: a UsageError naming the first of BINS that is missing."""
+    for b in bins:
+        if not os.access(b, os.X_OK):
+            raise pytest.UsageError("%s is missing: run `%s` (or set ZOS_BUILD)" % (b, make_hint))
 
 
 def free_port():
@@ -40,6 +58,68 @@ def wait_port(port, timeout=10.0, host="127.0.0.1", proc=None):
     raise TimeoutError("nothing listens on %s:%d after %.1fs" % (host, port, timeout))
 
 
+def pid_alive(pid):
+    """True while PID exists and is not a zombie (from /proc/PID/stat)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pids, timeout=5.0):
+    """Waits until no PID of PIDS is alive; returns those still alive after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.02)
+    return [p for p in pids if pid_alive(p)]
+
+
+def run_threads(threads, timeout):
+    """Starts every thread of THREADS, then joins each with TIMEOUT."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+
+def read_log(path, missing="(no log)"):
+    """The text of the log file PATH (undecodable bytes replaced), or MISSING."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return missing
+
+
+def job_request(command, arguments=None, id=None, **fields):
+    """A core0 job request shaped like the py-client's Client.raw() (core0-protocol.md §2)."""
+    req = {"id": id if id is not None else str(uuid.uuid4()), "command": command,
+           "arguments": {} if arguments is None else arguments,
+           "queue": None, "max_time": None, "stream": False, "tags": None,
+           "recurring_period": None}
+    req.update(fields)
+    return req
+
+
+def node_section(name, port, tls=False, secret=None, extra=""):
+    """A node section of a zos.toml / zos-proxy config (no blank line after it)."""
+    s = "[%s]\naddress = 127.0.0.1\nport = %d\ntls = %s\n" % (name, port, "yes" if tls else "no")
+    if secret:
+        s += "secret = %s\n" % secret
+    return s + extra
+
+
+def keygen(path, comment="tester@zos", dir_mode=0o777):
+    """An ed25519 key pair at PATH (made once, with ssh-keygen); returns the public line."""
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), mode=dir_mode, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
+                       check=True, stdout=subprocess.DEVNULL)
+    with open(path + ".pub") as f:
+        return f.read().strip()
+
+
 def isolated_env(tmpdir, **extra):
     """An environment whose HOME and ZOS_CONFIG point into TMPDIR."""
     env = dict(os.environ)
@@ -51,6 +131,64 @@ def isolated_env(tmpdir, **extra):
     env.pop("SSH_AUTH_SOCK", None)
     env.update(extra)
     return env
+
+
+CLI_ENV_DROP = ("ZOS_DEBUG", "ZOS_PROXY_PASSWORD", "GRID_ZEROTIER_ID", "GRID_ZEROTIER_ID_TESTING")
+
+
+def clean_env(tmpdir, drop=CLI_ENV_DROP, **extra):
+    """isolated_env without the variables DROP (those that change zos' behaviour), plus EXTRA."""
+    env = isolated_env(tmpdir)
+    for k in drop:
+        env.pop(k, None)
+    env.update(extra)
+    return env
+
+
+class CliResult:
+    """How one `zos` run ended: rc, out, err (text), elapsed (seconds)."""
+
+    def __init__(self, p, elapsed):
+        self.rc = p.returncode
+        self.out = p.stdout
+        self.err = p.stderr
+        self.elapsed = elapsed
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return "Result(rc=%r, out=%r, err=%r, %.2fs)" % (self.rc, self.out[-2000:],
+                                                         self.err[-2000:], self.elapsed)
+
+
+class CliUser:
+    """One isolated user of `zos`: HOME, ZOS_CONFIG and environment in TMPDIR.  Every run
+    fails on a sanitizer report on stderr."""
+
+    env_drop = CLI_ENV_DROP
+
+    def __init__(self, tmpdir, **extra):
+        self.tmp = str(tmpdir)
+        self.env = clean_env(self.tmp, self.env_drop, **extra)
+        self.home = self.env["HOME"]
+        self.config = self.env["ZOS_CONFIG"]
+
+    def run(self, *args, env=None, timeout=CLI_TIMEOUT, cwd=None, input=None):
+        e = dict(self.env)
+        e.update(env or {})
+        t0 = time.monotonic()
+        p = subprocess.run([CLI_BIN] + [str(a) for a in args], env=e, cwd=cwd,
+                           input=input, capture_output=True, text=True, timeout=timeout)
+        r = CliResult(p, time.monotonic() - t0)
+        for marker in SANITIZER_MARKS:
+            assert marker not in r.err, "sanitizer report from zos %s:\n%s" % (args, r.err)
+        return r
+
+    def ok(self, *args, **kw):
+        r = self.run(*args, **kw)
+        assert r.rc == 0, r
+        return r
 
 
 def make_cert(directory, cn="localhost"):
@@ -78,6 +216,10 @@ class Procs:
         self.procs = []
         self.tmp = tempfile.mkdtemp(prefix="zostest-")
 
+    def mkdtemp(self, prefix):
+        """A new directory under self.tmp (removed by close)."""
+        return tempfile.mkdtemp(dir=self.tmp, prefix=prefix)
+
     def start(self, argv, env=None, stdout=None, stderr=None, **kw):
         p = subprocess.Popen(argv, env=env, stdout=stdout if stdout is not None else subprocess.DEVNULL,
                              stderr=stderr if stderr is not None else subprocess.DEVNULL, **kw)
@@ -100,14 +242,20 @@ class Procs:
         self.procs = []
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def redis(self, password=None, tls=False, extra=()):
-        """A redis-server on a free port: returns (proc, port, cert or None)."""
-        port = free_port()
-        d = tempfile.mkdtemp(dir=self.tmp, prefix="redis-")
+    def redis(self, password=None, tls=False, extra=(), port=None, tls_files=None):
+        """A redis-server on PORT (a free one when None): returns (proc, port, cert or None).
+        TLS makes it TLS-only with a new self-signed cert; TLS_FILES (cert, key) does so
+        with that pair (for a node that must come back on the same port after a kill)."""
+        port = port or free_port()
+        d = self.mkdtemp("redis-")
         argv = ["redis-server", "--save", "", "--appendonly", "no", "--dir", d, "--bind", "127.0.0.1"]
         cert = None
-        if tls:
-            cert, key, ca = make_cert(d)
+        if tls or tls_files:
+            if tls_files:
+                cert, key = tls_files
+                ca = cert
+            else:
+                cert, key, ca = make_cert(d)
             argv += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", cert,
                      "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
         else:
@@ -132,17 +280,24 @@ class Procs:
 
 
 def start_sim(procs, tls=False, secret=None, port=None, extra=(), env=None, timeout=10.0,
-              stderr=None):
+              stderr=None, datadir=None, version=None, new_session=False):
     """A zos-node-sim started through PROCS; returns (proc, port) once it printed its
-    ready line ("zos-node-sim ready 127.0.0.1:PORT tls=yes|no")."""
-    import select
+    ready line ("zos-node-sim ready 127.0.0.1:PORT tls=yes|no").  DATADIR (--dir) holds
+    its redis files, VERSION is its --version-string, NEW_SESSION runs it in a process
+    group of its own.  proc.datadir is DATADIR."""
     argv = [SIM_BIN, "--tls" if tls else "--no-tls"]
+    if datadir is not None:
+        argv += ["--dir", datadir]
     if port:
         argv += ["--port", str(port)]
     if secret:
         argv += ["--secret", secret]
+    if version:
+        argv += ["--version-string", version]
     argv += list(extra)
-    p = procs.start(argv, env=env, stdout=subprocess.PIPE, stderr=stderr)
+    p = procs.start(argv, env=env, stdout=subprocess.PIPE, stderr=stderr,
+                    start_new_session=new_session)
+    p.datadir = datadir
     deadline = time.monotonic() + timeout
     line = b""
     while not line.endswith(b"\n"):
@@ -156,6 +311,16 @@ def start_sim(procs, tls=False, secret=None, port=None, extra=(), env=None, time
                 raise RuntimeError("zos-node-sim exited with %s before it was ready" % p.wait())
             line += b
     words = line.decode().split()
-    if words[:2] != ["zos-node-sim", "ready"]:
+    if words[:2] != ["zos-node-sim", "ready"] or words[3:4] != ["tls=%s" % ("yes" if tls else "no")]:
         raise RuntimeError("unexpected ready line %r" % line)
     return p, int(words[2].rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def fnprocs():
+    """A Procs of one test's own (import it into a conftest to use it)."""
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.close()
