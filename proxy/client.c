@@ -14,6 +14,7 @@
  */
 #include "zos/client.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,10 @@
 #include "zos/server.h"
 #include "zos/verbs.h"
 
-#define MAX_SLOTS   65536             /* stop reading past this many replies due */
-#define OUTPUT_HIGH (8 * 1024 * 1024) /* stop reading while the client lags this much */
+#define MAX_SLOTS     65536              /* stop reading past this many replies due */
+#define OUTPUT_HIGH   (8 * 1024 * 1024)  /* stop reading while the client lags this much */
+#define TUNNEL_MAX    (32 * 1024 * 1024) /* a subscriber this far behind is dropped */
+#define HELD_READ_MAX (64 * 1024)        /* read ahead of a client waiting for replies */
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
 
@@ -46,6 +49,8 @@ struct zos_slot {
     struct all_part *parts;
     size_t nparts;
     struct zos_slot *parent; /* a part of a ZOS.ALL group (not in the queue) */
+    void (*orphan_fn)(void *arg);
+    void *orphan_arg;
     size_t part;
 };
 
@@ -58,6 +63,18 @@ struct all_part {
 
 static void process_input(struct zos_client *c);
 static void flush(struct zos_client *c);
+static void schedule(struct zos_client *c);
+
+/* Replies arrived for a client that waits for them: read on, but from the
+ * flush event, never from inside a link's callback (that link may be freed
+ * by what the client does next). */
+static void resume_soon(struct zos_client *c)
+{
+    if (c->held && !c->closing) {
+        c->resume = true;
+        schedule(c);
+    }
+}
 
 /* ---- slots ---- */
 
@@ -98,6 +115,12 @@ struct evbuffer *zos_slot_buf(struct zos_slot *s)
     if (s->buf == NULL)
         s->buf = evbuffer_new();
     return s->buf;
+}
+
+void zos_slot_on_orphan(struct zos_slot *s, void (*fn)(void *arg), void *arg)
+{
+    s->orphan_fn = fn;
+    s->orphan_arg = arg;
 }
 
 bool zos_slot_orphaned(const struct zos_slot *s)
@@ -153,8 +176,11 @@ static void flush(struct zos_client *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     while (c->head != NULL) {
         struct zos_slot *s = c->head;
-        if (s->buf != NULL && evbuffer_get_length(s->buf) > 0)
+        size_t n = s->buf != NULL ? evbuffer_get_length(s->buf) : 0;
+        if (n > 0) {
+            c->slot_bytes -= n < c->slot_bytes ? n : c->slot_bytes;
             evbuffer_add_buffer(out, s->buf);
+        }
         if (!s->done)
             break;
         c->head = s->next;
@@ -246,14 +272,16 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
         return;
     }
     if (reply != NULL) {
-        evbuffer_remove_buffer(reply, zos_slot_buf(s), len);
+        struct evbuffer *dst = zos_slot_buf(s);
+        evbuffer_remove_buffer(reply, dst, len);
+        if (dst == s->buf)
+            c->slot_bytes += len; /* waits behind an earlier reply */
     } else {
         s->node->errors++;
         node_down_error(zos_slot_buf(s), s->node, err);
     }
     zos_slot_done(s);
-    if (c->held && !c->closing)
-        process_input(c);
+    resume_soon(c);
 }
 
 /* ---- ZOS.ALL ---- */
@@ -278,8 +306,7 @@ static void group_part_done(struct zos_slot *s, size_t i, struct evbuffer *buf)
     }
     s->counted = false;
     zos_slot_done(s);
-    if (c->held && !c->closing)
-        process_input(c);
+    resume_soon(c);
 }
 
 static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
@@ -386,18 +413,55 @@ static void pin_closed(void *arg, const char *err)
     }
 }
 
-/* True for a pub/sub reply saying no subscription is left: ["unsubscribe", ch, 0]. */
-static bool is_last_unsubscribe(struct evbuffer *reply, size_t len)
+/* The kind and count of a pub/sub confirmation ["subscribe", ch, 3]; false
+ * for anything else (a message, a PING reply, an error). */
+static bool pubsub_reply(struct evbuffer *reply, size_t len, char *kind, size_t kindlen,
+                         long long *count)
 {
-    char tail[4], head[24];
-    if (len < 20 || len > 4096)
+    char buf[512], *p = buf, *end = buf + len, *eol;
+    if (len < 16 || len >= sizeof(buf))
         return false;
-    evbuffer_copyout(reply, head, sizeof(head));
-    struct evbuffer_ptr end;
-    evbuffer_ptr_set(reply, &end, len - 4, EVBUFFER_PTR_SET);
-    evbuffer_copyout_from(reply, &end, tail, 4);
-    return memcmp(tail, ":0\r\n", 4) == 0 && memcmp(head, "*3\r\n$1", 6) == 0 &&
-           (memmem(head, sizeof(head), "unsubscribe", 11) != NULL);
+    evbuffer_copyout(reply, buf, len);
+    buf[len] = '\0';
+    if (strncmp(p, "*3\r\n$", 5) != 0)
+        return false;
+    long klen = strtol(p + 5, &eol, 10);
+    if (klen <= 0 || (size_t)klen >= kindlen || eol + 2 + klen + 2 > end)
+        return false;
+    memcpy(kind, eol + 2, (size_t)klen);
+    kind[klen] = '\0';
+    p = eol + 2 + klen + 2;
+    long clen = strtol(p + 1, &eol, 10); /* the channel: "$n" or "$-1" */
+    p = clen < 0 ? eol + 2 : eol + 2 + clen + 2;
+    if (*p != ':' || strstr(kind, "subscribe") == NULL)
+        return false;
+    *count = strtoll(p + 1, NULL, 10);
+    return true;
+}
+
+/* The reply's count is the connection's channels + patterns (shard channels
+ * apart): keep each kind's number, for how many replies an argument-less
+ * UNSUBSCRIBE will bring. */
+static void count_subscriptions(struct zos_pin *p, const char *kind, long long count)
+{
+    size_t n = count < 0 ? 0 : (size_t)count;
+    if (strcmp(kind, "ssubscribe") == 0 || strcmp(kind, "sunsubscribe") == 0)
+        p->nshard = n;
+    else if (kind[0] == 'p')
+        p->npat = n > p->nchan ? n - p->nchan : 0;
+    else
+        p->nchan = n > p->npat ? n - p->npat : 0;
+}
+
+/* Closes the tunnel: replies go back to ordinary slots. */
+static void tunnel_end(struct zos_pin *p)
+{
+    struct zos_slot *s = p->tunnel;
+    p->tunnel = NULL;
+    p->unsub_due = 0;
+    p->confirmed = false;
+    zos_slot_done(s);
+    resume_soon(p->client);
 }
 
 /* Replies of a tunnelled link (pub/sub messages, MONITOR lines). */
@@ -405,16 +469,38 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
 {
     struct zos_pin *p = arg;
     struct zos_slot *s = p->tunnel;
+    struct zos_client *c = p->client;
+    char kind[32], first = 0;
+    long long count = -1;
     if (s == NULL || reply == NULL)
         return;
-    bool last = !p->monitor && is_last_unsubscribe(reply, len);
-    evbuffer_remove_buffer(reply, zos_slot_buf(s), len);
-    if (last) {
-        p->tunnel = NULL;
-        zos_slot_done(s);
-    } else if (s->c != NULL && s->c->head == s) {
-        flush(s->c);
+    bool confirm = !p->monitor && pubsub_reply(reply, len, kind, sizeof(kind), &count);
+    evbuffer_copyout(reply, &first, 1);
+    struct evbuffer *dst = zos_slot_buf(s);
+    evbuffer_remove_buffer(reply, dst, len);
+    if (dst == s->buf)
+        c->slot_bytes += len;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > TUNNEL_MAX) {
+        c->kill = true; /* like redis's pubsub output limit; freed by the flush event */
+        schedule(c);
+        return;
     }
+    if (!p->confirmed && first == '-' && !p->monitor) {
+        tunnel_end(p); /* the SUBSCRIBE itself failed */
+        return;
+    }
+    p->confirmed = p->confirmed || confirm || (p->monitor && first == '+');
+    if (confirm)
+        count_subscriptions(p, kind, count);
+    if (confirm && strstr(kind, "unsubscribe") != NULL && p->unsub_due > 0 && --p->unsub_due == 0) {
+        if (p->nchan + p->npat + p->nshard == 0) {
+            tunnel_end(p); /* nothing left: back to ordinary replies */
+            return;
+        }
+        resume_soon(c);
+    }
+    if (c->head == s)
+        flush(c);
 }
 
 static void pin_free(struct zos_pin *p)
@@ -525,6 +611,8 @@ static void pin_update(struct zos_pin *p, enum zos_route route)
 struct request {
     struct evbuffer *in;
     size_t len;
+    const struct zos_resp_req *req; /* of the raw bytes in IN, when AV is NULL */
+    size_t argc;                    /* the command's, name included */
     const struct zos_resp_argv *av;
     size_t first;
     const char *name;
@@ -543,6 +631,54 @@ static int send_request(struct zos_link *l, struct request *rq, zos_link_reply_f
 
 /* Routes one node command.  ZOS_AGAIN: it must wait for replies on another
  * link (nothing consumed); otherwise it was sent or answered with an error. */
+/* (P|S)UNSUBSCRIBE outside pub/sub mode: what redis answers, one
+ * [kind, channel, 0] per argument ([kind, nil, 0] without one), given here
+ * because one request with several replies would break a shared link's FIFO. */
+static void local_unsubscribe(struct zos_client *c, const struct request *rq)
+{
+    struct zos_resp_argv own = {0};
+    const struct zos_resp_argv *av = rq->av;
+    size_t first = rq->first;
+    struct zos_slot *s = zos_slot_new(c);
+    char kind[16];
+
+    if (s == NULL || (av == NULL && zos_resp_argv(rq->in, rq->req, &own) != 0)) {
+        if (s != NULL)
+            zos_slot_error(s, "ERR out of memory");
+        return;
+    }
+    if (av == NULL)
+        av = &own, first = 0;
+    size_t i, n = av->argc - first;
+    for (i = 0; i < rq->namelen && i < sizeof(kind) - 1; i++)
+        kind[i] = (char)tolower((unsigned char)rq->name[i]);
+    kind[i] = '\0';
+    struct evbuffer *out = zos_slot_buf(s);
+    for (i = 1; i < (n > 1 ? n : 2); i++) {
+        zos_resp_add_array(out, 3);
+        zos_resp_add_cstr(out, kind);
+        if (n > 1)
+            zos_resp_add_bulk(out, av->argv[first + i], av->argvlen[first + i]);
+        else
+            zos_resp_add_nil(out);
+        zos_resp_add_int(out, 0);
+    }
+    zos_slot_done(s);
+    zos_resp_argv_free(&own);
+}
+
+/* Replies an UNSUBSCRIBE sent into the tunnel brings: one per argument, or
+ * one per subscription of its kind (at least one). */
+static size_t unsubscribe_replies(const struct zos_pin *p, const struct request *rq)
+{
+    size_t subs = tolower((unsigned char)rq->name[0]) == 'p'   ? p->npat
+                  : tolower((unsigned char)rq->name[0]) == 's' ? p->nshard
+                                                               : p->nchan;
+    if (rq->argc > 1)
+        return rq->argc - 1;
+    return subs > 0 ? subs : 1;
+}
+
 static int route_request(struct zos_client *c, struct zos_node *n, struct request *rq)
 {
     enum zos_route route = zos_router_route(rq->name, rq->namelen);
@@ -551,6 +687,19 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
 
     if (refuse_node(c, n))
         return ZOS_ERR;
+    if (p != NULL && p->tunnel != NULL && p->unsub_due > 0)
+        return ZOS_AGAIN; /* whether the tunnel stays open comes with the UNSUBSCRIBE's replies */
+    if (route == ZOS_ROUTE_UNSUB && (p == NULL || p->tunnel == NULL)) {
+        local_unsubscribe(c, rq);
+        return ZOS_ERR;
+    }
+    if (route == ZOS_ROUTE_PUBSUB && rq->argc < 2) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR wrong number of arguments for '%.*s' command", (int)rq->namelen,
+                           rq->name);
+        return ZOS_ERR;
+    }
     if (route == ZOS_ROUTE_REFUSED) {
         struct zos_slot *s = zos_slot_new(c);
         if (s != NULL)
@@ -588,6 +737,8 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     pin_update(p, route);
     if (p->tunnel != NULL) { /* already streaming: the reply arrives through the tunnel */
+        if (route == ZOS_ROUTE_UNSUB)
+            p->unsub_due += unsubscribe_replies(p, rq);
         if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
             pin_closed(p, zos_link_errstr(p->link));
         return ZOS_OK;
@@ -612,6 +763,7 @@ int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
 {
     struct request rq = {
         .av = av,
+        .argc = av->argc - first,
         .first = first,
         .name = av->argv[first],
         .namelen = av->argvlen[first],
@@ -697,7 +849,7 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
 {
     char name[32];
     struct zos_resp_argv av = {0};
-    struct request rq = {.in = in, .len = req->len, .name = name};
+    struct request rq = {.in = in, .len = req->len, .req = req, .argc = req->argc, .name = name};
     int rc = ZOS_OK;
 
     if (req->is_inline) {
@@ -734,10 +886,9 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     } else if (c->node == NULL) {
         no_node_error(c);
     } else {
-        if (!req->is_inline && rq.namelen >= 5 && strncasecmp(rq.name, "xread", 5) == 0) {
-            if (zos_resp_argv(in, req, &av) == 0)
-                rq.block = has_block_arg(&av);
-        }
+        if (rq.namelen >= 5 && strncasecmp(rq.name, "xread", 5) == 0 &&
+            (rq.av != NULL || zos_resp_argv(in, req, &av) == 0))
+            rq.block = has_block_arg(&av);
         rc = route_request(c, c->node, &rq);
     }
     zos_resp_argv_free(&av);
@@ -762,10 +913,13 @@ static void process_input(struct zos_client *c)
     struct zos_resp_req req;
     char err[128];
 
-    c->held = false;
+    if (c->held) {
+        c->held = false;
+        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    }
     while (!c->closing) {
         if (c->nslots >= MAX_SLOTS ||
-            evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_HIGH) {
+            evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > OUTPUT_HIGH) {
             pause_reading(c, true);
             return;
         }
@@ -782,8 +936,11 @@ static void process_input(struct zos_client *c)
         }
         size_t before = evbuffer_get_length(in);
         if (req.argc > 0 && dispatch(c, in, &req) == ZOS_AGAIN) {
+            /* Parse nothing more until the replies it waits for came; go on
+             * reading a little, to notice the client leave (BLPOP k 0). */
             c->held = true;
-            break;
+            bufferevent_setwatermark(c->bev, EV_READ, 0, evbuffer_get_length(in) + HELD_READ_MAX);
+            return;
         }
         size_t used = before - evbuffer_get_length(in);
         if (used < req.len)
@@ -803,7 +960,10 @@ static void process_input(struct zos_client *c)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct zos_client *c = arg;
-    if (!c->held)
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->closing) /* reading on only to notice the client leave */
+        evbuffer_drain(in, evbuffer_get_length(in));
+    else if (!c->held)
         process_input(c);
 }
 
@@ -811,7 +971,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void output_drained(struct zos_client *c)
 {
     if (c->closing) {
-        if (c->head == NULL || c->head->kind == SLOT_TUNNEL)
+        /* A tunnel ends with its client: let what follows it (QUIT's +OK) out. */
+        for (struct zos_pin *p = c->pins; p != NULL; p = p->next)
+            if (p->tunnel != NULL && p->tunnel == c->head)
+                tunnel_end(p);
+        if (c->head == NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
             zos_client_free(c);
         return;
     }
@@ -839,7 +1003,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct zos_client *c = arg;
-    if (info->n_added == 0 || c->dirty || c->writing)
+    if (info->n_added > 0 && !c->writing)
+        schedule(c);
+}
+
+/* Runs the flush event for C at the end of this loop turn. */
+static void schedule(struct zos_client *c)
+{
+    if (c->dirty)
         return;
     c->dirty = true;
     c->next_dirty = c->srv->dirty;
@@ -850,6 +1021,8 @@ static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 static void write_now(struct zos_client *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->writing) /* the bufferevent is on it */
+        return;
     int n = evbuffer_write(out, bufferevent_getfd(c->bev));
     if (n < 0 || evbuffer_get_length(out) > 0) {
         /* full (or failed: the bufferevent then reports the error) */
@@ -867,6 +1040,14 @@ void zos_client_flush_all(struct zos_server *srv)
         srv->dirty = c->next_dirty;
         c->next_dirty = NULL;
         c->dirty = false;
+        if (c->kill) {
+            zos_client_free(c);
+            continue;
+        }
+        if (c->resume) {
+            c->resume = false;
+            process_input(c);
+        }
         write_now(c);
     }
 }
@@ -882,13 +1063,13 @@ static void undirty(struct zos_client *c)
     c->dirty = false;
 }
 
+/* Never frees C here (its caller may be using it): the flush event closes
+ * it once the output is written.  Reading goes on, only to notice EOF. */
 void zos_client_close_after_flush(struct zos_client *c)
 {
     c->closing = true;
-    bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
-        (c->head == NULL || c->head->kind == SLOT_TUNNEL))
-        zos_client_free(c);
+    pause_reading(c, false);
+    schedule(c);
 }
 
 struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_node *fixed)
@@ -945,7 +1126,9 @@ void zos_client_free(struct zos_client *c)
         s->c = NULL;
         s->pin = NULL;
         s->next = NULL;
-        if (!owned_elsewhere)
+        if (owned_elsewhere && s->orphan_fn != NULL)
+            s->orphan_fn(s->orphan_arg); /* stops the work; frees S */
+        else if (!owned_elsewhere)
             slot_free(s);
         s = next;
     }

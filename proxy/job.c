@@ -27,6 +27,7 @@
 #define SLICE_S         1     /* seconds of one blocking wait */
 #define ACCEPT_MS       10000 /* a job not taken by core0 within this is an error (§3.3) */
 #define GRACE_MS        2000  /* an id given to ZOS.RESULT may not be taken by core0 yet */
+#define POLL_MS         200   /* how often a job still running is looked at */
 #define DEFAULT_WAITERS 16
 
 enum op_kind { OP_RUN, OP_SUBMIT, OP_WAIT, OP_RUN_IN, OP_FOLLOW };
@@ -49,6 +50,8 @@ struct zos_job {
     long long started_ms, deadline_ms;
     int timeout_ms;
     struct event *timer;
+    struct event *poll; /* re-checks a running job's flag without holding a waiter */
+    bool sliced;        /* had one blocking wait already */
     zos_job_fn fn;
     zos_job_record_fn rec_fn;
     void *arg;
@@ -253,6 +256,8 @@ static void op_free(struct zos_job *op)
         op->next_all->prev_all = op->prev_all;
     if (op->timer != NULL)
         event_free(op->timer);
+    if (op->poll != NULL)
+        event_free(op->poll);
     free(op);
 }
 
@@ -289,6 +294,8 @@ static void finish(struct zos_job *op, struct zos_job_result *res, const char *e
     }
     if (op->timer != NULL)
         evtimer_del(op->timer);
+    if (op->poll != NULL)
+        evtimer_del(op->poll);
     if (op->fn != NULL)
         op->fn(op->arg, res, err);
     else
@@ -467,9 +474,29 @@ static void check_state(struct zos_job *op)
     size_t lens[] = {3, strlen(key)};
     op->refs++;
     if (zos_link_send_argv(op->jobs->shared, 2, argv, lens, state_cb, op) != ZOS_OK) {
+        char why[200];
         op->refs--;
-        fail_unavailable(op, zos_link_errstr(op->jobs->shared));
+        snprintf(why, sizeof(why), "node unavailable: %s", zos_link_errstr(op->jobs->shared));
+        fail_soon(op, why); /* maybe inside zos_job_wait(): report on the next turn */
     }
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    check_state(arg);
+}
+
+/* A job that outlived one blocking wait is looked at every POLL_MS with a
+ * TTL on the shared link, and gets a waiting link again only once it ended:
+ * any number of long jobs leave the waiting links free for short ones. */
+static void poll_later(struct zos_job *op)
+{
+    struct timeval tv = {0, POLL_MS * 1000};
+    if (op->poll == NULL && (op->poll = evtimer_new(op->jobs->base, poll_cb, op)) == NULL) {
+        enqueue(op);
+        return;
+    }
+    evtimer_add(op->poll, &tv);
 }
 
 /* The flag is missing: not taken yet, unknown, or expired. */
@@ -508,7 +535,10 @@ static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *
         op->accepted = true;
         if (ttl >= 0 && op->kind == OP_FOLLOW)
             op->kind = OP_WAIT; /* ended with no end marker in sight: fetch the result */
-        enqueue(op);
+        if (ttl == -1 && op->sliced && op->kind != OP_FOLLOW)
+            poll_later(op); /* still running: leave the waiting links to others */
+        else
+            enqueue(op);
     }
     if (j != NULL)
         dispatch(j); /* OP may be gone: J is still there */
@@ -554,6 +584,7 @@ static void waiter_cb(void *arg, struct evbuffer *reply, size_t len, const char 
             reply_error_text(reply, len, buf, sizeof(buf));
             finish(op, NULL, buf + 1);
         } else if (payload == NULL) { /* slice over, nothing yet */
+            op->sliced = true;
             if (op->kind == OP_FOLLOW && op->stream_end)
                 op->kind = OP_WAIT;
             check_state(op);
@@ -576,6 +607,10 @@ static struct waiter *free_waiter(struct zos_jobs *j)
         struct waiter *w = &j->waiters[i];
         if (w->op != NULL || w->dead)
             continue;
+        if (w->link != NULL && zos_link_state(w->link) == ZOS_LINK_DOWN) {
+            zos_link_free(w->link); /* closed while idle (a node restart): a new one */
+            w->link = NULL;
+        }
         if (w->link == NULL) {
             struct zos_link_opts lo = j->opts.link;
             lo.pinned = true;
@@ -608,10 +643,15 @@ static void send_wait(struct waiter *w, struct zos_job *op)
     }
     for (size_t i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
+    if (zos_link_send_argv(w->link, argc, argv, lens, waiter_cb, w) != ZOS_OK) {
+        char why[200];
+        snprintf(why, sizeof(why), "node unavailable: %s", zos_link_errstr(w->link));
+        waiter_lost(w, why);
+        fail_soon(op, why); /* maybe inside zos_job_run(): report on the next turn */
+        return;
+    }
     w->op = op;
     op->refs++;
-    if (zos_link_send_argv(w->link, argc, argv, lens, waiter_cb, w) != ZOS_OK)
-        waiter_cb(w, NULL, 0, zos_link_errstr(w->link));
 }
 
 /* Hands queued ops to free waiters. */
@@ -778,6 +818,8 @@ static void deliver_result(struct zos_job *op, char *text, size_t len)
         }
         snprintf(op->id, sizeof(op->id), "%s", res->value->valuestring);
         zos_job_result_free(res);
+        op->accepted = op->sliced = false; /* a new job: its own flag, its own 10 s */
+        op->started_ms = now_ms();
         enqueue(op);
         return;
     }
@@ -832,6 +874,9 @@ void zos_jobs_free(struct zos_jobs *j)
         return;
     j->closing = true;
     for (struct zos_job *op = j->all; op != NULL; op = op->next_all) {
+        evtimer_del(op->timer);
+        if (op->poll != NULL)
+            evtimer_del(op->poll);
         if (!op->done) {
             op->done = true;
             op->queued = false;

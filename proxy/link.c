@@ -53,6 +53,7 @@ struct zos_link {
     int backoff_ms;
     bool ping_out;
     bool activity;
+    int stalled; /* ping intervals with requests in flight and nothing read */
     zos_link_reply_fn push_fn;
     void *push_arg;
     void (*closed_fn)(void *arg, const char *err);
@@ -120,6 +121,7 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     l->handshake_left = 0;
     l->hs_done = 0;
     l->ping_out = false;
+    l->stalled = 0;
     zos_resp_scanner_init(&l->scan);
     if (!l->opts.pinned) {
         timer_arm(l, l->backoff_ms);
@@ -196,6 +198,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case ZOS_LINK_READY:
         if (l->ping_out) {
             link_fail(l, "no reply to health PING within %d ms", l->opts.ping_interval_ms);
+            return;
+        }
+        /* Requests in flight and nothing read for two intervals: a shared
+         * link carries no blocking command, so the node is hung (a paused VM,
+         * a partition) and TCP would take many minutes to say so. */
+        l->stalled = !l->activity && l->count > 0 ? l->stalled + 1 : 0;
+        if (l->stalled >= 2) {
+            link_fail(l, "no reply from the node for %d ms", 2 * l->opts.ping_interval_ms);
             return;
         }
         if (!l->activity && l->count == 0) {

@@ -21,13 +21,15 @@ static const struct route_entry routes[] = {
     {"bzpopmax", ZOS_ROUTE_BLOCKING},   {"bzpopmin", ZOS_ROUTE_BLOCKING},
     {"discard", ZOS_ROUTE_ENDMULTI},    {"exec", ZOS_ROUTE_ENDMULTI},
     {"monitor", ZOS_ROUTE_MONITOR},     {"multi", ZOS_ROUTE_MULTI},
-    {"psubscribe", ZOS_ROUTE_PUBSUB},   {"punsubscribe", ZOS_ROUTE_UNSUB},
+    {"psubscribe", ZOS_ROUTE_PUBSUB},   {"psync", ZOS_ROUTE_REFUSED},
+    {"punsubscribe", ZOS_ROUTE_UNSUB},  {"replconf", ZOS_ROUTE_REFUSED},
     {"reset", ZOS_ROUTE_REFUSED},       {"select", ZOS_ROUTE_SELECT},
     {"ssubscribe", ZOS_ROUTE_PUBSUB},   {"subscribe", ZOS_ROUTE_PUBSUB},
-    {"sunsubscribe", ZOS_ROUTE_UNSUB},  {"unsubscribe", ZOS_ROUTE_UNSUB},
-    {"unwatch", ZOS_ROUTE_UNWATCH},     {"wait", ZOS_ROUTE_BLOCKING},
-    {"waitaof", ZOS_ROUTE_BLOCKING},    {"watch", ZOS_ROUTE_WATCH},
-    {"xread", ZOS_ROUTE_XREAD},         {"xreadgroup", ZOS_ROUTE_XREAD},
+    {"sunsubscribe", ZOS_ROUTE_UNSUB},  {"sync", ZOS_ROUTE_REFUSED},
+    {"unsubscribe", ZOS_ROUTE_UNSUB},   {"unwatch", ZOS_ROUTE_UNWATCH},
+    {"wait", ZOS_ROUTE_BLOCKING},       {"waitaof", ZOS_ROUTE_BLOCKING},
+    {"watch", ZOS_ROUTE_WATCH},         {"xread", ZOS_ROUTE_XREAD},
+    {"xreadgroup", ZOS_ROUTE_XREAD},
 };
 
 static int route_cmp(const void *key, const void *elem)
@@ -39,7 +41,7 @@ enum zos_route zos_router_route(const char *name, size_t len)
 {
     char key[16];
     if (len < 4 || len >= sizeof(key))
-        return ZOS_ROUTE_SHARED;
+        return ZOS_ROUTE_SHARED; /* every command of the table has 4 to 15 letters */
     memcpy(key, name, len);
     key[len] = '\0';
     const struct route_entry *e =

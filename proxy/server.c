@@ -42,11 +42,26 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         srv->total_connections++;
 }
 
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct zos_listener *li = arg;
+    if (li->lev != NULL)
+        evconnlistener_enable(li->lev);
+}
+
+/* Out of file descriptors, accept fails at once on every loop turn: pause
+ * this listener for a moment instead of spinning (and logging) in a loop. */
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
 {
     struct zos_listener *li = arg;
+    struct timeval pause = {0, 200 * 1000};
     int err = EVUTIL_SOCKET_ERROR();
-    log_warn("accept on %s: %s", li->addr, evutil_socket_error_to_string(err));
+    log_warn("accept on %s: %s (pausing 200 ms)", li->addr, evutil_socket_error_to_string(err));
+    evconnlistener_disable(lev);
+    if (li->resume == NULL)
+        li->resume = evtimer_new(li->srv->base, accept_resume_cb, li);
+    if (li->resume != NULL)
+        evtimer_add(li->resume, &pause);
 }
 
 static struct evconnlistener *bind_tcp(struct zos_server *srv, const char *hostport, void *arg,
@@ -167,6 +182,10 @@ static void close_listeners(struct zos_server *srv)
 {
     for (size_t i = 0; i < srv->nlisteners; i++) {
         struct zos_listener *li = &srv->listeners[i];
+        if (li->resume != NULL) {
+            event_free(li->resume);
+            li->resume = NULL;
+        }
         if (li->lev != NULL) {
             evconnlistener_free(li->lev);
             li->lev = NULL;

@@ -29,6 +29,7 @@ struct ctx {
     char id[ZOS_JOB_ID_LEN + 1]; /* ZOS.SUBMIT */
     struct evbuffer *records;    /* ZOS.FOLLOW: [kind, text] pairs so far */
     size_t nrecords;
+    struct zos_job *job; /* cancelled if the client leaves first */
 };
 
 /* Options after the positional arguments. */
@@ -162,6 +163,27 @@ static void ctx_free(struct ctx *x)
     free(x);
 }
 
+/* The client left: nobody wants the result, stop waiting for it. */
+static void ctx_orphaned(void *arg)
+{
+    struct ctx *x = arg;
+    zos_job_cancel(x->job);
+    zos_slot_done(x->slot);
+    ctx_free(x);
+}
+
+/* JOB was started for X (NULL: it could not be). */
+static void ctx_started(struct ctx *x, struct zos_job *job)
+{
+    if (job == NULL) {
+        zos_slot_error(x->slot, "ERR out of memory");
+        ctx_free(x);
+        return;
+    }
+    x->job = job;
+    zos_slot_on_orphan(x->slot, ctx_orphaned, x);
+}
+
 static void reply_output(struct zos_slot *s, const struct zos_job_result *r, enum mode mode)
 {
     struct evbuffer *out = zos_slot_buf(s);
@@ -261,16 +283,10 @@ static void run(struct zos_client *c, struct zos_slot *s, enum mode mode,
     struct ctx *x = ctx_new(s, mode, req->command);
     if (x == NULL)
         return;
-    struct zos_job *job;
-    if (mode == MODE_SUBMIT) {
-        job = zos_job_submit(j, req, x->id, job_done, x);
-    } else {
-        job = zos_job_run(j, req, timeout_ms(o, DEFAULT_TIMEOUT_S), NULL, job_done, x);
-    }
-    if (job == NULL) {
-        ctx_free(x);
-        zos_slot_error(s, "ERR out of memory");
-    }
+    if (mode == MODE_SUBMIT)
+        ctx_started(x, zos_job_submit(j, req, x->id, job_done, x));
+    else
+        ctx_started(x, zos_job_run(j, req, timeout_ms(o, DEFAULT_TIMEOUT_S), NULL, job_done, x));
 }
 
 static void verb_request(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av,
@@ -391,11 +407,9 @@ static void verb_container_exec(struct zos_client *c, struct zos_slot *s,
     struct ctx *x = j != NULL ? ctx_new(s, MODE_EXEC, "core.system") : NULL;
     if (j == NULL && c->node == NULL)
         zos_slot_error(s, ZOS_NO_NODE_ERR);
-    else if (x != NULL &&
-             zos_job_run_in(j, cid, &req, timeout_ms(&o, DEFAULT_TIMEOUT_S), job_done, x) == NULL) {
-        ctx_free(x);
-        zos_slot_error(s, "ERR out of memory");
-    }
+    else if (x != NULL)
+        ctx_started(x,
+                    zos_job_run_in(j, cid, &req, timeout_ms(&o, DEFAULT_TIMEOUT_S), job_done, x));
     cJSON_Delete(args);
 }
 
@@ -430,10 +444,7 @@ static void verb_result(struct zos_client *c, struct zos_slot *s, const struct z
     struct ctx *x;
     if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(s, MODE_JOB, "")) == NULL)
         return;
-    if (zos_job_wait(j, av->argv[1], timeout_ms(&o, RESULT_TIMEOUT_S), job_done, x) == NULL) {
-        ctx_free(x);
-        zos_slot_error(s, "ERR out of memory");
-    }
+    ctx_started(x, zos_job_wait(j, av->argv[1], timeout_ms(&o, RESULT_TIMEOUT_S), job_done, x));
 }
 
 /* ZOS.FOLLOW <id> [TIMEOUT s]: the stream records of a job submitted with
@@ -445,11 +456,8 @@ static void verb_follow(struct zos_client *c, struct zos_slot *s, const struct z
     struct ctx *x;
     if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(s, MODE_FOLLOW, "")) == NULL)
         return;
-    if (zos_job_follow(j, av->argv[1], timeout_ms(&o, DEFAULT_TIMEOUT_S), follow_record, job_done,
-                       x) == NULL) {
-        ctx_free(x);
-        zos_slot_error(s, "ERR out of memory");
-    }
+    ctx_started(x, zos_job_follow(j, av->argv[1], timeout_ms(&o, DEFAULT_TIMEOUT_S), follow_record,
+                                  job_done, x));
 }
 
 /* ZOS.KILL <id> [signal]: job.kill; 1 when signalled, 0 when no such job. */

@@ -33,9 +33,9 @@
 #define SSH_TIMEOUT_S  60
 #define SSH_CONNECT_MS 10000
 
-struct ssh_op {
-    struct ssh_op *next; /* every op with a thread, for joining at exit */
-    struct ssh_state *st;
+struct remote_op {
+    struct remote_op *next; /* every op with a thread, for joining at exit */
+    struct slow_state *st;
     struct zos_slot *slot;
     pthread_t thread;
     unsigned long cid;
@@ -54,29 +54,29 @@ struct ssh_op {
 /* A ZOS.VBOX in flight, cancelled if the proxy stops first. */
 struct vbox_req {
     struct vbox_req *next;
-    struct ssh_state *st;
+    struct slow_state *st;
     struct zos_vbox_op *op;
     struct zos_slot *slot;
 };
 
-struct ssh_state {
+struct slow_state {
     int pipe[2];
     struct event *ev;
-    struct ssh_op *ops;
+    struct remote_op *ops;
     int running;
     struct vbox_req *vbox;
 };
 
 /* ---- the loop side ---- */
 
-static void op_free(struct ssh_op *op)
+static void op_free(struct remote_op *op)
 {
     zos_ssh_result_clear(&op->res);
     free(op->command);
     free(op);
 }
 
-static void reply(struct ssh_op *op)
+static void reply(struct remote_op *op)
 {
     struct zos_slot *s = op->slot;
     if (op->rc != ZOS_OK) {
@@ -95,9 +95,9 @@ static void reply(struct ssh_op *op)
     zos_slot_done(s);
 }
 
-static void unlink_op(struct ssh_state *st, struct ssh_op *op)
+static void unlink_op(struct slow_state *st, struct remote_op *op)
 {
-    for (struct ssh_op **pp = &st->ops; *pp != NULL; pp = &(*pp)->next) {
+    for (struct remote_op **pp = &st->ops; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == op) {
             *pp = op->next;
             return;
@@ -108,8 +108,8 @@ static void unlink_op(struct ssh_state *st, struct ssh_op *op)
 /* A worker finished: its op pointer came through the pipe. */
 static void pipe_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct ssh_state *st = arg;
-    struct ssh_op *op;
+    struct slow_state *st = arg;
+    struct remote_op *op;
     while (read(fd, &op, sizeof(op)) == (ssize_t)sizeof(op)) {
         pthread_join(op->thread, NULL);
         unlink_op(st, op);
@@ -119,9 +119,9 @@ static void pipe_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static struct ssh_state *state(struct zos_server *srv)
+static struct slow_state *state(struct zos_server *srv)
 {
-    struct ssh_state *st = srv->ssh;
+    struct slow_state *st = srv->ssh;
     if (st != NULL)
         return st;
     st = calloc(1, sizeof(*st));
@@ -140,7 +140,7 @@ static struct ssh_state *state(struct zos_server *srv)
 
 void zos_verbs_ssh_free(struct zos_server *srv)
 {
-    struct ssh_state *st = srv->ssh;
+    struct slow_state *st = srv->ssh;
     if (st == NULL)
         return;
     while (st->vbox != NULL) { /* kill VBoxManage children; nobody waits for them */
@@ -155,7 +155,7 @@ void zos_verbs_ssh_free(struct zos_server *srv)
     if (st->ops != NULL) {
         /* Workers still in a remote command: shutdown does not wait for them
          * (they end with the process).  They still hold ST and its pipe. */
-        for (struct ssh_op *op = st->ops; op != NULL; op = op->next)
+        for (struct remote_op *op = st->ops; op != NULL; op = op->next)
             pthread_detach(op->thread);
         return;
     }
@@ -168,7 +168,7 @@ void zos_verbs_ssh_free(struct zos_server *srv)
 
 static void *worker(void *arg)
 {
-    struct ssh_op *op = arg;
+    struct remote_op *op = arg;
     struct zos_ssh_opts o = {
         .host = op->host,
         .port = op->port,
@@ -211,7 +211,7 @@ static bool usable(const redisReply *e)
     return e->type == REDIS_REPLY_STRING && e->len > 0 && strcmp(e->str, "false") != 0;
 }
 
-static void info_reply(struct ssh_op *op, const char *ip, const char *key)
+static void info_reply(struct remote_op *op, const char *ip, const char *key)
 {
     char line[PATH_MAX + 300];
     if (key != NULL)
@@ -223,9 +223,9 @@ static void info_reply(struct ssh_op *op, const char *ip, const char *key)
     op_free(op);
 }
 
-static void start_worker(struct ssh_op *op)
+static void start_worker(struct remote_op *op)
 {
-    struct ssh_state *st = op->st;
+    struct slow_state *st = op->st;
     if (st->running >= MAX_THREADS) {
         zos_slot_error(op->slot, "ERR too many ZOS.SSH commands in flight (%d)", MAX_THREADS);
         op_free(op);
@@ -244,7 +244,7 @@ static void start_worker(struct ssh_op *op)
 /* The MGET reply: [sshport, ip, sshkey]. */
 static void facts_cb(void *arg, struct evbuffer *buf, size_t len, const char *err)
 {
-    struct ssh_op *op = arg;
+    struct remote_op *op = arg;
     struct zos_client *c = zos_slot_client(op->slot);
     redisReply *r = buf != NULL ? parse_reply(buf, len) : NULL;
 
@@ -288,8 +288,8 @@ static int parse_cid(const char *text, unsigned long *cid)
     return 0;
 }
 
-static void ssh_verb(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av,
-                     bool info)
+static void remote_verb(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av,
+                        bool info)
 {
     unsigned long cid;
     size_t end = av->argc;
@@ -312,7 +312,7 @@ static void ssh_verb(struct zos_client *c, struct zos_slot *s, const struct zos_
         zos_slot_error(s, ZOS_NO_NODE_ERR);
         return;
     }
-    struct ssh_op *op = calloc(1, sizeof(*op));
+    struct remote_op *op = calloc(1, sizeof(*op));
     if (op == NULL || (op->st = state(c->srv)) == NULL) {
         free(op);
         zos_slot_error(s, "ERR out of memory");
@@ -342,13 +342,13 @@ static void ssh_verb(struct zos_client *c, struct zos_slot *s, const struct zos_
 /* ZOS.SSH <container-id> <command ...> [TIMEOUT s] */
 static void verb_ssh(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
-    ssh_verb(c, s, av, false);
+    remote_verb(c, s, av, false);
 }
 
 /* ZOS.SSH.INFO <container-id>: "root@<ip> -p <port> [-i <key>]" */
 static void verb_ssh_info(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
-    ssh_verb(c, s, av, true);
+    remote_verb(c, s, av, true);
 }
 
 /* ---- ZOS.VBOX ---- */
@@ -441,6 +441,12 @@ static void verb_vbox(struct zos_client *c, struct zos_slot *s, const struct zos
     char err[512], iso[PATH_MAX];
     const char *home = getenv("HOME");
 
+    /* VMs live on the proxy's host: not for a client limited to one node. */
+    if (c->fixed != NULL || c->auth_node != NULL ||
+        (c->srv->conf->proxy.requirepass != NULL && !c->auth_all)) {
+        zos_slot_error(s, "NOPERM ZOS.VBOX needs the proxy's requirepass (or no password at all)");
+        return;
+    }
     if (zos_vbox_verb_parse(av->argv[1], &verb) != ZOS_OK) {
         zos_slot_error(s,
                        "ERR unknown ZOS.VBOX operation '%s' (LIST, INFO, CREATE, START, STOP, "
@@ -468,7 +474,7 @@ static void verb_vbox(struct zos_client *c, struct zos_slot *s, const struct zos
         zos_slot_error(s, "ERR %s", err);
         return;
     }
-    struct ssh_state *st = state(c->srv);
+    struct slow_state *st = state(c->srv);
     struct vbox_req *v = st != NULL ? calloc(1, sizeof(*v)) : NULL;
     if (v == NULL) {
         zos_slot_error(s, "ERR out of memory");

@@ -34,6 +34,9 @@ struct zos_pin {
     size_t inflight;         /* requests on the link awaiting replies */
     struct zos_slot *tunnel; /* pub/sub or MONITOR: replies stream into it */
     bool multi, watch, selected, monitor, broken;
+    bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
+    size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
+    size_t nchan, npat, nshard; /* subscriptions, from the node's confirmations */
     char errstr[128];
 };
 
@@ -55,7 +58,10 @@ struct zos_client {
     bool closing;               /* stop reading; close once the output drained */
     bool held;                  /* a request waits for replies on another link */
     bool paused;                /* reading stopped for backpressure */
-    bool dirty;                 /* has output to write at the end of this loop turn */
+    bool dirty;                 /* in the server's list for the flush event */
+    bool resume;                /* held, and its replies came: read on from the flush event */
+    bool kill;                  /* over an output limit: freed by the flush event */
+    size_t slot_bytes;          /* reply bytes waiting in slots behind the head */
     bool writing;               /* the socket was full: the bufferevent writes the rest */
     struct zos_client *next_dirty;
 };
@@ -92,6 +98,9 @@ void zos_slot_done(struct zos_slot *s);
 /* Shorthands: write then done. */
 void zos_slot_error(struct zos_slot *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void zos_slot_status(struct zos_slot *s, const char *status);
+/* FN(ARG) runs if the client leaves before S is done (to stop the work
+ * behind it); it must end with zos_slot_done(S), which then frees S. */
+void zos_slot_on_orphan(struct zos_slot *s, void (*fn)(void *arg), void *arg);
 /* True when the client went away: the reply will be dropped. */
 bool zos_slot_orphaned(const struct zos_slot *s);
 struct zos_client *zos_slot_client(const struct zos_slot *s);

@@ -2,10 +2,10 @@
  *
  *   zos_job_run():  RPUSH core:default <request>          (the node's shared link)
  *                   queue --> one of N waiting links:      (bounded per node)
- *                   BRPOPLPUSH result:<id> result:<id> 1   (non-destructive, 1 s slices;
- *                                                           a job still running goes back to
- *                                                           the end of the queue so long jobs
- *                                                           never starve short ones)
+ *                   BRPOPLPUSH result:<id> result:<id> 1   (non-destructive, one 1 s slice)
+ *                   still running: TTL result:<id>:flag every 200 ms on the shared link,
+ *                   and a waiting link again once the job ended, so any number of long
+ *                   jobs leave the waiting links to short ones
  *                   decode (data decoded twice when level is 20) --> fn(result)
  *
  * Everything runs on the caller's libevent loop; callbacks never run inside

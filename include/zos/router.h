@@ -64,7 +64,7 @@ enum zos_route {
     ZOS_ROUTE_UNSUB,   /* UNSUBSCRIBE, PUNSUBSCRIBE */
     ZOS_ROUTE_MONITOR, /* tunnel until the client closes */
     ZOS_ROUTE_XREAD,   /* XREAD/XREADGROUP: blocking only with BLOCK */
-    ZOS_ROUTE_REFUSED, /* would break a shared connection (CLIENT REPLY, RESET, ...) */
+    ZOS_ROUTE_REFUSED, /* would break a connection: RESET, SYNC, PSYNC, REPLCONF */
 };
 
 /* The class of command NAME (LEN bytes, any case). */

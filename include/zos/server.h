@@ -18,6 +18,7 @@ struct zos_listener {
     struct evconnlistener *lev;
     struct zos_node *node; /* per-node listener, or NULL */
     char *addr;            /* "host:port" or unix path, for messages */
+    struct event *resume;  /* re-enables accepting after running out of fds */
 };
 
 struct zos_server {
