@@ -1,12 +1,14 @@
 /* cmd_vm.c -- zos init (a local Zero-OS machine) and the VM side of zos remove.
  *
- *   init: options checked --> ISO (--iso, else ~/.zos/zos.iso)
+ *   init: options checked --> ISO (--iso, else ~/.zos/zos.iso, downloaded
+ *         once from $ZOS_ISO_URL or bootstrap.grid.tf when missing)
  *         --> VirtualBox (vbox module: create or reset, start) or qemu
  *         --> PING until PONG (spinner) --> the node configured as default
  *
  * The VirtualBox work itself (VBoxManage sequence, port conflicts) is the
- * vbox module's; this file maps its error classes to the original's exit
- * codes: not installed 4, port taken 8.
+ * vbox module's, the download the fetch module's; this file maps their
+ * error classes to the original's exit codes: not installed 4 (qemu 7),
+ * port taken 8, download failed 14.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,17 +18,20 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "zos/fetch.h"
 #include "zos/vbox.h"
 #include "zos/zos.h"
 
 #define BOOT_TIMEOUT_S 600
 #define ISO_URL        "https://bootstrap.grid.tf/iso/master/0/development%20debug"
+#define ISO_URL_ENV    "ZOS_ISO_URL" /* overrides ISO_URL; http:// allowed (tests) */
 
 struct init_args {
     const char *name, *disksize, *memory, *redisport, *iso, *hypervisor;
     bool reset;
     long disk_gb, mem_gb, port;
     bool qemu;
+    bool download; /* no --iso and no ~/.zos/zos.iso yet */
     char iso_path[4096];
 };
 
@@ -89,18 +94,18 @@ static int init_check(struct init_args *a)
         return zos_cli_fail(ZOS_EXIT_MALFORMED_ARGS,
                             "--hypervisor: 'virtualbox' or 'qemu', got '%s'", a->hypervisor);
     a->qemu = a->hypervisor != NULL && strcmp(a->hypervisor, "qemu") == 0;
-    if (a->iso != NULL)
+    if (a->iso != NULL) {
         snprintf(a->iso_path, sizeof(a->iso_path), "%s", a->iso);
-    else
-        snprintf(a->iso_path, sizeof(a->iso_path), "%s/.zos/zos.iso", home != NULL ? home : "");
-    if (access(a->iso_path, R_OK) != 0) {
-        if (a->iso != NULL)
+        if (access(a->iso_path, R_OK) != 0)
             return zos_cli_fail(ZOS_EXIT_FILE_DOESNT_EXIST, "--iso: %s: %s", a->iso,
                                 strerror(errno));
-        return zos_cli_fail(ZOS_EXIT_FILE_DOESNT_EXIST,
-                            "no Zero-OS ISO at %s: download %s there, or give --iso", a->iso_path,
-                            ISO_URL);
+        return -1;
     }
+    if (home == NULL || home[0] != '/')
+        return zos_cli_fail(ZOS_EXIT_FILE_DOESNT_EXIST,
+                            "HOME is not set, so there is no ~/.zos/zos.iso: give --iso");
+    snprintf(a->iso_path, sizeof(a->iso_path), "%s/.zos/zos.iso", home);
+    a->download = access(a->iso_path, R_OK) != 0;
     return -1;
 }
 
@@ -144,6 +149,45 @@ static int make_dirs(const char *dir)
         *p = '/';
     }
     return mkdir(path, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Before a download: is the hypervisor there at all?  -1 when it is. */
+static int init_hypervisor_present(const struct init_args *a)
+{
+    struct zos_vbox vb;
+    char path[4096], err[256];
+    int rc;
+
+    if (a->qemu)
+        return zos_vbox_which("qemu-system-x86_64", path, sizeof(path))
+                   ? -1
+                   : zos_cli_fail(ZOS_EXIT_DEPS_NOT_INSTALLED,
+                                  "qemu is not installed: qemu-system-x86_64 not found on PATH");
+    rc = zos_vbox_init(&vb, NULL, err, sizeof(err));
+    return rc == ZOS_OK ? -1 : vbox_error(rc, err);
+}
+
+/* ~/.zos/zos.iso from $ZOS_ISO_URL or the original's URL, once (the
+ * fetch module only ever renames a complete download into place), with a
+ * progress bar on a terminal.  -1 when it is there, else exit 14. */
+static int init_download(const struct init_args *a)
+{
+    const char *url = getenv(ISO_URL_ENV);
+    char dir[4096], err[1024];
+
+    if (url == NULL || url[0] == '\0')
+        url = ISO_URL;
+    snprintf(dir, sizeof(dir), "%s", a->iso_path);
+    *strrchr(dir, '/') = '\0';
+    if (make_dirs(dir) != 0)
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "%s: %s", dir, strerror(errno));
+    fflush(stdout);
+    fprintf(stderr, "zos: downloading the Zero-OS ISO from %s to %s\n", url, a->iso_path);
+    if (zos_fetch(url, a->iso_path, NULL, err, sizeof(err)) != ZOS_OK)
+        return zos_cli_fail(
+            ZOS_EXIT_GENERAL,
+            "cannot download the Zero-OS ISO: %s (give --iso=<file>, or set " ISO_URL_ENV ")", err);
+    return -1;
 }
 
 static int init_qemu(const struct init_args *a)
@@ -213,6 +257,8 @@ int zos_cli_cmd_init(struct zos_cli *cli, int argc, char **argv)
     if (old != NULL && !old->isvbox && !a.qemu)
         return zos_cli_fail(ZOS_EXIT_INVALID_NAME,
                             "--name: '%s' is a configured node that zos init did not make", a.name);
+    if (a.download && ((rc = init_hypervisor_present(&a)) >= 0 || (rc = init_download(&a)) >= 0))
+        return rc;
     if ((rc = a.qemu ? init_qemu(&a) : init_virtualbox(&a)) != 0)
         return rc;
     struct zos_node_conf target = {

@@ -33,8 +33,10 @@ static const struct command commands[] = {
      "create a Zero-OS machine in VirtualBox (or qemu)",
      "Create (or start) a local Zero-OS machine in VirtualBox whose redis port is forwarded\n"
      "to localhost:<redisport>, wait for it to answer, and make it the default node.\n"
-     "Defaults: --disksize 20, --memory 4, --redisport 4444; the ISO is downloaded once\n"
-     "to ~/.zos/zos.iso unless --iso is given.  --reset deletes the machine first.",
+     "Defaults: --disksize 20, --memory 4, --redisport 4444.  --reset deletes the machine\n"
+     "first.  The ISO is --iso, else ~/.zos/zos.iso, which is downloaded once when missing\n"
+     "(progress bar on a terminal; exit 14 when the download fails) from $ZOS_ISO_URL, else\n"
+     "https://bootstrap.grid.tf/iso/master/0/development%20debug.  --iso never downloads.",
      zos_cli_cmd_init},
     {"configure",
      "configure --name=<name> [--address=<address>] [--port=<port>] [--secret=<secret>] "
@@ -138,7 +140,8 @@ static const char global_options[] =
     "  --help, --version\n"
     "\n"
     "Environment: ZOS_CONFIG (config file, else ~/.config/zos.toml), ZOS_JWT (overrides\n"
-    "the node's secret), ZOS_PROXY_PASSWORD (the proxy's password), ZOS_DEBUG=1.\n";
+    "the node's secret), ZOS_PROXY_PASSWORD (the proxy's password), ZOS_DEBUG=1,\n"
+    "ZOS_ISO_URL (where init downloads the Zero-OS ISO from).\n";
 
 /* ---- shared helpers ---- */
 

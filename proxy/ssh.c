@@ -14,6 +14,7 @@
  *   modes are applied last, deepest first, so read-only directories get filled.
  */
 #include "zos/ssh.h"
+#include "zos/util.h"
 #include "zos/zos.h"
 
 #include <libssh/libssh.h>
@@ -1643,44 +1644,18 @@ done:
 
 /* ---- progress bar ------------------------------------------------------- */
 
-static void human(uint64_t n, uint64_t scale, char *buf, size_t len)
-{
-    snprintf(buf, len, "%.1f", (double)n / (double)scale);
-}
-
+/* The shared bar of util.c; struct zos_ssh_bar keeps its state between calls. */
 int zos_ssh_bar_progress(void *arg, const char *path, uint64_t done, uint64_t total)
 {
-    struct zos_ssh_bar *b = arg;
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int width, permille, cells;
-    uint64_t scale = 1;
-    size_t u = 0;
-    const char *name = path ? strrchr(path, '/') : NULL;
-    char d[32], t[32];
+    struct zos_ssh_bar *sb = arg;
+    struct zos_bar b;
 
-    if (b == NULL || b->out == NULL || b->finished || !isatty(fileno(b->out)))
+    if (sb == NULL)
         return 0;
-    permille = total == 0 || done >= total ? 1000 : (int)(done * 1000 / total);
-    if (permille + 1 == b->last)
-        return 0;
-    b->last = permille + 1;
-    width = b->width > 0 && b->width <= 200 ? b->width : 30;
-    cells = permille * width / 1000;
-    while (u + 1 < ZOS_ARRAY_LEN(units) && total / scale >= 1024) {
-        scale *= 1024;
-        u++;
-    }
-    human(done, scale, d, sizeof d);
-    human(total, scale, t, sizeof t);
-    name = name && name[1] ? name + 1 : path ? path : "";
-    fprintf(b->out, "\r%-20.20s [", name);
-    for (int i = 0; i < width; i++)
-        fputc(i < cells ? '#' : '.', b->out);
-    fprintf(b->out, "] %3d%%  %s/%s %s", permille / 10, d, t, units[u]);
-    if (permille == 1000) {
-        fputc('\n', b->out);
-        b->finished = true;
-    }
-    fflush(b->out);
+    b = (struct zos_bar){
+        .out = sb->out, .width = sb->width, .last = sb->last, .finished = sb->finished};
+    zos_bar_draw(&b, path, (int64_t)done, (int64_t)total);
+    sb->last = (int)b.last;
+    sb->finished = b.finished;
     return 0;
 }

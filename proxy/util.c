@@ -3,6 +3,8 @@
  * zos_json_pretty prints as the original zos did with Nim's json.pretty: two
  * blanks per level, one element per line in arrays too, "{}" and "[]" for
  * empty ones (cJSON_Print keeps arrays on one line and indents with tabs).
+ *
+ * zos_bar_draw is the one progress bar of the tools (SFTP and downloads).
  */
 #include "zos/util.h"
 
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void put_string(struct evbuffer *b, const char *s)
 {
@@ -138,4 +141,82 @@ void zos_known_hosts_path(const char *conf_path, char *buf, size_t len)
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", conf_path != NULL ? conf_path : "./zos.toml");
     snprintf(buf, len, "%s/zos-known_hosts", dirname(dir));
+}
+
+/* ---- progress bar ------------------------------------------------------- */
+
+static const char *const bar_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+
+/* The unit N is best shown in: its index, *SCALE its size in bytes. */
+static size_t bar_unit(int64_t n, int64_t *scale)
+{
+    size_t u = 0;
+    *scale = 1;
+    while (u + 1 < sizeof(bar_units) / sizeof(bar_units[0]) && n / *scale >= 1024) {
+        *scale *= 1024;
+        u++;
+    }
+    return u;
+}
+
+static const char *bar_name(const char *label)
+{
+    const char *slash = label != NULL ? strrchr(label, '/') : NULL;
+    if (slash != NULL && slash[1] != '\0')
+        return slash + 1;
+    return label != NULL ? label : "";
+}
+
+/* The amount so far, without a bar: redrawn at each tenth of its unit. */
+static void bar_draw_unknown(struct zos_bar *b, const char *name, int64_t done)
+{
+    int64_t scale;
+    size_t u = bar_unit(done, &scale);
+    int64_t step = done * 10 / scale;
+    if (step + 1 == b->last)
+        return;
+    b->last = step + 1;
+    fprintf(b->out, "\r%-20.20s %8.1f %-3s", name, (double)done / (double)scale, bar_units[u]);
+    fflush(b->out);
+}
+
+void zos_bar_draw(struct zos_bar *b, const char *label, int64_t done, int64_t total)
+{
+    int width, permille, cells;
+    int64_t scale;
+    size_t u;
+    const char *name = bar_name(label);
+
+    if (b == NULL || b->out == NULL || b->finished || !isatty(fileno(b->out)))
+        return;
+    if (total < 0) {
+        bar_draw_unknown(b, name, done);
+        return;
+    }
+    permille = total == 0 || done >= total ? 1000 : (int)(done * 1000 / total);
+    if (permille + 1 == b->last)
+        return;
+    b->last = permille + 1;
+    width = b->width > 0 && b->width <= 200 ? b->width : 30;
+    cells = permille * width / 1000;
+    u = bar_unit(total, &scale);
+    fprintf(b->out, "\r%-20.20s [", name);
+    for (int i = 0; i < width; i++)
+        fputc(i < cells ? '#' : '.', b->out);
+    fprintf(b->out, "] %3d%%  %.1f/%.1f %s", permille / 10, (double)done / (double)scale,
+            (double)total / (double)scale, bar_units[u]);
+    if (permille == 1000) {
+        fputc('\n', b->out);
+        b->finished = true;
+    }
+    fflush(b->out);
+}
+
+void zos_bar_end(struct zos_bar *b)
+{
+    if (b == NULL || b->out == NULL || b->finished || b->last == 0)
+        return;
+    fputc('\n', b->out);
+    fflush(b->out);
+    b->finished = true;
 }

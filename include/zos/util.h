@@ -2,6 +2,10 @@
 #ifndef ZOS_UTIL_H
 #define ZOS_UTIL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
 #include <cjson/cJSON.h>
 
 /* V as JSON text indented by two spaces ("key": value), as the original zos
@@ -12,5 +16,27 @@ char *zos_json_pretty(const cJSON *v);
  * the config file CONF_PATH (so tests with ZOS_CONFIG in a temp dir keep
  * their pins there too).  Writes BUF. */
 void zos_known_hosts_path(const char *conf_path, char *buf, size_t len);
+
+/* A progress bar, shared by SFTP transfers (zos_ssh_bar_progress) and
+ * downloads (zos_fetch).  Drawn on OUT only when OUT is a terminal, redrawn
+ * in place (at most once per permille, or per tenth of a unit when the total
+ * is unknown), the line ended at 100%:
+ *   "big.bin              [#########.........]  52%  10.4/20.0 MiB"
+ *   "zos.iso                  12.3 MiB"          (total unknown)
+ * Zero-initialise it with OUT (and WIDTH) set; one bar per transfer. */
+struct zos_bar {
+    FILE *out;     /* borrowed; NULL draws nothing */
+    int width;     /* cells of the bar; 0: 30 */
+    int64_t last;  /* private: last step drawn + 1, 0 before the first */
+    bool finished; /* private: the line was ended */
+};
+
+/* Draws DONE of TOTAL bytes (TOTAL < 0: unknown) after LABEL (borrowed; its
+ * last path component is shown).  DONE >= TOTAL >= 0 draws 100% and ends the
+ * line; nothing is drawn after that. */
+void zos_bar_draw(struct zos_bar *b, const char *label, int64_t done, int64_t total);
+/* Ends a line the bar left open (a transfer that stopped short, or one of
+ * unknown size), so that what is printed next starts a line of its own. */
+void zos_bar_end(struct zos_bar *b);
 
 #endif

@@ -78,7 +78,7 @@ def test_sshinfo_and_an_unreachable_sshd(zos, nodes):
     (["--name", "bad name"], 22, "is not a valid machine name"),
     (["--name", "app"], 22, "is not a valid machine name"),
     (["--name", "vm", "--iso", "/no/such.iso"], 11, "--iso: /no/such.iso: No such file or directory"),
-    (["--name", "vm"], 11, "no Zero-OS ISO at"),
+    (["--name", "vm"], 4, "VirtualBox is not installed"),  # checked before any ISO download
     (["--name", "vm", "--reset=1"], 15, "takes no value"),
 ])
 def test_init_checks_its_arguments(bare, args, code, message):
