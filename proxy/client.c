@@ -23,6 +23,7 @@
 
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <netinet/tcp.h>
 
 #include "zos/log.h"
@@ -33,6 +34,7 @@
 #define OUTPUT_HIGH   (8 * 1024 * 1024)  /* stop reading while the client lags this much */
 #define TUNNEL_MAX    (32 * 1024 * 1024) /* a subscriber this far behind is dropped */
 #define HELD_READ_MAX (64 * 1024)        /* read ahead of a client waiting for replies */
+#define LINGER_MS     500                /* a closed client's last bytes are read this long */
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
 
@@ -967,6 +969,30 @@ static void read_cb(struct bufferevent *bev, void *arg)
         process_input(c);
 }
 
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    zos_client_free(arg);
+}
+
+/* The last reply is written: close the sending side, but go on reading
+ * (and dropping) until the client closes too, or LINGER_MS.  Closing at
+ * once, with request bytes still arriving (an oversized value after its
+ * protocol error), would reset the connection before the client read the
+ * error. */
+static void linger(struct zos_client *c)
+{
+    struct timeval tv = {0, LINGER_MS * 1000};
+    if (c->linger != NULL)
+        return;
+    c->linger = evtimer_new(c->srv->base, linger_cb, c);
+    if (c->linger == NULL) {
+        zos_client_free(c);
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    evtimer_add(c->linger, &tv);
+}
+
 /* Everything written: close if asked to, or read again after backpressure. */
 static void output_drained(struct zos_client *c)
 {
@@ -976,7 +1002,7 @@ static void output_drained(struct zos_client *c)
             if (p->tunnel != NULL && p->tunnel == c->head)
                 tunnel_end(p);
         if (c->head == NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            zos_client_free(c);
+            linger(c);
         return;
     }
     if (c->paused && !c->held)
@@ -1140,6 +1166,8 @@ void zos_client_free(struct zos_client *c)
         pin_free(p);
     }
     bufferevent_free(c->bev);
+    if (c->linger != NULL)
+        event_free(c->linger);
     free(c->name);
     free(c);
     if (srv->shutting_down)

@@ -62,6 +62,7 @@ struct zos_client {
     bool resume;                /* held, and its replies came: read on from the flush event */
     bool kill;                  /* over an output limit: freed by the flush event */
     size_t slot_bytes;          /* reply bytes waiting in slots behind the head */
+    struct event *linger;       /* closing: reads the client's last bytes, then frees */
     bool writing;               /* the socket was full: the bufferevent writes the rest */
     struct zos_client *next_dirty;
 };
