@@ -58,6 +58,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test unit demo bench fuzz install clean format format-check help
+.SECONDARY:  # keep objects make sees as intermediate (unit test objects)
 all: $(PROXY) $(CLI) $(SIM)
 
 $(BUILD)/%.o: %.c
@@ -81,7 +82,7 @@ $(BUILD)/zos-node-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/testutil.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

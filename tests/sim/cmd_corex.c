@@ -91,6 +91,17 @@ static struct container *find_locked(unsigned id)
     return NULL;
 }
 
+/* Locks c_mu and returns container ID; NULL, with a 404 in E, when there is
+ * none.  c_mu is held either way: the caller unlocks it. */
+static struct container *lock_find(unsigned id, struct sim_err *e)
+{
+    pthread_mutex_lock(&c_mu);
+    struct container *c = find_locked(id);
+    if (c == NULL)
+        sim_fail(e, 404, "container does not exist");
+    return c;
+}
+
 static size_t count_locked(void)
 {
     size_t n = 0;
@@ -728,11 +739,8 @@ cJSON *sim_cmd_corex_pf_remove(struct sim_job *j, const cJSON *args, struct sim_
     unsigned id = (unsigned)sim_arg_int(args, "container");
     const char *host = sim_arg_str(args, "host_port");
     cJSON *out = NULL;
-    pthread_mutex_lock(&c_mu);
-    struct container *c = find_locked(id);
-    if (c == NULL) {
-        sim_fail(e, 404, "container does not exist");
-    } else {
+    struct container *c = lock_find(id, e);
+    if (c != NULL) {
         cJSON_DeleteItemFromObjectCaseSensitive(c->ports, host);
         out = cJSON_CreateNull();
     }
@@ -799,11 +807,8 @@ cJSON *sim_cmd_corex_flist_layer(struct sim_job *j, const cJSON *args, struct si
         return NULL;
     unsigned id = (unsigned)sim_arg_int(args, "container");
     cJSON *out = NULL;
-    pthread_mutex_lock(&c_mu);
-    struct container *c = find_locked(id);
-    if (c == NULL) {
-        sim_fail(e, 404, "container does not exist");
-    } else {
+    struct container *c = lock_find(id, e);
+    if (c != NULL) {
         free(c->layer);
         c->layer = strdup(sim_arg_str(args, "flist"));
         out = cJSON_CreateNull();
@@ -825,11 +830,8 @@ cJSON *sim_cmd_corex_zt_list(struct sim_job *j, const cJSON *args, struct sim_er
         return NULL;
     unsigned id = (unsigned)sim_arg_int(args, "container");
     cJSON *out = NULL;
-    pthread_mutex_lock(&c_mu);
-    struct container *c = find_locked(id);
-    if (c == NULL) {
-        sim_fail(e, 404, "container does not exist");
-    } else {
+    struct container *c = lock_find(id, e);
+    if (c != NULL) {
         out = cJSON_CreateArray();
         const cJSON *n;
         int k = 0;
@@ -875,11 +877,8 @@ cJSON *sim_cmd_corex_zt_info(struct sim_job *j, const cJSON *args, struct sim_er
         return NULL;
     unsigned id = (unsigned)sim_arg_int(args, "container");
     cJSON *out = NULL;
-    pthread_mutex_lock(&c_mu);
-    struct container *c = find_locked(id);
-    if (c == NULL) {
-        sim_fail(e, 404, "container does not exist");
-    } else {
+    struct container *c = lock_find(id, e);
+    if (c != NULL) {
         char addr[16], pub[128], secret[256];
         snprintf(addr, sizeof addr, "5a%08x", 0x51000000u | id);
         snprintf(pub, sizeof pub, "%s:0:%048x", addr, id);

@@ -7,8 +7,8 @@
 
 #include "zos/conf.h"
 
-#include <errno.h>
-#include <ftw.h>
+#include "testutil.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/zos-conf-test-XXXXXX";
+static char tmpdir[64];
 static char path[256];
 static char err[1024];
 
@@ -25,29 +25,19 @@ static char err[1024];
 
 static int setup(void **state)
 {
-    return mkdtemp(tmpdir) != NULL ? 0 : -1;
-}
-
-static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(p);
+    return tu_mkdtemp(tmpdir, sizeof(tmpdir), "conf") != NULL ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tu_rm_tree(tmpdir);
 }
 
 /* Writes LEN bytes of TEXT to tmpdir/NAME and leaves its path in `path`. */
 static const char *write_bytes(const char *name, const char *text, size_t len)
 {
-    FILE *f;
-
     snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(tu_write_file(path, text, len, 0644), 0);
     return path;
 }
 

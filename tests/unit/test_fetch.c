@@ -13,6 +13,8 @@
 #include "zos/util.h"
 #include "zos/zos.h"
 
+#include "testutil.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,22 +22,18 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BIG_SIZE (3u * 1000 * 1000)
@@ -56,142 +54,18 @@ static struct {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void sfmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void sfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
-/* Whole file into *DATA, NUL-terminated (caller frees); its length, -1
- * when unreadable (*DATA then NULL). */
-static long read_all(const char *path, unsigned char **data)
-{
-    FILE *f = fopen(path, "rb");
-    long len = -1;
-
-    *data = NULL;
-    if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0 && (*data = malloc((size_t)len + 1)) != NULL &&
-        fread(*data, 1, (size_t)len, f) == (size_t)len)
-        (*data)[len] = '\0';
-    else
-        len = -1;
-    if (f != NULL)
-        fclose(f);
-    if (len < 0) {
-        free(*data);
-        *data = NULL;
-    }
-    return len;
-}
-
-static int write_all(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    int rc = f != NULL && fwrite(data, 1, len, f) == len ? 0 : -1;
-
-    if (f != NULL && fclose(f) != 0)
-        rc = -1;
-    return rc;
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-
-    return lstat(path, &st) == 0;
-}
-
-/* Runs ARGV quietly; its exit status, -1 if it could not run. */
-static int run(const char *const argv[])
-{
-    pid_t pid;
-    int st;
-
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Starts ARGV in DIR with stdout and stderr to LOG, dying with us. */
-static pid_t spawn(const char *const argv[], const char *dir, const char *log)
-{
-    pid_t pid;
-
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        dup2(null, STDIN_FILENO);
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
-        if (chdir(dir) == 0)
-            execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void stop(pid_t *pid)
-{
-    int st;
-
-    if (*pid <= 0)
-        return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 250 && waitpid(*pid, &st, WNOHANG) == 0; i++)
-        nap_ms(20);
-    if (waitpid(*pid, &st, WNOHANG) == 0) {
-        kill(*pid, SIGKILL);
-        waitpid(*pid, &st, 0);
-    }
-    *pid = 0;
-}
-
 /* The port in the line of LOG that starts with PREFIX ("ACCEPT 127.0.0.1:"
  * of s_server, "ready " of http_server.py), once it is there; -1 when PID
  * exits or 10 s pass first. */
 static int wait_port(pid_t pid, const char *log, const char *prefix)
 {
-    unsigned char *text = NULL;
+    char *text;
 
-    for (int64_t end = now_ms() + 10000; now_ms() < end; nap_ms(20)) {
+    for (int64_t end = tu_now_ms() + 10000; tu_now_ms() < end; tu_nap_ms(20)) {
         const char *at;
         int st, port = -1;
 
-        if (read_all(log, &text) >= 0 && (at = strstr((char *)text, prefix)) != NULL &&
+        if ((text = tu_read_file(log, NULL)) != NULL && (at = strstr(text, prefix)) != NULL &&
             strchr(at, '\n') != NULL)
             port = atoi(at + strlen(prefix));
         free(text);
@@ -200,9 +74,8 @@ static int wait_port(pid_t pid, const char *log, const char *prefix)
         if (waitpid(pid, &st, WNOHANG) == pid)
             break;
     }
-    read_all(log, &text);
-    fprintf(stderr, "test_fetch: no port from the server; its output:\n%s\n",
-            text ? (char *)text : "");
+    text = tu_read_file(log, NULL);
+    fprintf(stderr, "test_fetch: no port from the server; its output:\n%s\n", text ? text : "");
     free(text);
     return -1;
 }
@@ -231,10 +104,10 @@ static int make_cert(const char *name, const char *san, char *cert, size_t len)
                           ext,
                           NULL};
 
-    sfmt(cert, len, "%s/%s.crt", fx.dir, name);
-    sfmt(key, sizeof key, "%s/%s.key", fx.dir, name);
-    sfmt(ext, sizeof ext, "subjectAltName=%s", san);
-    return run(argv);
+    tu_sfmt(cert, len, "%s/%s.crt", fx.dir, name);
+    tu_sfmt(key, sizeof key, "%s/%s.key", fx.dir, name);
+    tu_sfmt(ext, sizeof ext, "subjectAltName=%s", san);
+    return tu_run(argv);
 }
 
 static int start_tls(int which, const char *cert)
@@ -243,9 +116,9 @@ static int start_tls(int which, const char *cert)
     const char *argv[] = {"openssl", "s_server", "-WWW", "-accept", "127.0.0.1:0",
                           "-cert",   cert,       "-key", key,       NULL};
 
-    sfmt(key, sizeof key, "%.*s.key", (int)strlen(cert) - 4, cert);
-    sfmt(log, sizeof log, "%s/s_server%d.log", fx.dir, which);
-    fx.pid[which] = spawn(argv, fx.www, log);
+    tu_sfmt(key, sizeof key, "%.*s.key", (int)strlen(cert) - 4, cert);
+    tu_sfmt(log, sizeof log, "%s/s_server%d.log", fx.dir, which);
+    fx.pid[which] = tu_spawn(argv, fx.www, log);
     fx.port[which] = fx.pid[which] > 0 ? wait_port(fx.pid[which], log, "ACCEPT 127.0.0.1:") : -1;
     return fx.port[which] > 0 ? 0 : -1;
 }
@@ -255,36 +128,29 @@ static int start_http(void)
     char script[PATH_MAX + 32], log[128];
     const char *argv[] = {"/usr/bin/python3", script, fx.www, NULL};
 
-    sfmt(script, sizeof script, "%s/http_server.py", fx.fixtures);
-    sfmt(log, sizeof log, "%s/http_server.log", fx.dir);
-    fx.pid[SRV_HTTP] = spawn(argv, fx.www, log);
+    tu_sfmt(script, sizeof script, "%s/http_server.py", fx.fixtures);
+    tu_sfmt(log, sizeof log, "%s/http_server.log", fx.dir);
+    fx.pid[SRV_HTTP] = tu_spawn(argv, fx.www, log);
     fx.port[SRV_HTTP] = fx.pid[SRV_HTTP] > 0 ? wait_port(fx.pid[SRV_HTTP], log, "ready ") : -1;
     return fx.port[SRV_HTTP] > 0 ? 0 : -1;
 }
 
-/* The same pseudo-random bytes every run (xorshift). */
+/* The same pseudo-random bytes every run. */
 static unsigned char *make_big(void)
 {
     unsigned char *p = malloc(BIG_SIZE);
-    uint64_t x = 0x9e3779b97f4a7c15ull;
 
-    for (size_t i = 0; p != NULL && i < BIG_SIZE; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = (unsigned char)(x >> 32);
-    }
+    if (p != NULL)
+        tu_fill_random(p, BIG_SIZE);
     return p;
 }
 
 static int group_teardown(void **state)
 {
-    const char *argv[] = {"rm", "-rf", fx.dir, NULL};
-
     for (int i = 0; i < NSRV; i++)
-        stop(&fx.pid[i]);
+        tu_stop(&fx.pid[i]);
     if (fx.dir[0] != '\0')
-        run(argv);
+        tu_rm_tree(fx.dir);
     free(fx.big);
     fx.big = NULL;
     return 0;
@@ -294,14 +160,14 @@ static int group_setup(void **state)
 {
     char path[160], spaced[160];
 
-    sfmt(fx.dir, sizeof fx.dir, "/tmp/zos-test-fetch-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (tu_mkdtemp(fx.dir, sizeof fx.dir, "fetch") == NULL)
         return -1;
-    sfmt(fx.www, sizeof fx.www, "%s/www", fx.dir);
-    sfmt(path, sizeof path, "%s/big.bin", fx.www);
-    sfmt(spaced, sizeof spaced, "%s/with space.bin", fx.www);
+    tu_sfmt(fx.www, sizeof fx.www, "%s/www", fx.dir);
+    tu_sfmt(path, sizeof path, "%s/big.bin", fx.www);
+    tu_sfmt(spaced, sizeof spaced, "%s/with space.bin", fx.www);
     if (mkdir(fx.www, 0700) != 0 || (fx.big = make_big()) == NULL ||
-        write_all(path, fx.big, BIG_SIZE) != 0 || write_all(spaced, fx.big, BIG_SIZE) != 0 ||
+        tu_write_file(path, fx.big, BIG_SIZE, 0644) != 0 ||
+        tu_write_file(spaced, fx.big, BIG_SIZE, 0644) != 0 ||
         make_cert("server", "IP:127.0.0.1,DNS:localhost", fx.ca, sizeof fx.ca) != 0 ||
         make_cert("other", "DNS:elsewhere.test", fx.ca_other, sizeof fx.ca_other) != 0 ||
         start_tls(SRV_TLS, fx.ca) != 0 || start_tls(SRV_TLS_OTHER, fx.ca_other) != 0 ||
@@ -316,7 +182,7 @@ static int group_setup(void **state)
 /* A fresh output path in fx.dir (nothing there yet). */
 static void out_path(char *buf, size_t len)
 {
-    sfmt(buf, len, "%s/out%d/file.iso", fx.dir, ++fx.nout);
+    tu_sfmt(buf, len, "%s/out%d/file.iso", fx.dir, ++fx.nout);
     *strrchr(buf, '/') = '\0';
     mkdir(buf, 0700);
     buf[strlen(buf)] = '/';
@@ -324,28 +190,22 @@ static void out_path(char *buf, size_t len)
 
 static void url(char *buf, size_t len, int which, const char *path)
 {
-    sfmt(buf, len, "%s://127.0.0.1:%d/%s", which == SRV_HTTP ? "http" : "https", fx.port[which],
-         path);
+    tu_sfmt(buf, len, "%s://127.0.0.1:%d/%s", which == SRV_HTTP ? "http" : "https", fx.port[which],
+            path);
 }
-
-#define assert_contains(hay, needle)                                                               \
-    do {                                                                                           \
-        if (strstr((hay), (needle)) == NULL)                                                       \
-            fail_msg("'%s' does not contain '%s'", (hay), (needle));                               \
-    } while (0)
 
 /* PATH holds exactly www/big.bin, and no PATH.part is left. */
 static void assert_big(const char *path)
 {
-    unsigned char *data;
-    long len = read_all(path, &data);
+    size_t len;
+    char *data = tu_read_file(path, &len);
     char part[PATH_MAX];
 
     assert_int_equal(len, BIG_SIZE);
     assert_memory_equal(data, fx.big, BIG_SIZE);
     free(data);
-    sfmt(part, sizeof part, "%s.part", path);
-    assert_false(exists(part));
+    tu_sfmt(part, sizeof part, "%s.part", path);
+    assert_false(tu_exists(part));
 }
 
 /* Neither PATH nor PATH.part. */
@@ -353,9 +213,9 @@ static void assert_nothing(const char *path)
 {
     char part[PATH_MAX];
 
-    sfmt(part, sizeof part, "%s.part", path);
-    assert_false(exists(path));
-    assert_false(exists(part));
+    tu_sfmt(part, sizeof part, "%s.part", path);
+    assert_false(tu_exists(path));
+    assert_false(tu_exists(part));
 }
 
 /* Progress calls: checks they never go back, keeps the first and last. */
@@ -421,7 +281,7 @@ static void test_https_with_ca(void **state)
     assert_int_equal(rec.total, BIG_SIZE);
 
     /* by name: SNI and the DNS name in the certificate */
-    sfmt(u, sizeof u, "https://localhost:%d/big.bin", fx.port[SRV_TLS]);
+    tu_sfmt(u, sizeof u, "https://localhost:%d/big.bin", fx.port[SRV_TLS]);
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_OK);
     assert_big(path);
 }
@@ -434,28 +294,28 @@ static void test_https_untrusted(void **state)
     /* the system's CA store does not know our self-signed certificate */
     url(u, sizeof u, SRV_TLS, "big.bin");
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, u);
-    assert_contains(err, "certificate verify failed");
-    assert_contains(err, "self-signed certificate");
+    tu_assert_contains(err, u);
+    tu_assert_contains(err, "certificate verify failed");
+    tu_assert_contains(err, "self-signed certificate");
     assert_nothing(path);
 
     /* a trusted certificate for another name: the address must be in it */
     o.ca_file = fx.ca_other;
     url(u, sizeof u, SRV_TLS_OTHER, "big.bin");
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "certificate verify failed");
-    assert_contains(err, "IP address mismatch");
+    tu_assert_contains(err, "certificate verify failed");
+    tu_assert_contains(err, "IP address mismatch");
     assert_nothing(path);
-    sfmt(u, sizeof u, "https://localhost:%d/big.bin", fx.port[SRV_TLS_OTHER]);
+    tu_sfmt(u, sizeof u, "https://localhost:%d/big.bin", fx.port[SRV_TLS_OTHER]);
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "certificate verify failed");
-    assert_contains(err, "hostname mismatch");
+    tu_assert_contains(err, "certificate verify failed");
+    tu_assert_contains(err, "hostname mismatch");
     assert_nothing(path);
 
     /* a CA file that is not there */
     o.ca_file = "/nonexistent/ca.pem";
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "/nonexistent/ca.pem");
+    tu_assert_contains(err, "/nonexistent/ca.pem");
     assert_nothing(path);
 }
 
@@ -490,7 +350,7 @@ static void test_http(void **state)
     assert_int_equal(rec.total, BIG_SIZE);
 
     /* PATH is replaced by a complete download */
-    assert_int_equal(write_all(path, "old", 3), 0);
+    assert_int_equal(tu_write_file(path, "old", 3, 0644), 0);
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_OK);
     assert_big(path);
 }
@@ -515,22 +375,24 @@ static void test_unknown_length(void **state)
 static void test_http_404(void **state)
 {
     char u[256], path[PATH_MAX], err[512];
-    unsigned char *data;
+    size_t len;
+    char *data;
 
     url(u, sizeof u, SRV_HTTP, "missing.iso");
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, u);
-    assert_contains(err, "HTTP 404");
+    tu_assert_contains(err, u);
+    tu_assert_contains(err, "HTTP 404");
     assert_nothing(path);
 
     /* a failure leaves an existing PATH alone */
     out_path(path, sizeof path);
-    assert_int_equal(write_all(path, "old", 3), 0);
+    assert_int_equal(tu_write_file(path, "old", 3, 0644), 0);
     assert_int_equal(fetch_to(u, NULL, NULL, path, err, sizeof err), ZOS_ERR);
-    assert_int_equal(read_all(path, &data), 3);
-    assert_string_equal((char *)data, "old");
+    data = tu_read_file(path, &len);
+    assert_int_equal(len, 3);
+    assert_string_equal(data, "old");
     free(data);
-    assert_false(exists(strcat(path, ".part")));
+    assert_false(tu_exists(strcat(path, ".part")));
 }
 
 static void test_redirects(void **state)
@@ -540,7 +402,7 @@ static void test_redirects(void **state)
 
     url(http, sizeof http, SRV_HTTP, "big.bin");
     url(https, sizeof https, SRV_TLS, "big.bin");
-    sfmt(no_scheme, sizeof no_scheme, "//127.0.0.1:%d/big.bin", fx.port[SRV_HTTP]);
+    tu_sfmt(no_scheme, sizeof no_scheme, "//127.0.0.1:%d/big.bin", fx.port[SRV_HTTP]);
     const struct {
         int code;
         const char *to;
@@ -554,8 +416,8 @@ static void test_redirects(void **state)
     };
 
     for (size_t i = 0; i < ZOS_ARRAY_LEN(cases); i++) {
-        sfmt(u, sizeof u, "http://127.0.0.1:%d/redirect?code=%d&to=%s", fx.port[SRV_HTTP],
-             cases[i].code, cases[i].to);
+        tu_sfmt(u, sizeof u, "http://127.0.0.1:%d/redirect?code=%d&to=%s", fx.port[SRV_HTTP],
+                cases[i].code, cases[i].to);
         assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_OK);
         assert_big(path);
     }
@@ -563,53 +425,38 @@ static void test_redirects(void **state)
     /* five redirects are followed, the sixth is not */
     url(u, sizeof u, SRV_HTTP, "loop/0");
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "/loop/5: more than 5 redirects");
+    tu_assert_contains(err, "/loop/5: more than 5 redirects");
     assert_nothing(path);
 
     url(u, sizeof u, SRV_HTTP, "noloc");
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "HTTP 302");
-    assert_contains(err, "without a Location");
+    tu_assert_contains(err, "HTTP 302");
+    tu_assert_contains(err, "without a Location");
     assert_nothing(path);
 
     /* a redirect to a missing file: the error names where it ended */
-    sfmt(u, sizeof u, "http://127.0.0.1:%d/redirect?code=302&to=/gone.iso", fx.port[SRV_HTTP]);
+    tu_sfmt(u, sizeof u, "http://127.0.0.1:%d/redirect?code=302&to=/gone.iso", fx.port[SRV_HTTP]);
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "/gone.iso: HTTP 404");
+    tu_assert_contains(err, "/gone.iso: HTTP 404");
     assert_nothing(path);
 }
 
 /* ---- failures ----------------------------------------------------------- */
 
-/* A port nothing listens on (bound, then closed). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static void test_connection_refused(void **state)
 {
     char u[256], path[PATH_MAX], err[512];
-    int port = free_port();
+    int port = tu_free_port();
 
-    sfmt(u, sizeof u, "http://127.0.0.1:%d/big.bin", port);
+    tu_sfmt(u, sizeof u, "http://127.0.0.1:%d/big.bin", port);
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, u);
-    assert_contains(err, "Connection refused");
+    tu_assert_contains(err, u);
+    tu_assert_contains(err, "Connection refused");
     assert_nothing(path);
 
-    sfmt(u, sizeof u, "https://127.0.0.1:%d/big.bin", port);
+    tu_sfmt(u, sizeof u, "https://127.0.0.1:%d/big.bin", port);
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "Connection refused");
+    tu_assert_contains(err, "Connection refused");
     assert_nothing(path);
 }
 
@@ -619,7 +466,7 @@ static void test_short_body(void **state)
 
     url(u, sizeof u, SRV_HTTP, "truncate/big.bin");
     assert_int_equal(get(u, NULL, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "connection closed after 1500000 of 3000000 bytes");
+    tu_assert_contains(err, "connection closed after 1500000 of 3000000 bytes");
     assert_nothing(path);
 }
 
@@ -634,10 +481,10 @@ static void test_timeouts(void **state)
 
     /* headers and 1000 bytes, then silence */
     url(u, sizeof u, SRV_HTTP, "stall/big.bin");
-    t0 = now_ms();
+    t0 = tu_now_ms();
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_in_range(now_ms() - t0, 900, 5000);
-    assert_contains(err, "timed out");
+    assert_in_range(tu_now_ms() - t0, 900, 5000);
+    tu_assert_contains(err, "timed out");
     assert_nothing(path);
 
     /* a listener that never accepts: TCP connects (the backlog), nothing answers */
@@ -645,15 +492,15 @@ static void test_timeouts(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(fd, 8), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    sfmt(u, sizeof u, "http://127.0.0.1:%d/big.bin", ntohs(sa.sin_port));
-    t0 = now_ms();
+    tu_sfmt(u, sizeof u, "http://127.0.0.1:%d/big.bin", ntohs(sa.sin_port));
+    t0 = tu_now_ms();
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_in_range(now_ms() - t0, 900, 5000);
-    assert_contains(err, "timed out");
-    sfmt(u, sizeof u, "https://127.0.0.1:%d/big.bin", ntohs(sa.sin_port));
+    assert_in_range(tu_now_ms() - t0, 900, 5000);
+    tu_assert_contains(err, "timed out");
+    tu_sfmt(u, sizeof u, "https://127.0.0.1:%d/big.bin", ntohs(sa.sin_port));
     assert_int_equal(get(u, &o, NULL, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "timed out");
-    assert_contains(err, "TLS handshake");
+    tu_assert_contains(err, "timed out");
+    tu_assert_contains(err, "TLS handshake");
     close(fd);
     assert_nothing(path);
 }
@@ -665,7 +512,7 @@ static void test_cancel(void **state)
 
     url(u, sizeof u, SRV_HTTP, "big.bin");
     assert_int_equal(get(u, NULL, &rec, path, sizeof path, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "cancelled");
+    tu_assert_contains(err, "cancelled");
     assert_int_equal(rec.calls, 3);
     assert_nothing(path);
 }
@@ -686,57 +533,19 @@ static void test_bad_arguments(void **state)
     for (size_t i = 0; i < ZOS_ARRAY_LEN(cases); i++) {
         assert_int_equal(get(cases[i].url, NULL, NULL, path, sizeof path, err, sizeof err),
                          ZOS_ERR);
-        assert_contains(err, cases[i].url);
-        assert_contains(err, cases[i].says);
+        tu_assert_contains(err, cases[i].url);
+        tu_assert_contains(err, cases[i].says);
         assert_nothing(path);
     }
 
     /* a directory that is not there: said before anything is fetched */
     url(u, sizeof u, SRV_HTTP, "big.bin");
     assert_int_equal(zos_fetch(u, "/nonexistent/dir/zos.iso", NULL, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "/nonexistent/dir/zos.iso.part");
-    assert_contains(err, "No such file or directory");
+    tu_assert_contains(err, "/nonexistent/dir/zos.iso.part");
+    tu_assert_contains(err, "No such file or directory");
 }
 
 /* ---- the default bar ---------------------------------------------------- */
-
-/* What MASTER has to read until every slave fd is closed (EIO; or 10 s of
- * quiet), into BUF; what does not fit is dropped, the last bytes kept. */
-struct drain {
-    int master;
-    char *buf;
-    size_t cap, len;
-};
-
-static void *drain_fn(void *arg)
-{
-    struct drain *d = arg;
-    char chunk[4096];
-
-    d->len = 0;
-    for (struct pollfd pf = {.fd = d->master, .events = POLLIN}; poll(&pf, 1, 10000) > 0;) {
-        ssize_t n = read(d->master, chunk, sizeof chunk);
-        if (n <= 0)
-            break;
-        if (d->len + (size_t)n >= d->cap) {
-            size_t keep = d->cap / 2 > (size_t)n ? d->cap / 2 : 0;
-            memmove(d->buf, d->buf + d->len - keep, keep);
-            d->len = keep;
-        }
-        memcpy(d->buf + d->len, chunk, (size_t)n);
-        d->len += (size_t)n;
-    }
-    d->buf[d->len] = '\0';
-    return NULL;
-}
-
-static size_t drain(int master, char *buf, size_t cap)
-{
-    struct drain d = {master, buf, cap, 0};
-
-    drain_fn(&d);
-    return d.len;
-}
 
 /* Without a progress callback, the bar is drawn on stderr when it is a
  * terminal, and nothing at all is written when it is not. */
@@ -750,7 +559,7 @@ static void test_default_bar(void **state)
 
     url(u, sizeof u, SRV_HTTP, "big.bin");
     out_path(path, sizeof path);
-    sfmt(log, sizeof log, "%s.stderr", path);
+    tu_sfmt(log, sizeof log, "%s.stderr", path);
     fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     fflush(stderr);
     dup2(fd, STDERR_FILENO);
@@ -766,9 +575,9 @@ static void test_default_bar(void **state)
 
     /* a reader, or the bar would block on a full pty */
     assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
-    struct drain d = {master, buf, sizeof buf, 0};
+    struct tu_drain d = {master, buf, sizeof buf, 0};
     pthread_t reader;
-    assert_int_equal(pthread_create(&reader, NULL, drain_fn, &d), 0);
+    assert_int_equal(pthread_create(&reader, NULL, tu_drain_thread, &d), 0);
     out_path(path, sizeof path);
     fflush(stderr);
     dup2(slave, STDERR_FILENO);
@@ -782,8 +591,8 @@ static void test_default_bar(void **state)
     close(saved);
     assert_int_equal(rc, ZOS_OK);
     assert_big(path);
-    assert_contains(buf, "file.iso");
-    assert_contains(buf, "] 100%  2.9/2.9 MiB");
+    tu_assert_contains(buf, "file.iso");
+    tu_assert_contains(buf, "] 100%  2.9/2.9 MiB");
     assert_true(len > 2 && buf[len - 1] == '\n'); /* the line ends at 100% */
 }
 
@@ -804,36 +613,12 @@ static void test_bar_unknown_total(void **state)
     zos_bar_end(&bar); /* once */
     zos_bar_draw(&bar, "/x/zos.iso", 6u << 20, -1);
     fclose(bar.out);
-    len = drain(master, buf, sizeof buf);
+    len = tu_drain(master, buf, sizeof buf);
     close(master);
-    assert_contains(buf, "zos.iso");
-    assert_contains(buf, "     5.0 MiB");
+    tu_assert_contains(buf, "zos.iso");
+    tu_assert_contains(buf, "     5.0 MiB");
     assert_null(strstr(buf, "6.0"));
     assert_true(len > 2 && buf[len - 1] == '\n' && buf[len - 2] != '\n');
-}
-
-/* tests/fixtures beside the build directory this binary lives in
- * (<repo>/<build>/tests/test_fetch), or ZOS_FIXTURES. */
-static int find_fixtures(void)
-{
-    char exe[PATH_MAX], probe[PATH_MAX + 32];
-    const char *env = getenv("ZOS_FIXTURES");
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-
-    if (env != NULL) {
-        snprintf(fx.fixtures, sizeof fx.fixtures, "%s", env);
-    } else if (n > 0) {
-        exe[n] = '\0';
-        for (int i = 0; i < 3 && strrchr(exe, '/'); i++)
-            *strrchr(exe, '/') = '\0';
-        snprintf(fx.fixtures, sizeof fx.fixtures, "%.*s/tests/fixtures", PATH_MAX - 20, exe);
-    }
-    snprintf(probe, sizeof probe, "%s/http_server.py", fx.fixtures);
-    if (access(probe, R_OK) != 0 && realpath("tests/fixtures", fx.fixtures) == NULL) {
-        fprintf(stderr, "test_fetch: cannot find tests/fixtures/http_server.py\n");
-        return -1;
-    }
-    return 0;
 }
 
 int main(void)
@@ -848,7 +633,7 @@ int main(void)
         cmocka_unit_test(test_default_bar),    cmocka_unit_test(test_bar_unknown_total),
     };
 
-    if (find_fixtures() != 0)
+    if (tu_find_fixtures(fx.fixtures, "http_server.py", R_OK) != 0)
         return 1;
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

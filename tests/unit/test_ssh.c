@@ -8,17 +8,17 @@
 #include "zos/ssh.h"
 #include "zos/zos.h"
 
+#include "testutil.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pty.h>
@@ -29,11 +29,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SSHD     "/usr/sbin/sshd"
@@ -54,125 +52,19 @@ static struct {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* snprintf for paths and messages: truncation is harmless in a test (the
- * buffers are far larger than the temporary paths). */
-static void sfmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void sfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
-static int write_file(const char *path, const char *data, size_t len, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-    if (fd < 0)
-        return -1;
-    if (write(fd, data, len) != (ssize_t)len || fchmod(fd, mode) < 0) {
-        close(fd);
-        return -1;
-    }
-    return close(fd);
-}
-
-/* Whole file, NUL-terminated; caller frees.  NULL when unreadable. */
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem;
-
-    if (f == NULL)
-        return NULL;
-    mem = open_memstream(&buf, &len);
-    for (int c; (c = fgetc(f)) != EOF;)
-        fputc(c, mem);
-    fclose(mem);
-    fclose(f);
-    return buf;
-}
-
-/* Runs ARGV (quietly) and returns its exit status, -1 if it could not run. */
-static int run(const char *const argv[])
-{
-    pid_t pid;
-    int st;
-
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int keygen(char *path, size_t len, const char *name, const char *type)
 {
     const char *rsa[] = {"ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N",
                          "",           "-C", name, "-f",  path, NULL};
     const char *other[] = {"ssh-keygen", "-q", "-t", type, "-N", "", "-C", name, "-f", path, NULL};
 
-    sfmt(path, len, "%s/%s", fx.dir, name);
-    return run(strcmp(type, "rsa") == 0 ? rsa : other);
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool port_open(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-
-    if (fd >= 0)
-        close(fd);
-    return ok;
+    tu_sfmt(path, len, "%s/%s", fx.dir, name);
+    return tu_run(strcmp(type, "rsa") == 0 ? rsa : other);
 }
 
 static void dump_log(void)
 {
-    char *log = read_file(fx.log);
+    char *log = tu_read_file(fx.log, NULL);
     size_t len = log ? strlen(log) : 0;
 
     fprintf(stderr, "---- sshd log (tail) ----\n%s\n",
@@ -180,57 +72,33 @@ static void dump_log(void)
     free(log);
 }
 
-static void sshd_stop(void)
-{
-    int st;
-
-    if (fx.sshd <= 0)
-        return;
-    kill(fx.sshd, SIGTERM);
-    for (int i = 0; i < 250 && waitpid(fx.sshd, &st, WNOHANG) == 0; i++)
-        nap_ms(20);
-    if (waitpid(fx.sshd, &st, WNOHANG) == 0) {
-        kill(fx.sshd, SIGKILL);
-        waitpid(fx.sshd, &st, 0);
-    }
-    fx.sshd = 0;
-}
-
 /* sshd in the foreground (-D), logging to fx.log (-e), with HOSTKEY; waits
  * until the port accepts connections. */
 static int sshd_start(const char *hostkey)
 {
     char port[16], hk[400];
+    const char *argv[] = {SSHD,    "-D", "-e", "-p", port,           "-f",
+                          fx.conf, "-o", hk,   "-o", "PidFile=none", NULL};
     pid_t pid;
 
-    sfmt(port, sizeof port, "%d", fx.port);
-    sfmt(hk, sizeof hk, "HostKey=%s", hostkey);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test */
-        dup2(log, STDOUT_FILENO);
-        dup2(log, STDERR_FILENO);
-        execl(SSHD, SSHD, "-D", "-e", "-p", port, "-f", fx.conf, "-o", hk, "-o", "PidFile=none",
-              (char *)NULL);
-        _exit(127);
-    }
+    tu_sfmt(port, sizeof port, "%d", fx.port);
+    tu_sfmt(hk, sizeof hk, "HostKey=%s", hostkey);
+    pid = tu_spawn(argv, NULL, fx.log); /* the log is appended to across restarts */
     if (pid < 0)
         return -1;
     fx.sshd = pid;
-    for (int64_t end = now_ms() + 10000; now_ms() < end; nap_ms(20)) {
+    for (int64_t end = tu_now_ms() + 10000; tu_now_ms() < end; tu_nap_ms(20)) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             fx.sshd = 0;
             dump_log();
             return -1;
         }
-        if (port_open(fx.port))
+        if (tu_port_open(fx.port))
             return 0;
     }
     dump_log();
-    sshd_stop();
+    tu_stop(&fx.sshd);
     return -1;
 }
 
@@ -239,7 +107,7 @@ static int sshd_config(void)
     char text[2048], ak[300];
     int n;
 
-    sfmt(ak, sizeof ak, "%s/authorized_keys", fx.dir);
+    tu_sfmt(ak, sizeof ak, "%s/authorized_keys", fx.dir);
     n = snprintf(text, sizeof text,
                  "ListenAddress 127.0.0.1\n"
                  "UsePAM no\n"
@@ -255,7 +123,7 @@ static int sshd_config(void)
                  "SetEnv HISTFILE=/dev/null\n"
                  "LogLevel VERBOSE\n",
                  ak);
-    return write_file(fx.conf, text, (size_t)n, 0600);
+    return tu_write_file(fx.conf, text, (size_t)n, 0600);
 }
 
 static int authorize(void)
@@ -263,12 +131,13 @@ static int authorize(void)
     char path[400], *a, *b, *all = NULL;
     int rc;
 
-    sfmt(path, sizeof path, "%s.pub", fx.key_ed);
-    a = read_file(path);
-    sfmt(path, sizeof path, "%s.pub", fx.key_rsa);
-    b = read_file(path);
-    sfmt(path, sizeof path, "%s/authorized_keys", fx.dir);
-    rc = a && b && asprintf(&all, "%s%s", a, b) > 0 ? write_file(path, all, strlen(all), 0600) : -1;
+    tu_sfmt(path, sizeof path, "%s.pub", fx.key_ed);
+    a = tu_read_file(path, NULL);
+    tu_sfmt(path, sizeof path, "%s.pub", fx.key_rsa);
+    b = tu_read_file(path, NULL);
+    tu_sfmt(path, sizeof path, "%s/authorized_keys", fx.dir);
+    rc = a && b && asprintf(&all, "%s%s", a, b) > 0 ? tu_write_file(path, all, strlen(all), 0600)
+                                                    : -1;
     free(a);
     free(b);
     free(all);
@@ -279,13 +148,12 @@ static int group_setup(void **state)
 {
     struct passwd *pw = getpwuid(getuid());
 
-    sfmt(fx.dir, sizeof fx.dir, "/tmp/zos-test-ssh-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL || pw == NULL)
+    if (tu_mkdtemp(fx.dir, sizeof fx.dir, "ssh") == NULL || pw == NULL)
         return -1;
-    sfmt(fx.user, sizeof fx.user, "%s", pw->pw_name);
-    sfmt(fx.home, sizeof fx.home, "%s/home", fx.dir);
-    sfmt(fx.log, sizeof fx.log, "%s/sshd.log", fx.dir);
-    sfmt(fx.conf, sizeof fx.conf, "%s/sshd_config", fx.dir);
+    tu_sfmt(fx.user, sizeof fx.user, "%s", pw->pw_name);
+    tu_sfmt(fx.home, sizeof fx.home, "%s/home", fx.dir);
+    tu_sfmt(fx.log, sizeof fx.log, "%s/sshd.log", fx.dir);
+    tu_sfmt(fx.conf, sizeof fx.conf, "%s/sshd_config", fx.dir);
     if (mkdir(fx.home, 0700) < 0 || setenv("HOME", fx.home, 1) < 0)
         return -1;
     unsetenv("SSH_AUTH_SOCK");
@@ -299,7 +167,7 @@ static int group_setup(void **state)
         fprintf(stderr, "ssh-keygen failed\n");
         return -1;
     }
-    fx.port = free_port();
+    fx.port = tu_free_port();
     if (authorize() < 0 || sshd_config() < 0 || fx.port < 0 || sshd_start(fx.host1) < 0)
         return -1;
     return zos_ssh_init() == ZOS_OK ? 0 : -1;
@@ -307,19 +175,17 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    const char *argv[] = {"rm", "-rf", fx.dir, NULL};
-
-    sshd_stop();
+    tu_stop(&fx.sshd);
     zos_ssh_cleanup();
     if (fx.dir[0] != '\0')
-        run(argv);
+        tu_rm_tree(fx.dir);
     return 0;
 }
 
 /* A fresh pin file (its directory does not exist yet). */
 static void new_pins(char *buf, size_t len)
 {
-    sfmt(buf, len, "%s/conf%d/zos/known_hosts", fx.dir, ++fx.npins);
+    tu_sfmt(buf, len, "%s/conf%d/zos/known_hosts", fx.dir, ++fx.npins);
 }
 
 static struct zos_ssh *connect_with(const char *key, const char *pins, char *err, size_t errlen)
@@ -349,38 +215,32 @@ static struct zos_ssh *must_connect(const char *key)
     return s;
 }
 
-static void assert_contains(const char *hay, const char *needle)
-{
-    if (hay == NULL || strstr(hay, needle) == NULL)
-        fail_msg("\"%s\" does not contain \"%s\"", hay ? hay : "(null)", needle);
-}
-
 /* ---- authentication and host keys --------------------------------------- */
 
 static void check_pin_file(const char *pins, const struct zos_ssh *s)
 {
-    char dir[400], want[64], cmd[600], line[512] = "", *text = read_file(pins);
+    char dir[400], want[64], cmd[600], line[512] = "", *text = tu_read_file(pins, NULL);
     struct stat st;
     FILE *p;
 
     assert_non_null(text);
-    sfmt(want, sizeof want, "127.0.0.1:%d ", fx.port);
+    tu_sfmt(want, sizeof want, "127.0.0.1:%d ", fx.port);
     assert_int_equal(strncmp(text, want, strlen(want)), 0);
     assert_int_equal(strlen(text), strlen(want) + 64 + 1); /* one line: key, hex, newline */
     assert_int_equal(strspn(text + strlen(want), "0123456789abcdef"), 64);
     free(text);
     assert_int_equal(stat(pins, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    sfmt(dir, sizeof dir, "%.*s", (int)(strrchr(pins, '/') - pins), pins);
+    tu_sfmt(dir, sizeof dir, "%.*s", (int)(strrchr(pins, '/') - pins), pins);
     assert_int_equal(stat(dir, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
     /* The fingerprint is the one OpenSSH shows for the host key. */
-    sfmt(cmd, sizeof cmd, "ssh-keygen -l -E sha256 -f %s.pub", fx.host1);
+    tu_sfmt(cmd, sizeof cmd, "ssh-keygen -l -E sha256 -f %s.pub", fx.host1);
     p = popen(cmd, "r");
     assert_non_null(p);
     assert_non_null(fgets(line, sizeof line, p));
     pclose(p);
-    assert_contains(line, zos_ssh_fingerprint(s));
+    tu_assert_contains(line, zos_ssh_fingerprint(s));
     assert_int_equal(strncmp(zos_ssh_fingerprint(s), "SHA256:", 7), 0);
 }
 
@@ -401,7 +261,7 @@ static void test_auth_ed25519(void **state)
     check_pin_file(pins, s);
     zos_ssh_free(s);
     /* Nothing went to ~/.ssh (no known_hosts, no config read). */
-    sfmt(ssh_dir, sizeof ssh_dir, "%s/.ssh", fx.home);
+    tu_sfmt(ssh_dir, sizeof ssh_dir, "%s/.ssh", fx.home);
     assert_int_not_equal(access(ssh_dir, F_OK), 0);
     zos_ssh_free(NULL);
 }
@@ -413,7 +273,7 @@ static void test_auth_rsa(void **state)
     char err[512], want[80];
 
     assert_int_equal(zos_ssh_exec(s, "id -un", NULL, &res, err, sizeof err), ZOS_OK);
-    sfmt(want, sizeof want, "%s\n", fx.user);
+    tu_sfmt(want, sizeof want, "%s\n", fx.user);
     assert_string_equal(res.out, want);
     zos_ssh_result_clear(&res);
     zos_ssh_free(s);
@@ -425,8 +285,8 @@ static void test_wrong_key_refused(void **state)
 
     new_pins(pins, sizeof pins);
     assert_null(connect_with(fx.key_wrong, pins, err, sizeof err));
-    assert_contains(err, "permission denied (publickey)");
-    assert_contains(err, fx.key_wrong);
+    tu_assert_contains(err, "permission denied (publickey)");
+    tu_assert_contains(err, fx.key_wrong);
 }
 
 static void test_bad_key_files(void **state)
@@ -434,37 +294,36 @@ static void test_bad_key_files(void **state)
     char pins[400], err[512], path[400];
 
     new_pins(pins, sizeof pins);
-    sfmt(path, sizeof path, "%s/no-such-key", fx.dir);
+    tu_sfmt(path, sizeof path, "%s/no-such-key", fx.dir);
     assert_null(connect_with(path, pins, err, sizeof err));
-    assert_contains(err, path);
-    assert_contains(err, "No such file or directory");
+    tu_assert_contains(err, path);
+    tu_assert_contains(err, "No such file or directory");
 
-    sfmt(path, sizeof path, "%s/not-a-key", fx.dir);
-    assert_int_equal(write_file(path, "hello\n", 6, 0600), 0);
+    tu_sfmt(path, sizeof path, "%s/not-a-key", fx.dir);
+    assert_int_equal(tu_write_file(path, "hello\n", 6, 0600), 0);
     assert_null(connect_with(path, pins, err, sizeof err));
-    assert_contains(err, path);
-    assert_contains(err, "cannot load it");
+    tu_assert_contains(err, path);
+    tu_assert_contains(err, "cannot load it");
 }
 
 static void copy_key(const char *from, const char *name)
 {
-    char dir[400], to[400], *text = read_file(from);
+    char dir[400], to[400], *text = tu_read_file(from, NULL);
 
     assert_non_null(text);
-    sfmt(dir, sizeof dir, "%s/.ssh", fx.home);
+    tu_sfmt(dir, sizeof dir, "%s/.ssh", fx.home);
     mkdir(dir, 0700);
-    sfmt(to, sizeof to, "%s/%s", dir, name);
-    assert_int_equal(write_file(to, text, strlen(text), 0600), 0);
+    tu_sfmt(to, sizeof to, "%s/%s", dir, name);
+    assert_int_equal(tu_write_file(to, text, strlen(text), 0600), 0);
     free(text);
 }
 
 static void clear_home_ssh(void)
 {
     char dir[400];
-    const char *argv[] = {"rm", "-rf", dir, NULL};
 
-    sfmt(dir, sizeof dir, "%s/.ssh", fx.home);
-    assert_int_equal(run(argv), 0);
+    tu_sfmt(dir, sizeof dir, "%s/.ssh", fx.home);
+    assert_int_equal(tu_rm_tree(dir), 0);
 }
 
 /* No key given: ~/.ssh/id_ed25519, id_ecdsa, id_rsa in turn. */
@@ -476,11 +335,11 @@ static void test_default_keys(void **state)
     new_pins(pins, sizeof pins);
     clear_home_ssh();
     assert_null(connect_with(NULL, pins, err, sizeof err));
-    assert_contains(err, "no ssh key");
+    tu_assert_contains(err, "no ssh key");
 
     copy_key(fx.key_wrong, "id_ed25519");
     assert_null(connect_with(NULL, pins, err, sizeof err));
-    assert_contains(err, "permission denied (publickey)");
+    tu_assert_contains(err, "permission denied (publickey)");
 
     copy_key(fx.key_rsa, "id_rsa"); /* refused ed25519 first, then this one */
     s = connect_with(NULL, pins, err, sizeof err);
@@ -494,36 +353,26 @@ static void test_default_keys(void **state)
 static void test_agent(void **state)
 {
     char sock[400], pins[400], err[512];
+    const char *agent_argv[] = {"ssh-agent", "-D", "-a", sock, NULL};
     const char *add[] = {"ssh-add", fx.key_ed, NULL};
     struct zos_ssh *s;
     pid_t agent;
-    int st;
 
     if (access("/usr/bin/ssh-agent", X_OK) != 0 || access("/usr/bin/ssh-add", X_OK) != 0) {
         fprintf(stderr, "test_agent: skipped: ssh-agent or ssh-add not installed\n");
         skip();
     }
-    sfmt(sock, sizeof sock, "%s/agent.sock", fx.dir);
-    fflush(NULL);
-    agent = fork();
-    if (agent == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execlp("ssh-agent", "ssh-agent", "-D", "-a", sock, (char *)NULL);
-        _exit(127);
-    }
+    tu_sfmt(sock, sizeof sock, "%s/agent.sock", fx.dir);
+    agent = tu_spawn(agent_argv, NULL, NULL);
     assert_true(agent > 0);
     for (int i = 0; i < 250 && access(sock, F_OK) != 0; i++)
-        nap_ms(20);
+        tu_nap_ms(20);
     setenv("SSH_AUTH_SOCK", sock, 1);
     clear_home_ssh();
     new_pins(pins, sizeof pins);
-    s = run(add) == 0 ? connect_with(NULL, pins, err, sizeof err) : NULL;
+    s = tu_run(add) == 0 ? connect_with(NULL, pins, err, sizeof err) : NULL;
     unsetenv("SSH_AUTH_SOCK");
-    kill(agent, SIGTERM);
-    waitpid(agent, &st, 0);
+    tu_stop(&agent);
     if (s == NULL)
         fail_msg("agent auth failed: %s", err);
     zos_ssh_free(s);
@@ -531,7 +380,7 @@ static void test_agent(void **state)
 
 static int restart_sshd_host1(void **state)
 {
-    sshd_stop();
+    tu_stop(&fx.sshd);
     return sshd_start(fx.host1);
 }
 
@@ -542,38 +391,38 @@ static void test_host_key_pinned_then_changed(void **state)
 
     new_pins(pins, sizeof pins);
     assert_int_equal(connect_with(fx.key_ed, "", err, sizeof err) == NULL, 1);
-    assert_contains(err, "known_hosts");
+    tu_assert_contains(err, "known_hosts");
 
     /* Trust on first use, next to another container's pin and a comment. */
     s = connect_with(fx.key_ed, pins, err, sizeof err); /* creates the directories */
     if (s == NULL)
         fail_msg("connect: %s", err);
-    sfmt(first_fp, sizeof first_fp, "%s", zos_ssh_fingerprint(s));
+    tu_sfmt(first_fp, sizeof first_fp, "%s", zos_ssh_fingerprint(s));
     zos_ssh_free(s);
-    before = read_file(pins);
+    before = tu_read_file(pins, NULL);
     assert_non_null(before);
-    sfmt(other, sizeof other, "# pins\n127.0.0.1:1 %064d\n%s", 0, before);
-    assert_int_equal(write_file(pins, other, strlen(other), 0600), 0);
+    tu_sfmt(other, sizeof other, "# pins\n127.0.0.1:1 %064d\n%s", 0, before);
+    assert_int_equal(tu_write_file(pins, other, strlen(other), 0600), 0);
     free(before);
 
     s = connect_with(fx.key_ed, pins, err, sizeof err); /* the pin matches */
     if (s == NULL)
         fail_msg("second connect: %s", err);
     zos_ssh_free(s);
-    before = read_file(pins);
+    before = tu_read_file(pins, NULL);
     assert_string_equal(before, other); /* nothing appended */
 
     /* The container was re-created: same port, new host key. */
-    sshd_stop();
+    tu_stop(&fx.sshd);
     assert_int_equal(sshd_start(fx.host2), 0);
     assert_null(connect_with(fx.key_ed, pins, err, sizeof err));
     char want[200];
-    sfmt(want, sizeof want, "host key for 127.0.0.1:%d changed (was %s, now SHA256:", fx.port,
-         first_fp);
-    assert_contains(err, want);
-    assert_contains(err, "if the container was re-created, remove its line from ");
-    assert_contains(err, pins);
-    after = read_file(pins);
+    tu_sfmt(want, sizeof want, "host key for 127.0.0.1:%d changed (was %s, now SHA256:", fx.port,
+            first_fp);
+    tu_assert_contains(err, want);
+    tu_assert_contains(err, "if the container was re-created, remove its line from ");
+    tu_assert_contains(err, pins);
+    after = tu_read_file(pins, NULL);
     assert_string_equal(after, before); /* the old pin stays until the user removes it */
     free(before);
     free(after);
@@ -587,10 +436,10 @@ static void test_host_key_pinned_then_changed(void **state)
     zos_ssh_free(s);
 
     /* A damaged pin file is reported with its line. */
-    assert_int_equal(write_file(pins2, "# ok\nnonsense\n", 14, 0600), 0);
+    assert_int_equal(tu_write_file(pins2, "# ok\nnonsense\n", 14, 0600), 0);
     assert_null(connect_with(fx.key_ed, pins2, err, sizeof err));
-    sfmt(want, sizeof want, "%s:2: malformed line", pins2);
-    assert_contains(err, want);
+    tu_sfmt(want, sizeof want, "%s:2: malformed line", pins2);
+    tu_assert_contains(err, want);
 }
 
 /* ---- exec --------------------------------------------------------------- */
@@ -690,8 +539,8 @@ static void test_exec_sinks(void **state)
     zos_ssh_result_clear(&res);
 
     /* Input forwarded until EOF. */
-    sfmt(in_path, sizeof in_path, "%s/input", fx.dir);
-    assert_int_equal(write_file(in_path, "hello\nworld\n", 12, 0600), 0);
+    tu_sfmt(in_path, sizeof in_path, "%s/input", fx.dir);
+    assert_int_equal(tu_write_file(in_path, "hello\nworld\n", 12, 0600), 0);
     in = fopen(in_path, "r");
     io = (struct zos_ssh_exec_io){.in = in};
     exec_ok(s, "wc -l; cat", &io, &res);
@@ -702,16 +551,16 @@ static void test_exec_sinks(void **state)
     /* Limits: refused output, too much output, a timeout. */
     io = (struct zos_ssh_exec_io){.fn = refuse_fn};
     assert_int_equal(zos_ssh_exec(s, "echo x", &io, &res, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "output refused");
+    tu_assert_contains(err, "output refused");
     assert_null(res.out);
     io = (struct zos_ssh_exec_io){.max_output = 10};
     assert_int_equal(zos_ssh_exec(s, "head -c 100 /dev/zero", &io, &res, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "output over 10 bytes");
+    tu_assert_contains(err, "output over 10 bytes");
     io = (struct zos_ssh_exec_io){.timeout_ms = 300};
-    t0 = now_ms();
+    t0 = tu_now_ms();
     assert_int_equal(zos_ssh_exec(s, "sleep 5", &io, &res, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "timed out");
-    assert_true(now_ms() - t0 < 3000);
+    tu_assert_contains(err, "timed out");
+    assert_true(tu_now_ms() - t0 < 3000);
     zos_ssh_result_clear(&res);
 
     /* The session is still good after all that. */
@@ -727,14 +576,14 @@ static void test_exec_connection_lost(void **state)
     struct zos_ssh *s = must_connect(fx.key_ed);
     struct zos_ssh_result res;
     char err[512], want[64];
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
 
     /* $PPID is the sshd process serving this connection. */
     assert_int_equal(zos_ssh_exec(s, "kill -9 $PPID; sleep 5", NULL, &res, err, sizeof err),
                      ZOS_ERR);
-    assert_true(now_ms() - t0 < 4000);
-    sfmt(want, sizeof want, "ssh 127.0.0.1:%d: ", fx.port);
-    assert_contains(err, want);
+    assert_true(tu_now_ms() - t0 < 4000);
+    tu_sfmt(want, sizeof want, "ssh 127.0.0.1:%d: ", fx.port);
+    tu_assert_contains(err, want);
     assert_null(res.out);
     assert_int_equal(zos_ssh_exec(s, "true", NULL, &res, err, sizeof err), ZOS_ERR);
     zos_ssh_free(s);
@@ -747,11 +596,11 @@ static void test_connection_refused(void **state)
 
     new_pins(pins, sizeof pins);
     o.known_hosts = pins;
-    o.port = free_port(); /* nobody listens there */
+    o.port = tu_free_port(); /* nobody listens there */
     assert_null(zos_ssh_connect(&o, err, sizeof err));
-    sfmt(want, sizeof want, "ssh 127.0.0.1:%d: ", o.port);
-    assert_contains(err, want);
-    assert_contains(err, "refused");
+    tu_sfmt(want, sizeof want, "ssh 127.0.0.1:%d: ", o.port);
+    tu_assert_contains(err, want);
+    tu_assert_contains(err, "refused");
     assert_int_not_equal(access(pins, F_OK), 0); /* nothing pinned */
 }
 
@@ -772,7 +621,7 @@ static void sha256_file(const char *path, char hex[65])
     EVP_MD_CTX_free(ctx);
     close(fd);
     for (int i = 0; i < 32; i++)
-        sfmt(hex + 2 * i, 3, "%02x", md[i]);
+        tu_sfmt(hex + 2 * i, 3, "%02x", md[i]);
 }
 
 /* One line per entry, sorted: "rel type mode size sha256", links followed
@@ -784,7 +633,7 @@ static void tree_sig(FILE *out, const char *root, const char *rel)
     struct stat st;
     int n;
 
-    sfmt(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    tu_sfmt(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
     assert_int_equal(stat(path, &st), 0);
     if (S_ISREG(st.st_mode))
         sha256_file(path, hex);
@@ -797,7 +646,7 @@ static void tree_sig(FILE *out, const char *root, const char *rel)
     for (int i = 0; i < n; i++) {
         char sub[1024];
         if (strcmp(names[i]->d_name, ".") != 0 && strcmp(names[i]->d_name, "..") != 0) {
-            sfmt(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[i]->d_name);
+            tu_sfmt(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[i]->d_name);
             tree_sig(out, root, sub);
         }
         free(names[i]);
@@ -820,7 +669,7 @@ static void make_dir(const char *root, const char *rel, mode_t mode)
 {
     char path[600];
 
-    sfmt(path, sizeof path, "%s/%s", root, rel);
+    tu_sfmt(path, sizeof path, "%s/%s", root, rel);
     assert_int_equal(mkdir(path, 0700), 0);
     assert_int_equal(chmod(path, mode), 0);
 }
@@ -829,23 +678,17 @@ static void make_file(const char *root, const char *rel, const char *text, mode_
 {
     char path[600];
 
-    sfmt(path, sizeof path, "%s/%s", root, rel);
-    assert_int_equal(write_file(path, text, strlen(text), mode), 0);
+    tu_sfmt(path, sizeof path, "%s/%s", root, rel);
+    assert_int_equal(tu_write_file(path, text, strlen(text), mode), 0);
 }
 
 static void make_big(const char *path)
 {
-    uint64_t x = 0x9e3779b97f4a7c15ull;
-    uint64_t *buf = malloc(BIG_SIZE);
+    unsigned char *buf = malloc(BIG_SIZE);
 
     assert_non_null(buf);
-    for (size_t i = 0; i < BIG_SIZE / 8; i++) { /* xorshift: incompressible, reproducible */
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        buf[i] = x;
-    }
-    assert_int_equal(write_file(path, (const char *)buf, BIG_SIZE, 0604), 0);
+    tu_fill_random(buf, BIG_SIZE); /* incompressible, reproducible */
+    assert_int_equal(tu_write_file(path, buf, BIG_SIZE, 0604), 0);
     free(buf);
 }
 
@@ -868,9 +711,9 @@ static uint64_t make_tree(const char *tree)
     make_dir(tree, "ro", 0755);
     make_file(tree, "ro/file", "read only\n", 0444);
     assert_int_equal(chmod(strcat(strcpy(path, tree), "/ro"), 0555), 0);
-    sfmt(path, sizeof path, "%s/link", tree);
+    tu_sfmt(path, sizeof path, "%s/link", tree);
     assert_int_equal(symlink("a.txt", path), 0);
-    sfmt(path, sizeof path, "%s/big.bin", tree);
+    tu_sfmt(path, sizeof path, "%s/big.bin", tree);
     make_big(path);
     return 6 + 19 + 5 + 10 + 6 + BIG_SIZE;
 }
@@ -913,11 +756,11 @@ static void test_upload_download_tree(void **state)
     struct progress_rec up = {.monotonic = true}, down = {.monotonic = true};
     uint64_t total;
 
-    sfmt(src, sizeof src, "%s/src", fx.dir);
-    sfmt(tree, sizeof tree, "%s/tree", src);
-    sfmt(remote, sizeof remote, "%s/remote", fx.dir);
-    sfmt(rtree, sizeof rtree, "%s/tree", remote);
-    sfmt(back, sizeof back, "%s/back", fx.dir);
+    tu_sfmt(src, sizeof src, "%s/src", fx.dir);
+    tu_sfmt(tree, sizeof tree, "%s/tree", src);
+    tu_sfmt(remote, sizeof remote, "%s/remote", fx.dir);
+    tu_sfmt(rtree, sizeof rtree, "%s/tree", remote);
+    tu_sfmt(back, sizeof back, "%s/back", fx.dir);
     assert_int_equal(mkdir(src, 0700), 0);
     assert_int_equal(mkdir(remote, 0700), 0);
     total = make_tree(tree);
@@ -940,12 +783,12 @@ static void test_upload_download_tree(void **state)
     check_progress(&down, total);
 
     /* A single file into an existing directory. */
-    sfmt(back2, sizeof back2, "%s/back2", fx.dir);
+    tu_sfmt(back2, sizeof back2, "%s/back2", fx.dir);
     assert_int_equal(mkdir(back2, 0700), 0);
-    sfmt(path, sizeof path, "%s/bin/run.sh", rtree);
+    tu_sfmt(path, sizeof path, "%s/bin/run.sh", rtree);
     assert_int_equal(zos_ssh_download(s, path, back2, NULL, NULL, err, sizeof err), ZOS_OK);
-    sfmt(path, sizeof path, "%s/run.sh", back2);
-    got = read_file(path);
+    tu_sfmt(path, sizeof path, "%s/run.sh", back2);
+    got = tu_read_file(path, NULL);
     assert_string_equal(got, "#!/bin/sh\necho run\n");
     free(got);
     free(want);
@@ -958,33 +801,33 @@ static void test_transfer_errors(void **state)
     struct progress_rec cancel = {.monotonic = true, .cancel_after = 3};
     char path[400], local[400], err[512];
 
-    sfmt(path, sizeof path, "%s/remote/nope", fx.dir);
-    sfmt(local, sizeof local, "%s/got-nope", fx.dir);
+    tu_sfmt(path, sizeof path, "%s/remote/nope", fx.dir);
+    tu_sfmt(local, sizeof local, "%s/got-nope", fx.dir);
     assert_int_equal(zos_ssh_download(s, path, local, NULL, NULL, err, sizeof err), ZOS_ERR);
-    assert_contains(err, path);
-    assert_contains(err, "no such file");
+    tu_assert_contains(err, path);
+    tu_assert_contains(err, "no such file");
 
     assert_int_equal(zos_ssh_upload(s, local, path, NULL, NULL, err, sizeof err), ZOS_ERR);
-    assert_contains(err, local);
-    assert_contains(err, "No such file or directory");
+    tu_assert_contains(err, local);
+    tu_assert_contains(err, "No such file or directory");
 
     /* The remote parent directory does not exist. */
-    sfmt(local, sizeof local, "%s/input2", fx.dir);
-    assert_int_equal(write_file(local, "x", 1, 0600), 0);
-    sfmt(path, sizeof path, "%s/remote/no/such/dir/file", fx.dir);
+    tu_sfmt(local, sizeof local, "%s/input2", fx.dir);
+    assert_int_equal(tu_write_file(local, "x", 1, 0600), 0);
+    tu_sfmt(path, sizeof path, "%s/remote/no/such/dir/file", fx.dir);
     assert_int_equal(zos_ssh_upload(s, local, path, NULL, NULL, err, sizeof err), ZOS_ERR);
-    assert_contains(err, path);
+    tu_assert_contains(err, path);
 
     /* A directory where a file is. */
-    sfmt(path, sizeof path, "%s/src/tree", fx.dir);
+    tu_sfmt(path, sizeof path, "%s/src/tree", fx.dir);
     assert_int_equal(zos_ssh_upload(s, path, local, NULL, NULL, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "exists and is not a directory");
+    tu_assert_contains(err, "exists and is not a directory");
 
     /* Cancelled from the progress callback. */
-    sfmt(path, sizeof path, "%s/src/tree/big.bin", fx.dir);
-    sfmt(local, sizeof local, "%s/remote/cancelled.bin", fx.dir);
+    tu_sfmt(path, sizeof path, "%s/src/tree/big.bin", fx.dir);
+    tu_sfmt(local, sizeof local, "%s/remote/cancelled.bin", fx.dir);
     assert_int_equal(zos_ssh_upload(s, path, local, record_fn, &cancel, err, sizeof err), ZOS_ERR);
-    assert_contains(err, "cancelled");
+    tu_assert_contains(err, "cancelled");
     assert_int_equal(cancel.calls, 3);
     zos_ssh_free(s);
 }
@@ -994,7 +837,7 @@ static void test_progress_bar(void **state)
     struct zos_ssh_bar bar = {.out = tmpfile()};
     char buf[4096] = "";
     int master, slave;
-    size_t len = 0;
+    size_t len;
 
     /* Not a terminal: nothing drawn. */
     zos_ssh_bar_progress(&bar, "/x/big.bin", 50, 100);
@@ -1009,17 +852,11 @@ static void test_progress_bar(void **state)
     zos_ssh_bar_progress(&bar, "/x/big.bin", 20u << 20, 20u << 20);
     zos_ssh_bar_progress(&bar, "/x/big.bin", 20u << 20, 20u << 20); /* after the end: nothing */
     fclose(bar.out);
-    for (struct pollfd pf = {.fd = master, .events = POLLIN}; poll(&pf, 1, 200) > 0;) {
-        ssize_t n = read(master, buf + len, sizeof buf - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
+    len = tu_drain(master, buf, sizeof buf);
     close(master);
-    assert_contains(buf, "big.bin");
-    assert_contains(buf, "[#####.....]  50%  10.0/20.0 MiB");
-    assert_contains(buf, "[##########] 100%  20.0/20.0 MiB");
+    tu_assert_contains(buf, "big.bin");
+    tu_assert_contains(buf, "[#####.....]  50%  10.0/20.0 MiB");
+    tu_assert_contains(buf, "[##########] 100%  20.0/20.0 MiB");
     assert_int_equal(strstr(buf, "100%") - buf, strrchr(buf, '%') - buf - 3); /* drawn once */
     assert_true(len > 2 && buf[len - 1] == '\n'); /* the line ends at 100% */
 }
@@ -1065,7 +902,7 @@ static void shell_child(int fd)
 /* Reads FD into OUT until NEEDLE appears (true), EOF or the timeout. */
 static bool read_until(int fd, char *out, size_t cap, size_t *len, const char *needle, int ms)
 {
-    for (int64_t end = now_ms() + ms; now_ms() < end;) {
+    for (int64_t end = tu_now_ms() + ms; tu_now_ms() < end;) {
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         ssize_t n;
         out[*len] = '\0';
@@ -1101,77 +938,82 @@ static void get_report(int fd, pid_t pid, struct report *rep)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-static pid_t spawn_pty_shell(int *master, int *report)
+/* shell_child on a terminal of its own, and what the shell wrote there. */
+struct pty_shell {
+    pid_t pid;
+    int master, report;
+    char out[65536];
+    size_t len;
+};
+
+/* Starts the shell on a 24x80 terminal and waits for its prompt. */
+static void pty_shell_start(struct pty_shell *sh)
 {
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
     int fds[2];
-    pid_t pid;
 
+    memset(sh, 0, sizeof *sh);
     assert_int_equal(pipe(fds), 0);
     fflush(NULL);
-    pid = forkpty(master, NULL, NULL, &ws);
-    assert_true(pid >= 0);
-    if (pid == 0) {
+    sh->pid = forkpty(&sh->master, NULL, NULL, &ws);
+    assert_true(sh->pid >= 0);
+    if (sh->pid == 0) {
         close(fds[0]);
         shell_child(fds[1]);
     }
     close(fds[1]);
-    *report = fds[0];
-    return pid;
+    sh->report = fds[0];
+    if (!read_until(sh->master, sh->out, sizeof sh->out, &sh->len, "#", 15000) &&
+        !read_until(sh->master, sh->out, sizeof sh->out, &sh->len, "$", 100))
+        fail_msg("no prompt; got \"%s\"", sh->out);
+}
+
+/* Reads the terminal until the child closes it, then the child's report. */
+static void pty_shell_finish(struct pty_shell *sh, struct report *rep)
+{
+    read_until(sh->master, sh->out, sizeof sh->out, &sh->len, NULL, 15000);
+    close(sh->master);
+    get_report(sh->report, sh->pid, rep);
 }
 
 static void test_shell_pty(void **state)
 {
-    static char out[65536];
+    static struct pty_shell sh;
     struct winsize ws = {.ws_row = 33, .ws_col = 111};
     struct termios during;
     struct report rep;
-    size_t len = 0;
-    int master, report;
-    pid_t pid = spawn_pty_shell(&master, &report);
 
     /* The prompt: the shell runs, and the local terminal is raw by now. */
-    if (!read_until(master, out, sizeof out, &len, "#", 15000) &&
-        !read_until(master, out, sizeof out, &len, "$", 100))
-        fail_msg("no prompt; got \"%s\"", out);
-    assert_int_equal(tcgetattr(master, &during), 0);
+    pty_shell_start(&sh);
+    assert_int_equal(tcgetattr(sh.master, &during), 0);
     assert_int_equal(during.c_lflag & (ICANON | ECHO | ISIG), 0);
 
     /* A window-size change reaches the remote pty. */
-    assert_int_equal(ioctl(master, TIOCSWINSZ, &ws), 0);
-    assert_int_equal(write(master, "stty size\r", 10), 10);
-    if (!read_until(master, out, sizeof out, &len, "33 111", 10000))
-        fail_msg("stty size did not show 33 111; got \"%s\"", out);
+    assert_int_equal(ioctl(sh.master, TIOCSWINSZ, &ws), 0);
+    assert_int_equal(write(sh.master, "stty size\r", 10), 10);
+    if (!read_until(sh.master, sh.out, sizeof sh.out, &sh.len, "33 111", 10000))
+        fail_msg("stty size did not show 33 111; got \"%s\"", sh.out);
 
-    assert_int_equal(write(master, "echo hi; exit 3\r", 16), 16);
-    read_until(master, out, sizeof out, &len, NULL, 15000);
-    close(master);
-    get_report(report, pid, &rep);
+    assert_int_equal(write(sh.master, "echo hi; exit 3\r", 16), 16);
+    pty_shell_finish(&sh, &rep);
     if (rep.rc != ZOS_OK)
         fail_msg("shell: %s", rep.err);
     assert_int_equal(rep.status, 3);
-    assert_contains(out, "hi\r\n"); /* the output line ("echo hi;" is the echoed command) */
+    tu_assert_contains(sh.out, "hi\r\n"); /* the output line ("echo hi;" is the echoed command) */
     assert_true(rep.restored);
 }
 
 static void test_shell_sigterm_restores_terminal(void **state)
 {
-    static char out[65536];
+    static struct pty_shell sh;
     struct report rep;
-    size_t len = 0;
-    int master, report;
-    pid_t pid = spawn_pty_shell(&master, &report);
 
-    if (!read_until(master, out, sizeof out, &len, "#", 15000) &&
-        !read_until(master, out, sizeof out, &len, "$", 100))
-        fail_msg("no prompt; got \"%s\"", out);
-    kill(pid, SIGTERM);
-    read_until(master, out, sizeof out, &len, NULL, 15000);
-    close(master);
-    get_report(report, pid, &rep); /* the child lived on to report */
+    pty_shell_start(&sh);
+    kill(sh.pid, SIGTERM);
+    pty_shell_finish(&sh, &rep); /* the child lived on to report */
     assert_int_equal(rep.connected, 1);
     assert_int_equal(rep.rc, ZOS_ERR);
-    assert_contains(rep.err, "interrupted by SIGTERM");
+    tu_assert_contains(rep.err, "interrupted by SIGTERM");
     assert_int_equal(rep.status, 128 + SIGTERM);
     assert_true(rep.restored);
 }

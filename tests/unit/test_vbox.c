@@ -8,15 +8,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -24,6 +20,8 @@
 
 #include "zos/vbox.h"
 #include "zos/zos.h"
+
+#include "testutil.h"
 
 static char fixtures[PATH_MAX]; /* tests/fixtures, absolute */
 static char orig_path[8192];
@@ -51,19 +49,6 @@ static void seq_add(struct seq *q, const char *fmt, ...)
     va_end(ap);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int mkdir_p_test(const char *path)
 {
     char tmp[PATH_MAX + 64];
@@ -76,20 +61,6 @@ static int mkdir_p_test(const char *path)
         }
     }
     return mkdir(tmp, 0700);
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static void write_file(const char *path, const char *text, size_t len)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    fclose(f);
 }
 
 /* The stub's log as "arg|arg|..." lines; the log is emptied. */
@@ -148,12 +119,22 @@ static void log_reset(const struct env *e)
     assert_true(truncate(e->log, 0) == 0 || errno == ENOENT);
 }
 
+/* Empties Q, then the commands every verb starts with: the VMs listed and,
+ * for a VM that exists (UUID not NULL), that VM looked at. */
+static void seq_begin(struct seq *q, const char *uuid)
+{
+    q->n = 0;
+    seq_add(q, "list|vms");
+    if (uuid != NULL)
+        seq_add(q, "showvminfo|%s", uuid);
+}
+
 static int env_setup(void **state)
 {
     struct env *e = calloc(1, sizeof *e);
-    char tmpl[] = "/tmp/zos-vbox-XXXXXX", path[sizeof orig_path + PATH_MAX + 2], err[256];
+    char tmpl[64], path[sizeof orig_path + PATH_MAX + 2], err[256];
     assert_non_null(e);
-    assert_non_null(mkdtemp(tmpl));
+    assert_non_null(tu_mkdtemp(tmpl, sizeof tmpl, "vbox"));
     assert_non_null(realpath(tmpl, e->dir));
     snprintf(e->log, sizeof e->log, "%s/stub.log", e->dir);
     snprintf(e->iso, sizeof e->iso, "%s/zos.iso", e->dir);
@@ -167,7 +148,7 @@ static int env_setup(void **state)
     unsetenv("VBOX_STUB_FAIL");
     unsetenv("VBOX_STUB_FAIL_MSG");
     unsetenv("VBOX_STUB_LOCKED");
-    write_file(e->iso, "not really an iso\n", 18);
+    assert_int_equal(tu_write_file(e->iso, "not really an iso\n", 18, 0644), 0);
     assert_int_equal(zos_vbox_init(&e->vb, NULL, err, sizeof err), ZOS_OK);
     *state = e;
     return 0;
@@ -176,7 +157,7 @@ static int env_setup(void **state)
 static int env_teardown(void **state)
 {
     struct env *e = *state;
-    rm_tree(e->dir);
+    tu_rm_tree(e->dir);
     free(e);
     setenv("PATH", orig_path, 1);
     return 0;
@@ -254,6 +235,33 @@ static void seq_create(struct seq *q, const struct env *e, const char *name, int
             "storageattach|%s|--storagectl|IDE Controller|--port|0|--device|0|--type|dvddrive|"
             "--medium|%s",
             name, e->iso);
+}
+
+/* Starts (stop_ok: stops) NAME; the commands that ran are not checked. */
+static void start_ok(struct env *e, const char *name)
+{
+    char err[1024];
+    assert_int_equal(zos_vbox_start(&e->vb, name, err, sizeof err), ZOS_OK);
+    log_reset(e);
+}
+
+static void stop_ok(struct env *e, const char *name)
+{
+    char err[1024];
+    assert_int_equal(zos_vbox_stop(&e->vb, name, err, sizeof err), ZOS_OK);
+    log_reset(e);
+}
+
+/* Starts the stopped VM "zos" (UUID), which must take exactly the commands
+ * of a start of TYPE ("headless" or "gui"). */
+static void expect_start(struct env *e, const char *uuid, const char *type)
+{
+    struct seq q;
+    char err[1024];
+    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+    seq_begin(&q, uuid);
+    seq_add(&q, "startvm|%s|--type|%s", uuid, type);
+    expect_cmds(e, &q);
 }
 
 /* ---- parsing ------------------------------------------------------------ */
@@ -338,7 +346,7 @@ static void test_create_sequence(void **state)
     struct seq q = {0};
     char st[32];
     create_ok(e, "zos", 4444, 20480);
-    seq_add(&q, "list|vms");
+    seq_begin(&q, NULL);
     seq_create(&q, e, "zos", 4444, 20480, true);
     expect_cmds(e, &q);
 
@@ -358,9 +366,7 @@ static void test_create_sequence(void **state)
     char uuid[40];
     uuid_of(e, "zos", uuid);
     create_ok(e, "second", 4445, 0);
-    memset(&q, 0, sizeof q);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     seq_create(&q, e, "second", 4445, 0, false);
     expect_cmds(e, &q);
     state_of(e, "second", st, sizeof st);
@@ -371,8 +377,7 @@ static void test_create_sequence(void **state)
     spec_of(&s, e, "zos", 4446, 0);
     assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_ERR);
     assert_string_equal(err, "VirtualBox VM 'zos' already exists");
-    memset(&q, 0, sizeof q);
-    seq_add(&q, "list|vms");
+    seq_begin(&q, NULL);
     expect_cmds(e, &q);
 }
 
@@ -384,17 +389,13 @@ static void test_start_stop(void **state)
     create_ok(e, "zos", 4444, 0);
     uuid_of(e, "zos", uuid);
 
-    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
-    seq_add(&q, "startvm|%s|--type|headless", uuid);
-    expect_cmds(e, &q);
+    expect_start(e, uuid, "headless");
     state_of(e, "zos", st, sizeof st);
     assert_string_equal(st, "running");
 
     /* Already running: looked at, not started twice. */
     assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    q.n = 2;
+    seq_begin(&q, uuid);
     expect_cmds(e, &q);
 
     assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
@@ -405,41 +406,30 @@ static void test_start_stop(void **state)
 
     /* Stopping a stopped VM changes nothing. */
     assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    q.n = 2;
+    seq_begin(&q, uuid);
     expect_cmds(e, &q);
 }
 
 static void test_start_display(void **state)
 {
     struct env *e = *state;
-    struct seq q = {0};
-    char err[1024], uuid[40];
+    char uuid[40];
     create_ok(e, "zos", 4444, 0);
     uuid_of(e, "zos", uuid);
 
     /* A display alone does not make a window: headless is the default. */
     setenv("DISPLAY", ":0", 1);
-    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
-    seq_add(&q, "startvm|%s|--type|headless", uuid);
-    expect_cmds(e, &q);
-    assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    log_reset(e);
+    expect_start(e, uuid, "headless");
+    stop_ok(e, "zos");
 
     /* gui asked for and a display: a window. */
     e->vb.gui = true;
-    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    snprintf(q.s[2], sizeof q.s[2], "startvm|%s|--type|gui", uuid);
-    expect_cmds(e, &q);
-    assert_int_equal(zos_vbox_stop(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    log_reset(e);
+    expect_start(e, uuid, "gui");
+    stop_ok(e, "zos");
 
     /* gui asked for, no display: headless (the stub's gui start would crash). */
     unsetenv("DISPLAY");
-    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    snprintf(q.s[2], sizeof q.s[2], "startvm|%s|--type|headless", uuid);
-    expect_cmds(e, &q);
+    expect_start(e, uuid, "headless");
 }
 
 static void check_delete(struct env *e, bool running)
@@ -449,22 +439,21 @@ static void check_delete(struct env *e, bool running)
     create_ok(e, "zos", 4444, 1024);
     uuid_of(e, "zos", uuid);
     if (running)
-        assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
+        start_ok(e, "zos");
     snprintf(dir, sizeof dir, "%s/VirtualBox VMs/zos", e->dir);
     snprintf(junk, sizeof junk, "%s/Logs", dir);
     assert_int_equal(mkdir(junk, 0700), 0); /* VirtualBox leaves such things behind */
     strcat(junk, "/VBox.log");
-    write_file(junk, "log\n", 4);
+    assert_int_equal(tu_write_file(junk, "log\n", 4, 0644), 0);
     log_reset(e);
 
     assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     if (running)
         seq_add(&q, "controlvm|%s|poweroff", uuid);
     seq_add(&q, "unregistervm|%s|--delete", uuid);
     expect_cmds(e, &q);
-    assert_false(exists(dir));
+    assert_false(tu_exists(dir));
 
     struct zos_vbox_list l = {0};
     assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
@@ -497,22 +486,20 @@ static void test_reset(void **state)
     snprintf(dir, sizeof dir, "%s/VirtualBox VMs/zos", e->dir);
     assert_int_equal(mkdir_p_test(dir), 0);
     snprintf(leftover, sizeof leftover, "%s/zos.vbox", dir);
-    write_file(leftover, "<old/>\n", 7); /* createvm would refuse to overwrite it */
+    /* createvm would refuse to overwrite it */
+    assert_int_equal(tu_write_file(leftover, "<old/>\n", 7, 0644), 0);
     spec_of(&s, e, "zos", 4444, 0);
     assert_int_equal(zos_vbox_reset(&e->vb, &s, err, sizeof err), ZOS_OK);
-    seq_add(&q, "list|vms");
+    seq_begin(&q, NULL);
     seq_create(&q, e, "zos", 4444, 0, true);
     expect_cmds(e, &q);
 
     /* Reset of a running VM: port check, vmDelete, then the creation sequence. */
     uuid_of(e, "zos", uuid);
-    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    log_reset(e);
+    start_ok(e, "zos");
     spec_of(&s, e, "zos", 4444, 2048);
     assert_int_equal(zos_vbox_reset(&e->vb, &s, err, sizeof err), ZOS_OK);
-    memset(&q, 0, sizeof q);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     seq_add(&q, "controlvm|%s|poweroff", uuid);
     seq_add(&q, "unregistervm|%s|--delete", uuid);
     seq_create(&q, e, "zos", 4444, 2048, false);
@@ -528,9 +515,7 @@ static void test_reset(void **state)
     spec_of(&s, e, "zos", 4445, 0);
     assert_int_equal(zos_vbox_reset(&e->vb, &s, err, sizeof err), ZOS_VBOX_CONFLICT);
     assert_string_equal(err, "port 4445 already taken by VM 'other'");
-    memset(&q, 0, sizeof q);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     expect_cmds(e, &q);
     uuid_of(e, "zos", uuid);
     assert_string_equal(uuid, uuid2);
@@ -544,13 +529,11 @@ static void test_delete_locked(void **state)
     char err[1024], uuid[40];
     create_ok(e, "zos", 4444, 0);
     uuid_of(e, "zos", uuid);
-    assert_int_equal(zos_vbox_start(&e->vb, "zos", err, sizeof err), ZOS_OK);
-    log_reset(e);
+    start_ok(e, "zos");
     setenv("VBOX_STUB_LOCKED", "2", 1);
     assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_OK);
     unsetenv("VBOX_STUB_LOCKED");
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     seq_add(&q, "controlvm|%s|poweroff", uuid);
     for (int i = 0; i < 3; i++)
         seq_add(&q, "unregistervm|%s|--delete", uuid);
@@ -569,8 +552,7 @@ static void test_port_conflict(void **state)
     spec_of(&s, e, "node-b", 4444, 0);
     assert_int_equal(zos_vbox_create(&e->vb, &s, err, sizeof err), ZOS_VBOX_CONFLICT);
     assert_string_equal(err, "port 4444 already taken by VM 'Node A'");
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     expect_cmds(e, &q); /* nothing was created */
 
     assert_int_equal(zos_vbox_check_port(&e->vb, 4444, NULL, err, sizeof err), ZOS_VBOX_CONFLICT);
@@ -694,7 +676,7 @@ struct proc_seen {
     int calls;
     int status;
     char *out, *err;
-    struct timespec at;
+    int64_t at_ms; /* when the callback came */
 };
 
 static void on_proc(void *arg, struct zos_vbox_result *res, const char *err)
@@ -706,12 +688,14 @@ static void on_proc(void *arg, struct zos_vbox_result *res, const char *err)
     p->out = res->out; /* taken */
     p->err = res->err;
     res->out = res->err = NULL;
-    clock_gettime(CLOCK_MONOTONIC, &p->at);
+    p->at_ms = tu_now_ms();
 }
 
-static double since(const struct timespec *a, const struct timespec *b)
+/* Frees what on_proc took. */
+static void proc_clear(struct proc_seen *p)
 {
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+    free(p->out);
+    free(p->err);
 }
 
 static void run_proc(struct event_base *base, char *const argv[], struct proc_seen *p)
@@ -738,8 +722,7 @@ static void test_async_spawn(void **state)
     assert_int_equal(p.status, 0);
     assert_string_equal(p.out, "Interface 'vboxnet0' was successfully created\n");
     assert_non_null(strstr(p.err, "100%"));
-    free(p.out);
-    free(p.err);
+    proc_clear(&p);
 
     setenv("VBOX_STUB_FAIL", "list", 1);
     char *list[] = {e->vb.bin, "list", "vms", NULL};
@@ -747,8 +730,7 @@ static void test_async_spawn(void **state)
     assert_int_equal(p.status, 1);
     assert_string_equal(p.out, "");
     assert_string_equal(p.err, "VBoxManage: error: injected failure of list\n");
-    free(p.out);
-    free(p.err);
+    proc_clear(&p);
 
     /* Much output on both pipes, an exit status, a signal. */
     char *big[] = {"/bin/sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x; echo oops >&2; exit 3",
@@ -757,26 +739,22 @@ static void test_async_spawn(void **state)
     assert_int_equal(p.status, 3);
     assert_int_equal(strlen(p.out), 300000);
     assert_string_equal(p.err, "oops\n");
-    free(p.out);
-    free(p.err);
+    proc_clear(&p);
     char *killed[] = {"/bin/sh", "-c", "kill -9 $$", NULL};
     run_proc(base, killed, &p);
     assert_int_equal(p.status, 128 + 9);
-    free(p.out);
-    free(p.err);
+    proc_clear(&p);
 
     /* A grandchild keeping the pipes open does not hold the callback. */
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = tu_now_ms();
     char *daemon[] = {"/bin/sh", "-c", "sleep 30 & echo $!; exit 0", NULL};
     run_proc(base, daemon, &p);
     assert_int_equal(p.status, 0);
-    assert_true(since(&t0, &p.at) < 5.0);
+    assert_true(p.at_ms - t0 < 5000);
     pid_t grandchild = (pid_t)atoi(p.out);
     assert_true(grandchild > 1);
     kill(grandchild, SIGKILL);
-    free(p.out);
-    free(p.err);
+    proc_clear(&p);
 
     /* A program that does not exist is an error at once, no callback. */
     char *nothing[] = {"/nonexistent/VBoxManage", "list", NULL};
@@ -880,7 +858,7 @@ static void test_async_ops(void **state)
     assert_int_equal(s.rc, ZOS_OK);
     assert_string_equal(s.err, "");
     assert_true(ticks >= 10);
-    seq_add(&q, "list|vms");
+    seq_begin(&q, NULL);
     seq_create(&q, e, "Async VM", 4444, 512, true);
     expect_cmds(e, &q); /* the same commands as the blocking create */
     event_free(tick);
@@ -895,9 +873,7 @@ static void test_async_ops(void **state)
     struct zos_vbox_spec named = {.name = "Async VM"};
     run_op(e, base, ZOS_VBOX_START, &named, &s);
     assert_int_equal(s.rc, ZOS_OK);
-    memset(&q, 0, sizeof q);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     seq_add(&q, "startvm|%s|--type|headless", uuid);
     expect_cmds(e, &q);
     run_op(e, base, ZOS_VBOX_INFO, &named, &s);
@@ -923,9 +899,7 @@ static void test_async_ops(void **state)
     unsetenv("VBOX_STUB_LOCKED");
     assert_int_equal(s.rc, ZOS_OK);
     assert_true(ticks >= 50);
-    memset(&q, 0, sizeof q);
-    seq_add(&q, "list|vms");
-    seq_add(&q, "showvminfo|%s", uuid);
+    seq_begin(&q, uuid);
     seq_add(&q, "unregistervm|%s|--delete", uuid);
     seq_add(&q, "unregistervm|%s|--delete", uuid);
     expect_cmds(e, &q);
@@ -1075,29 +1049,7 @@ static void make_tiny_iso(const char *path)
            "\xff"
            "CD001\x01",
            7);
-    write_file(path, img, sizeof img);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
+    assert_int_equal(tu_write_file(path, img, sizeof img, 0644), 0);
 }
 
 static void test_qemu_start(void **state)
@@ -1121,8 +1073,9 @@ static void test_qemu_start(void **state)
         skip();
     }
     make_tiny_iso(iso);
-    q.port = free_port();
-    assert_false(port_accepts(q.port));
+    q.port = tu_free_port();
+    assert_true(q.port > 0);
+    assert_false(tu_port_open(q.port));
     int rc = zos_vbox_qemu_start(&q, err, sizeof err);
     if (rc != ZOS_OK)
         print_message("qemu start: %s\n", err);
@@ -1132,16 +1085,16 @@ static void test_qemu_start(void **state)
 
     bool accepted = false;
     for (int i = 0; i < 100 && !accepted; i++) { /* daemonize returns once it listens */
-        accepted = port_accepts(q.port);
+        accepted = tu_port_open(q.port);
         if (!accepted)
-            usleep(100000);
+            tu_nap_ms(100);
     }
     assert_int_equal(zos_vbox_qemu_start(&q, err, sizeof err), ZOS_ERR);
     assert_non_null(strstr(err, "is already running"));
     assert_int_equal(zos_vbox_qemu_stop(dir, err, sizeof err), ZOS_OK);
     assert_true(accepted);
     assert_int_equal(zos_vbox_qemu_pid(dir), 0);
-    assert_false(port_accepts(q.port));
+    assert_false(tu_port_open(q.port));
     assert_int_equal(zos_vbox_qemu_stop(dir, err, sizeof err), ZOS_OK); /* not running: fine */
 }
 
@@ -1162,34 +1115,11 @@ static void test_no_fd_leaked(void **state)
     assert_int_equal(count_fds(), fds_at_start);
 }
 
-/* tests/fixtures beside the build directory this binary lives in
- * (<repo>/<build>/tests/test_vbox), or ZOS_FIXTURES. */
-static int find_fixtures(void)
-{
-    char exe[PATH_MAX], probe[PATH_MAX + 32];
-    const char *env = getenv("ZOS_FIXTURES");
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (env != NULL) {
-        snprintf(fixtures, sizeof fixtures, "%s", env);
-    } else if (n > 0) {
-        exe[n] = '\0';
-        for (int i = 0; i < 3 && strrchr(exe, '/'); i++)
-            *strrchr(exe, '/') = '\0';
-        snprintf(fixtures, sizeof fixtures, "%.*s/tests/fixtures", PATH_MAX - 20, exe);
-    }
-    snprintf(probe, sizeof probe, "%s/VBoxManage", fixtures);
-    if (access(probe, X_OK) != 0 && realpath("tests/fixtures", fixtures) == NULL) {
-        fprintf(stderr, "test_vbox: cannot find tests/fixtures/VBoxManage\n");
-        return -1;
-    }
-    return 0;
-}
-
 int main(void)
 {
     const char *path = getenv("PATH");
     snprintf(orig_path, sizeof orig_path, "%s", path ? path : "/usr/bin:/bin");
-    if (find_fixtures() != 0)
+    if (tu_find_fixtures(fixtures, "VBoxManage", X_OK) != 0)
         return 1;
     fds_at_start = count_fds();
     const struct CMUnitTest tests[] = {
