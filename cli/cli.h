@@ -240,8 +240,6 @@ int zos_cli_ssh_run(struct zos_cli *cli, struct zos_cli_node *n, unsigned long c
 /* Parses and validates the words of SUB before anything is connected:
  * -1 when fine, 0 after --help, else the exit code. */
 int zos_cli_ssh_check(const char *sub, int argc, char **argv);
-/* Whether this build has the ssh module. */
-bool zos_cli_ssh_available(void);
 
 /* ---- cmd_vm.c: VirtualBox ---- */
 

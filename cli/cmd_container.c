@@ -455,9 +455,6 @@ static int sub_ssh(struct zos_cli *cli, const struct sub *s, unsigned long cid, 
     int rc = zos_cli_ssh_check(s->name, argc, argv);
     if (rc >= 0)
         return rc;
-    if (!zos_cli_ssh_available())
-        return zos_cli_fail(ZOS_EXIT_DEPS_NOT_INSTALLED,
-                            "container %s: ssh is not available in this build", s->name);
     if ((rc = open_target(cli, &cid, &n)) != 0)
         return rc;
     rc = zos_cli_ssh_run(cli, n, cid, s->name, argc, argv);

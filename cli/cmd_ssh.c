@@ -25,11 +25,6 @@
 #define SSH_FLIST     "https://hub.grid.tf/tf-bootable/ubuntu:16.04.flist"
 #define SSH_TIMEOUT_S 60
 
-bool zos_cli_ssh_available(void)
-{
-    return true;
-}
-
 /* The stored facts about a container's ssh. */
 struct ssh_keys {
     char *ip, *port, *key, *enabled, *layered;
