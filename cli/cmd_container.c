@@ -124,20 +124,24 @@ static const char *arg_str(const cJSON *info, const char *key)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-/* "2222:22,8080:80" from the port map, "" when none.  Caller frees. */
+/* "2222:22,8080:80" from the port map, "" when none.  Caller frees.  The
+ * map comes from the node: anything but an object of ports is left out. */
 static char *ports_text(const cJSON *info)
 {
     const cJSON *ports = cJSON_GetObjectItemCaseSensitive(arguments(info), "port"), *p;
     size_t len = 1;
-    cJSON_ArrayForEach(p, ports) len += strlen(p->string) + 24;
+    if (!cJSON_IsObject(ports))
+        return strdup("");
+    cJSON_ArrayForEach(p, ports) len += strlen(p->string) + 8;
     char *out = malloc(len), *w = out;
     if (out == NULL)
         return NULL;
     *w = '\0';
     cJSON_ArrayForEach(p, ports)
     {
-        w += sprintf(w, "%s%s:%.0f", w == out ? "" : ",", p->string,
-                     cJSON_IsNumber(p) ? p->valuedouble : 0.0);
+        if (!cJSON_IsNumber(p) || p->valuedouble < 1 || p->valuedouble > 65535)
+            continue;
+        w += sprintf(w, "%s%s:%d", w == out ? "" : ",", p->string, (int)p->valuedouble);
     }
     return out;
 }

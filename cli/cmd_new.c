@@ -358,8 +358,11 @@ int zos_cli_container_new(struct zos_cli *cli, int argc, char **argv)
     snprintf(label, sizeof(label), "creating container %s", a.name);
     rc = zos_cli_node_job(n, 0, "corex.create", args, zos_cli_node_timeout_ms(n, CREATE_TIMEOUT_S),
                           label, ZOS_EXIT_CANT_CREATE_CONTAINER, &r);
-    if (rc == 0 && !cJSON_IsNumber(r->value))
-        rc = zos_cli_fail(ZOS_EXIT_CANT_CREATE_CONTAINER, "corex.create gave no container id");
+    if (rc == 0 &&
+        (!cJSON_IsNumber(r->value) || r->value->valuedouble < 1 || r->value->valuedouble > 65534 ||
+         r->value->valuedouble != (double)(unsigned long)r->value->valuedouble))
+        rc = zos_cli_fail(ZOS_EXIT_CANT_CREATE_CONTAINER,
+                          "corex.create gave no container id from 1 to 65534");
     if (rc != 0) {
         if (r != NULL)
             zos_cli_print_failure("corex.create", r);

@@ -11,6 +11,7 @@
  * Where a container is reached comes from the keys zos stored when it made
  * the container (container:<id>:ip, :sshport, :sshkey).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,17 @@ static int get_key(struct zos_cli_node *n, unsigned long cid, const char *what, 
     return zos_cli_node_get(n, key, out);
 }
 
+/* Letters and digits and the characters of EXTRA only, not starting with '-'. */
+static bool plain_word(const char *w, const char *extra)
+{
+    if (*w == '\0' || *w == '-')
+        return false;
+    for (const char *c = w; *c != '\0'; c++)
+        if (!isalnum((unsigned char)*c) && strchr(extra, *c) == NULL)
+            return false;
+    return true;
+}
+
 static int load_keys(struct zos_cli_node *n, unsigned long cid, struct ssh_keys *k)
 {
     int rc;
@@ -59,6 +71,14 @@ static int load_keys(struct zos_cli_node *n, unsigned long cid, struct ssh_keys 
     if (k->port == NULL || k->ip == NULL)
         return zos_cli_fail(ZOS_EXIT_SSH_NOT_ENABLED,
                             "container %lu has no ssh port forward (zos did not create it)", cid);
+    /* These come from the node's Redis, which others may write: they reach
+     * ssh options and sshfs's comma-separated -o list. */
+    if (!plain_word(k->ip, "._-:") || !plain_word(k->port, "") ||
+        (k->key != NULL && !plain_word(k->key, "._-/+@~")))
+        return zos_cli_fail(ZOS_EXIT_GENERAL,
+                            "container %lu: the ssh settings stored on the node "
+                            "(container:%lu:ip/sshport/sshkey) are not plausible: refusing them",
+                            cid, cid);
     return 0;
 }
 
@@ -286,7 +306,7 @@ static int sshfs(struct zos_cli *cli, const struct ssh_keys *k, int argc, char *
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        char *const child[] = {"sshfs", remote, (char *)dest, "-p", port, "-o", opts, NULL};
+        char *const child[] = {"sshfs", "-p", port, "-o", opts, "--", remote, (char *)dest, NULL};
         execvp("sshfs", child);
         _exit(127);
     }

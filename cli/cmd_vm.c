@@ -239,6 +239,16 @@ static int init_configure(struct zos_cli *cli, const struct init_args *a)
     return zos_cli_save_conf(cli);
 }
 
+/* A node zos init --hypervisor=qemu made has its qemu state directory. */
+static bool qemu_made(const char *name)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    return zos_vbox_qemu_dir(getenv("HOME") != NULL ? getenv("HOME") : "", name, dir,
+                             sizeof(dir)) == 0 &&
+           stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int zos_cli_cmd_init(struct zos_cli *cli, int argc, char **argv)
 {
     struct init_args a = {0};
@@ -254,7 +264,7 @@ int zos_cli_cmd_init(struct zos_cli *cli, int argc, char **argv)
     if (rc >= 0 || (rc = init_check(&a)) >= 0)
         return rc;
     const struct zos_node_conf *old = zos_conf_node(cli->conf, a.name);
-    if (old != NULL && !old->isvbox && !a.qemu)
+    if (old != NULL && !old->isvbox && !(a.qemu && qemu_made(a.name)))
         return zos_cli_fail(ZOS_EXIT_INVALID_NAME,
                             "--name: '%s' is a configured node that zos init did not make", a.name);
     if (a.download && ((rc = init_hypervisor_present(&a)) >= 0 || (rc = init_download(&a)) >= 0))

@@ -1378,7 +1378,15 @@ int zos_conf_save(const struct zos_conf *c, const char *path, char *err, size_t 
         fail(&e, 0, "out of memory");
         goto done;
     }
+    /* A symlinked config (dotfiles) is written where it points, not replaced
+     * by a regular file. */
+    char *real = realpath(e.path, NULL);
+    const char *shown = e.path;
+    if (real != NULL)
+        e.path = real;
     rc = write_atomic(&e, data, len);
+    e.path = shown;
+    free(real);
 done:
     if (f != NULL)
         fclose(f);

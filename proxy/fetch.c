@@ -64,6 +64,8 @@ struct fetch {
     enum hop_state state;
     int status;
     int http_error;  /* enum evhttp_request_error, -1: none */
+    bool https;      /* this hop */
+    bool was_https;  /* an earlier hop: no downgrade to http after it */
     int sock_errno;  /* errno when evhttp reported the error */
     char cause[600]; /* why the connect failed, recorded by connect_event_cb */
     bufferevent_data_cb http_readcb, http_writecb;
@@ -72,9 +74,22 @@ struct fetch {
 };
 
 /* "URL: why" into f->err. */
+/* URL for messages: no "user:password@", no "?query" (tokens live there). */
+static void url_for_humans(const char *url, char *buf, size_t len)
+{
+    const char *start = strstr(url, "://"), *at, *slash;
+    start = start != NULL ? start + 3 : url;
+    slash = start + strcspn(start, "/?#");
+    at = memchr(start, '@', (size_t)(slash - start));
+    snprintf(buf, len, "%.*s%.*s", (int)(start - url), url,
+             (int)strcspn(at != NULL ? at + 1 : start, "?#"), at != NULL ? at + 1 : start);
+}
+
 static void vsay(struct fetch *f, const char *fmt, va_list ap)
 {
-    int n = snprintf(f->err, f->errlen, "%s: ", f->url != NULL ? f->url : "");
+    char shown[1024];
+    url_for_humans(f->url != NULL ? f->url : "", shown, sizeof(shown));
+    int n = snprintf(f->err, f->errlen, "%s: ", shown);
 
     if (n >= 0 && (size_t)n < f->errlen)
         vsnprintf(f->err + n, f->errlen - (size_t)n, fmt, ap);
@@ -569,7 +584,15 @@ static void hop_run(struct fetch *f)
     f->sock_errno = 0;
     f->cause[0] = '\0';
     ERR_clear_error();
-    if (!hop_parse(f, &https) || !hop_connection(f, https))
+    if (!hop_parse(f, &https))
+        return;
+    if (f->was_https && !https && !f->opts->insecure) {
+        fail(f, "refusing a redirect from https to plain http");
+        return;
+    }
+    f->https = https;
+    f->was_https = f->was_https || https;
+    if (!hop_connection(f, https))
         return;
     if ((target = hop_target(f->uri)) == NULL || (req = hop_request(f)) == NULL) {
         free(target);
@@ -671,7 +694,13 @@ int zos_fetch(const char *url, const char *path, const struct zos_fetch_opts *op
         snprintf(err, errlen, "cannot create an event loop");
         return ZOS_ERR;
     }
-    f.fd = open(f.part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A stale .part (an interrupted download) is removed, not followed: a
+     * symlink planted there must not get its target truncated. */
+    if (unlink(f.part) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", f.part, strerror(errno));
+        goto done;
+    }
+    f.fd = open(f.part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (f.fd < 0) {
         snprintf(err, errlen, "%s: %s", f.part, strerror(errno));
         goto done;

@@ -1133,7 +1133,7 @@ static int plan_add(struct plan *p, const char *rel, uint32_t mode, uint64_t siz
     p->v[p->n].rel = strdup(rel);
     if (p->v[p->n].rel == NULL)
         return -1;
-    p->v[p->n].mode = mode & 07777;
+    p->v[p->n].mode = mode & 0777; /* never setuid/setgid/sticky bits chosen by the other side */
     p->v[p->n].size = dir ? 0 : size;
     p->v[p->n].dir = dir;
     p->n++;
@@ -1266,6 +1266,12 @@ static int walk_remote_entry(struct xfer *x, struct plan *p, const char *path, c
 
     if (strcmp(a->name, ".") == 0 || strcmp(a->name, "..") == 0)
         return 0;
+    if (a->name[0] == '\0' || strchr(a->name, '/') != NULL) {
+        /* a server naming an entry "../../x" must not write outside DST */
+        seterr(x->err, x->errlen, "ssh %s: %s: the server sent an unsafe file name", x->s->where,
+               path);
+        return -1;
+    }
     sub = rel[0] ? join(rel, a->name) : strdup(a->name);
     full = join(path, a->name);
     if (sub == NULL || full == NULL) {

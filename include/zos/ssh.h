@@ -136,9 +136,9 @@ typedef int (*zos_ssh_progress_fn)(void *arg, const char *path, uint64_t done, u
 /* Copies LOCAL (a file or a directory tree, borrowed) to REMOTE.  As cp -r:
  * when REMOTE is an existing directory the copy goes inside it under LOCAL's
  * name, else it is created as REMOTE (an existing directory is merged into).
- * Mode bits (07777) are kept; symbolic links are followed; sockets, fifos
- * and devices are skipped.  A remote relative path is relative to the
- * user's home.  PROGRESS may be NULL.  ZOS_OK, or ZOS_ERR with ERR naming
+ * Permission bits (0777) are kept, setuid/setgid/sticky never; names with a "/" from the server are
+ * refused; symbolic links are followed; sockets, fifos and devices are skipped.  A remote relative
+ * path is relative to the user's home.  PROGRESS may be NULL.  ZOS_OK, or ZOS_ERR with ERR naming
  * the path ("/srv/x: permission denied").  Files copied before an error stay. */
 int zos_ssh_upload(struct zos_ssh *s, const char *local, const char *remote,
                    zos_ssh_progress_fn progress, void *arg, char *err, size_t errlen);
