@@ -346,3 +346,14 @@ def module_lab(make):
 def have_root_sshd():
     return (os.access("/usr/sbin/sshd", os.X_OK) and shutil.which("ssh-keygen") is not None
             and os.geteuid() == 0)
+
+
+@pytest.fixture(scope="module")
+def node():
+    """A TLS simulated node without secret; every zos init of the module forwards its port."""
+    procs = Procs()
+    try:
+        _, port = start_sim(procs, tls=True, port=free_port())
+        yield port
+    finally:
+        procs.close()

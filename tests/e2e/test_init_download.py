@@ -16,23 +16,11 @@ import urllib.parse
 
 import pytest
 
-from conftest import (FIXTURES, Cli, Procs, VBoxStub, create_sequence, free_port, start_sequence,
-                      start_sim)
+from conftest import (FIXTURES, Cli, Procs, VBoxStub, create_sequence, free_port, start_sequence)
 
 SYS_PATH = "/usr/bin:/bin"
 ISO_PATH = "iso/master/0/development debug"  # the original's URL, %20 and all
 ISO_SIZE = 3 * 1024 * 1024 + 17
-
-
-@pytest.fixture(scope="module")
-def node():
-    """A TLS simulated node without secret; every init of the module forwards its port."""
-    procs = Procs()
-    try:
-        _, port = start_sim(procs, tls=True, port=free_port())
-        yield port
-    finally:
-        procs.close()
 
 
 class IsoServer:

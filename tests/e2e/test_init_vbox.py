@@ -11,21 +11,9 @@ import shutil
 
 import pytest
 
-from conftest import (FIXTURES, Cli, Procs, VBoxStub, create_sequence, free_port, start_sequence,
-                      start_sim)
+from conftest import (FIXTURES, Cli, VBoxStub, create_sequence, free_port, start_sequence)
 
 SYS_PATH = "/usr/bin:/bin"
-
-
-@pytest.fixture(scope="module")
-def node():
-    """A TLS simulated node without secret; every init of the module forwards its port."""
-    procs = Procs()
-    try:
-        _, port = start_sim(procs, tls=True, port=free_port())
-        yield port
-    finally:
-        procs.close()
 
 
 class VmUser(Cli):
