@@ -963,9 +963,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct zos_client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    if (c->closing) /* reading on only to notice the client leave */
+    if (c->closing) { /* reading on only to notice the client leave */
         evbuffer_drain(in, evbuffer_get_length(in));
-    else if (!c->held)
+        if (c->linger != NULL) { /* still sending: not idle yet */
+            struct timeval tv = {0, LINGER_MS * 1000};
+            evtimer_add(c->linger, &tv);
+        }
+    } else if (!c->held)
         process_input(c);
 }
 
@@ -975,7 +979,7 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The last reply is written: close the sending side, but go on reading
- * (and dropping) until the client closes too, or LINGER_MS.  Closing at
+ * (and dropping) until the client closes too, or is silent for LINGER_MS.  Closing at
  * once, with request bytes still arriving (an oversized value after its
  * protocol error), would reset the connection before the client read the
  * error. */
