@@ -67,6 +67,16 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int start_connect(struct zos_link *l);
 
+static void scanner_init(struct zos_link *l)
+{
+    struct zos_resp_reply_limits lim;
+    zos_resp_reply_limits_default(&lim);
+    if (l->opts.reply_limits != NULL)
+        lim = *l->opts.reply_limits;
+    lim.resp2_only = true; /* links never ask for RESP3 */
+    zos_resp_scanner_init(&l->scan, &lim);
+}
+
 static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 {
     if (l->count == l->cap) {
@@ -122,7 +132,7 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     l->hs_done = 0;
     l->ping_out = false;
     l->stalled = 0;
-    zos_resp_scanner_init(&l->scan);
+    scanner_init(l);
     if (!l->opts.pinned) {
         timer_arm(l, l->backoff_ms);
         l->backoff_ms =
@@ -164,17 +174,15 @@ static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const ch
     char text[128];
     if (reply == NULL)
         return;
-    size_t n = len < sizeof(text) - 1 ? len : sizeof(text) - 1;
-    evbuffer_copyout(reply, text, n);
-    text[n] = '\0';
     const char *what = l->hs_name[l->hs_done++ & 1];
-    if (n >= 3 && memcmp(text, "+OK", 3) == 0) {
+    if (zos_resp_reply_is_ok(reply, len)) {
         if (--l->handshake_left == 0)
             set_ready(l);
         return;
     }
-    text[strcspn(text, "\r\n")] = '\0';
-    link_fail(l, "%s failed: %s", what, text[0] == '-' ? text + 1 : text);
+    if (!zos_resp_reply_error(reply, len, text, sizeof(text)))
+        zos_resp_escape(reply, len, text, sizeof(text));
+    link_fail(l, "%s failed: %s", what, text);
 }
 
 static void ping_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
@@ -223,6 +231,16 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A reply the link cannot take: the connection goes, with a reason naming
+ * what was wrong and the first bytes of it (escaped), and every request in
+ * flight on it gets that reason. */
+static void protocol_error(struct zos_link *l, struct evbuffer *in, const char *what)
+{
+    char bytes[72];
+    zos_resp_escape(in, evbuffer_get_length(in), bytes, sizeof(bytes));
+    link_fail(l, "protocol error: %s (\"%s\")", what, bytes);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct zos_link *l = arg;
@@ -236,7 +254,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (rc == ZOS_AGAIN)
             return;
         if (rc != ZOS_OK) {
-            link_fail(l, "protocol error in a reply from the node");
+            protocol_error(l, in, l->scan.why != NULL ? l->scan.why : "malformed reply");
             return;
         }
         size_t before = evbuffer_get_length(in);
@@ -246,6 +264,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 p.fn(p.arg, in, len, NULL);
         } else if (l->push_fn != NULL) {
             l->push_fn(l->push_arg, in, len, NULL);
+        } else {
+            protocol_error(l, in, "a reply nobody asked for");
+            return;
         }
         if (epoch != l->epoch)
             return; /* the callback ended this connection */
@@ -391,6 +412,27 @@ static int start_connect(struct zos_link *l)
     return 0;
 }
 
+int zos_link_attach(struct zos_link *l, struct bufferevent *bev)
+{
+    if (l->state != ZOS_LINK_IDLE || bev == NULL) {
+        bufferevent_free(bev);
+        return ZOS_ERR;
+    }
+    l->bev = bev;
+    l->state = ZOS_LINK_CONNECTING;
+    bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
+    bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+    if (write_handshake(l) != 0) {
+        link_fail(l, "out of memory");
+        return ZOS_ERR;
+    }
+    if (l->handshake_left == 0)
+        set_ready(l);
+    else
+        timer_arm(l, l->opts.connect_timeout_ms);
+    return ZOS_OK;
+}
+
 struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
                               const struct zos_node_conf *node, SSL_CTX *ssl,
                               const struct zos_link_opts *opts)
@@ -409,7 +451,7 @@ struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
         l->opts.backoff_max_ms = BACKOFF_MIN_MS;
     l->backoff_ms = BACKOFF_MIN_MS;
     l->state = ZOS_LINK_IDLE;
-    zos_resp_scanner_init(&l->scan);
+    scanner_init(l);
     l->outq = evbuffer_new();
     l->timer = evtimer_new(base, timer_cb, l);
     if (l->outq == NULL || l->timer == NULL) {

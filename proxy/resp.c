@@ -14,18 +14,18 @@
  */
 #include "zos/resp.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HDR_MAX   (64u * 1024) /* longest "*N" / "$N" line, as redis PROTO_INLINE_MAX_SIZE */
 #define NUM_MAX   20           /* "-9223372036854775808" */
-#define DEPTH_MAX ((int)ZOS_ARRAY_LEN(((struct zos_resp_scanner *)0)->left))
 
 enum { P_START, P_INLINE, P_MBULK, P_BULKHDR, P_BULK, P_FAILED };
-enum { S_LINE, S_BULK, S_FAILED };
 enum { STEP = 2, ELEM = 3 }; /* internal step results beside ZOS_OK/ERR/AGAIN */
 
 /* ---- reading an evbuffer in place ---- */
@@ -331,6 +331,7 @@ void zos_resp_limits_default(struct zos_resp_limits *lim)
     lim->max_bulk = ZOS_RESP_DEFAULT_MAX_BULK;
     lim->max_args = ZOS_RESP_DEFAULT_MAX_ARGS;
     lim->max_inline = ZOS_RESP_DEFAULT_MAX_INLINE;
+    lim->unauth = false;
 }
 
 void zos_resp_parser_init(struct zos_resp_parser *p, const struct zos_resp_limits *lim)
@@ -445,6 +446,8 @@ static int step_mbulk(struct zos_resp_parser *p, struct rd *r, char *err, size_t
     }
     if ((unsigned long long)n > p->lim.max_args)
         return fail(p, err, errlen, "Protocol error: invalid multibulk length");
+    if (p->lim.unauth && n > ZOS_RESP_UNAUTH_MAX_ARGS)
+        return fail(p, err, errlen, "Protocol error: unauthenticated multibulk length");
     p->req.argc = p->args_left = (size_t)n;
     p->line = p->pos;
     p->state = P_BULKHDR;
@@ -460,6 +463,8 @@ static int step_bulkhdr(struct zos_resp_parser *p, struct rd *r, char *err, size
         return rc;
     if (n < 0 || (unsigned long long)n > p->lim.max_bulk || (unsigned long long)n > SIZE_MAX - 2)
         return fail(p, err, errlen, "Protocol error: invalid bulk length");
+    if (p->lim.unauth && n > ZOS_RESP_UNAUTH_MAX_BULK)
+        return fail(p, err, errlen, "Protocol error: unauthenticated bulk length");
     size_t i = p->req.argc - p->args_left;
     if (i < ZOS_RESP_KEEP) {
         p->req.arg_off[i] = p->pos;
@@ -524,10 +529,12 @@ static bool parse_fast(const struct zos_resp_limits *lim, const char *m, size_t 
     const char *p = m + 1, *end = m + n;
     size_t argc, len, i;
 
-    if (!fast_num(&p, end, &argc) || argc == 0 || argc > lim->max_args)
+    if (!fast_num(&p, end, &argc) || argc == 0 || argc > lim->max_args ||
+        (lim->unauth && argc > ZOS_RESP_UNAUTH_MAX_ARGS))
         return false;
     for (i = 0; i < argc; i++) {
         if (p == end || *p++ != '$' || !fast_num(&p, end, &len) || len > lim->max_bulk ||
+            (lim->unauth && len > ZOS_RESP_UNAUTH_MAX_BULK) ||
             (size_t)(end - p) < len + 2 || p[len] != '\r' || p[len + 1] != '\n')
             return false;
         if (i < ZOS_RESP_KEEP) {
@@ -711,15 +718,45 @@ size_t zos_resp_arg_copy(struct evbuffer *in, const struct zos_resp_req *req, si
     return n;
 }
 
-/* ---- reply scanner ---- */
+/* ---- replies: one token reader, two front ends ----
+ *
+ * A reply is a tree of values written in pre-order.  tok_read() reads the
+ * header line of one value at s->line (incrementally: s->pos remembers how far
+ * it looked) and checks it against the type's grammar and the limits.
+ * open_or_close() then keeps the stack of aggregates still open.  The scanner
+ * skips payloads by arithmetic; the decoder needs them present.  Every
+ * decision depends only on the bytes, never on where reads ended.
+ */
 
-void zos_resp_scanner_init(struct zos_resp_scanner *s)
+enum { S_LINE, S_BULK, S_FAILED };
+
+struct tok {
+    int type;
+    long long num; /* ':' value; payload or element count; -1 nil */
+    size_t a, n;   /* the line's content (after the type byte) */
+};
+
+void zos_resp_reply_limits_default(struct zos_resp_reply_limits *lim)
+{
+    lim->max_bulk = ZOS_RESP_DEFAULT_REPLY_BULK;
+    lim->max_elements = ZOS_RESP_DEFAULT_REPLY_ELEMENTS;
+    lim->max_depth = ZOS_RESP_MAX_DEPTH;
+    lim->resp2_only = false;
+}
+
+void zos_resp_scanner_init(struct zos_resp_scanner *s, const struct zos_resp_reply_limits *lim)
 {
     memset(s, 0, sizeof(*s));
+    if (lim != NULL)
+        s->lim = *lim;
+    else
+        zos_resp_reply_limits_default(&s->lim);
+    if (s->lim.max_depth < 1 || s->lim.max_depth > ZOS_RESP_MAX_DEPTH)
+        s->lim.max_depth = ZOS_RESP_MAX_DEPTH;
     s->state = S_LINE;
 }
 
-/* Ready for the next reply; cheaper than init (left[] needs no clearing). */
+/* Ready for the next reply (left[] needs no clearing). */
 static void scanner_reset(struct zos_resp_scanner *s)
 {
     s->depth = 0;
@@ -733,9 +770,14 @@ static bool is_num_type(int t)
            t == '>' || t == '|';
 }
 
-static bool is_reply_type(int t)
+static bool is_bulk_type(int t)
 {
-    return is_num_type(t) || t == '+' || t == '-' || t == ',' || t == '(' || t == '#' || t == '_';
+    return t == '$' || t == '!' || t == '=';
+}
+
+static bool is_line_type(int t)
+{
+    return t == '+' || t == '-' || t == ',' || t == '(' || t == '#' || t == '_';
 }
 
 /* Whether the bytes [OFF, END) (at most NUM_MAX) could start a number. */
@@ -753,71 +795,117 @@ static bool digits_so_far(struct rd *r, size_t off, size_t end)
     return true;
 }
 
-/* A complete line of type T with content [A, A+N): is it valid? STEP, ELEM or ZOS_ERR. */
-static int scan_typed(struct zos_resp_scanner *s, struct rd *r, int t, size_t a, size_t n)
+/* A RESP3 double: "inf", "-inf", "nan", or digits with an optional sign,
+ * point and exponent; a big number: digits with an optional '-'. */
+static bool number_text(struct rd *r, size_t a, size_t n, bool dbl)
 {
-    long long v;
-    size_t at;
+    char tmp[64];
+    const char *d;
+    size_t digits = 0;
 
-    switch (t) {
-    case '+':
-    case '-':
-    case ',':
-    case '(':
-        if ((n == 0 && (t == ',' || t == '(')) || rd_find(r, a, a + n, '\n', &at))
-            return ZOS_ERR;
-        return ELEM;
-    case '#':
-        return n == 1 && (rd_byte(r, a) == 't' || rd_byte(r, a) == 'f') ? ELEM : ZOS_ERR;
-    case '_':
-        return n == 0 ? ELEM : ZOS_ERR;
+    if (n == 0 || n > sizeof(tmp) || (d = rd_view(r, a, n, tmp)) == NULL)
+        return false;
+    if (dbl && ((n == 3 && (!memcmp(d, "inf", 3) || !memcmp(d, "nan", 3))) ||
+                (n == 4 && !memcmp(d, "-inf", 4))))
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        char c = d[i];
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (!(i == 0 && c == '-') && !(dbl && (c == '.' || c == 'e' || c == 'E' || c == '+' ||
+                                                     c == '-')))
+            return false;
     }
-    if (!rd_number(r, a, n, &v))
-        return ZOS_ERR;
-    if (t == ':')
-        return ELEM;
-    if (v < 0) /* nil: RESP2 "$-1" and "*-1" only */
-        return v == -1 && (t == '$' || t == '*') ? ELEM : ZOS_ERR;
-    switch (t) {
-    case '$':
-    case '!':
-    case '=':
-        if ((unsigned long long)v > SIZE_MAX - 2)
-            return ZOS_ERR;
-        s->bulk_left = (size_t)v + 2;
-        s->state = S_BULK;
-        return STEP;
-    }
-    /* Aggregates: a map entry is two elements; an attribute is its entries
-     * plus the reply it annotates, so it frames with that reply as one. */
-    if (v > (INT64_MAX - 1) / 2)
-        return ZOS_ERR;
-    int64_t count = t == '%' ? 2 * v : t == '|' ? 2 * v + 1 : v;
-    if (count == 0)
-        return ELEM;
-    if (s->depth >= DEPTH_MAX)
-        return ZOS_ERR;
-    s->left[s->depth++] = count;
-    return STEP;
+    return digits > 0;
 }
 
-/* The line starting at s->line: its type byte, then up to its CRLF. */
-static int scan_line(struct zos_resp_scanner *s, struct rd *r)
+/* A big number longer than 64 bytes: digits after an optional '-'. */
+static bool long_bignum(struct rd *r, size_t a, size_t n)
 {
-    int t = rd_byte(r, s->line);
-    bool num = is_num_type(t);
-    size_t cr, to = num ? s->line + 2 + NUM_MAX : r->total;
+    char tmp[256];
+    for (size_t i = 0; i < n; i += sizeof(tmp)) {
+        size_t k = n - i < sizeof(tmp) ? n - i : sizeof(tmp);
+        if (!rd_copy(r, a + i, tmp, k))
+            return false;
+        for (size_t j = 0; j < k; j++)
+            if ((tmp[j] < '0' || tmp[j] > '9') && !(i + j == 0 && tmp[j] == '-'))
+                return false;
+    }
+    return true;
+}
 
-    if (t == -1)
+/* The content of a complete line of type T: valid, and within the limits? */
+static bool tok_check(const struct zos_resp_scanner *s, struct rd *r, struct tok *t)
+{
+    size_t at;
+
+    switch (t->type) {
+    case '+':
+    case '-':
+        return !rd_find(r, t->a, t->a + t->n, '\n', &at);
+    case ',':
+        return number_text(r, t->a, t->n, true);
+    case '(':
+        return t->n <= 64 ? number_text(r, t->a, t->n, false) : long_bignum(r, t->a, t->n);
+    case '#':
+        t->num = rd_byte(r, t->a) == 't';
+        return t->n == 1 && (t->num || rd_byte(r, t->a) == 'f');
+    case '_':
+        t->num = -1;
+        return t->n == 0;
+    }
+    if (!rd_number(r, t->a, t->n, &t->num))
+        return false;
+    if (t->type == ':')
+        return true;
+    if (t->num < 0) /* nil: RESP2 "$-1" and "*-1" only */
+        return t->num == -1 && (t->type == '$' || t->type == '*');
+    if (is_bulk_type(t->type))
+        return (unsigned long long)t->num <= s->lim.max_bulk &&
+               (unsigned long long)t->num <= SIZE_MAX - 2 && (t->type != '=' || t->num >= 4);
+    /* Aggregates: a map entry is two elements; an attribute is its entries
+     * plus the reply it annotates, so it frames with that reply as one. */
+    unsigned long long count = (unsigned long long)t->num;
+    if (t->type == '%' || t->type == '|')
+        count = count > (SIZE_MAX - 1) / 2 ? SIZE_MAX : 2 * count + (t->type == '|');
+    if (count > s->lim.max_elements || (t->type == '|' && count - 1 > s->lim.max_elements))
+        return false;
+    t->num = (long long)count;
+    return true;
+}
+
+static int scan_fail(struct zos_resp_scanner *s, const char *why)
+{
+    s->why = why;
+    return ZOS_ERR;
+}
+
+static bool is_resp2_type(int t)
+{
+    return t == '+' || t == '-' || t == ':' || t == '$' || t == '*';
+}
+
+/* The header line at s->line, read from s->pos on: ZOS_OK with *T, ZOS_AGAIN
+ * (s->pos moved on), or ZOS_ERR. */
+static int tok_read(struct zos_resp_scanner *s, struct rd *r, struct tok *t)
+{
+    int type = rd_byte(r, s->line);
+    bool num = is_num_type(type);
+    size_t cr, to = num ? s->line + 2 + NUM_MAX : add_sat(s->line, s->lim.max_bulk + 2);
+
+    if (type == -1)
         return ZOS_AGAIN;
-    if (!num && !is_reply_type(t))
-        return ZOS_ERR;
-    /* A number line fails as soon as it cannot be one, whatever comes next,
-     * so that the answer does not depend on where the reads ended. */
+    if (!num && !is_line_type(type))
+        return scan_fail(s, "not a RESP type byte");
+    if (s->lim.resp2_only && !is_resp2_type(type))
+        return scan_fail(s, "a RESP3 type on a RESP2 connection");
+    /* A line fails as soon as it cannot be valid, whatever comes next, so
+     * that the answer does not depend on where the reads ended. */
     bool found = rd_find(r, s->pos, to, '\r', &cr);
-    if (num &&
-        ((!found && r->total >= to) || !digits_so_far(r, s->line + 1, found ? cr : r->total)))
-        return ZOS_ERR;
+    if (!found && r->total >= to)
+        return scan_fail(s, num ? "malformed length" : "line longer than the limit");
+    if (num && !digits_so_far(r, s->line + 1, found ? cr : r->total))
+        return scan_fail(s, "malformed length");
     if (!found) {
         s->pos = r->total;
         return ZOS_AGAIN;
@@ -826,16 +914,55 @@ static int scan_line(struct zos_resp_scanner *s, struct rd *r)
     if (cr + 1 >= r->total)
         return ZOS_AGAIN;
     if (rd_byte(r, cr + 1) != '\n')
-        return ZOS_ERR;
+        return scan_fail(s, "CR without LF");
+    t->type = type;
+    t->a = s->line + 1;
+    t->n = cr - s->line - 1;
+    t->num = 0;
+    if (!tok_check(s, r, t))
+        return scan_fail(s, is_num_type(type) && type != ':' ? "bad or over-limit length"
+                                                              : "malformed value");
     s->pos = cr + 2;
-    return scan_typed(s, r, t, s->line + 1, cr - s->line - 1);
+    return ZOS_OK;
+}
+
+/* After token T: opens an aggregate (STEP), or completes a value (ELEM);
+ * ZOS_ERR past the depth limit.  Bulk payloads are not handled here. */
+static int open_agg(struct zos_resp_scanner *s, const struct tok *t)
+{
+    if (is_bulk_type(t->type) && t->num >= 0)
+        return STEP;
+    if (!is_num_type(t->type) || t->type == ':' || t->num <= 0)
+        return ELEM;
+    if (s->depth >= s->lim.max_depth)
+        return scan_fail(s, "nested deeper than the limit");
+    s->left[s->depth++] = t->num;
+    return STEP;
+}
+
+/* A value is complete: closes every aggregate it completes.  True when the
+ * whole reply is. */
+static bool close_elem(struct zos_resp_scanner *s)
+{
+    while (s->depth > 0 && --s->left[s->depth - 1] == 0)
+        s->depth--;
+    return s->depth == 0;
+}
+
+/* The payload's CRLF, and a verbatim string's "xxx:" prefix. */
+static bool payload_ok(struct zos_resp_scanner *s, struct rd *r)
+{
+    char tmp[2];
+    const char *crlf = rd_view(r, s->pos - 2, 2, tmp);
+
+    if (crlf == NULL || crlf[0] != '\r' || crlf[1] != '\n')
+        return false;
+    return s->bulk_type != '=' || rd_byte(r, s->bulk_start + 3) == ':';
 }
 
 static int scan_bulk(struct zos_resp_scanner *s, struct rd *r)
 {
     size_t avail = r->total - s->pos;
-    char tmp[2];
-    const char *crlf;
 
     if (avail < s->bulk_left) {
         size_t skip = avail < s->bulk_left - 2 ? avail : s->bulk_left - 2;
@@ -845,40 +972,318 @@ static int scan_bulk(struct zos_resp_scanner *s, struct rd *r)
     }
     s->pos += s->bulk_left;
     s->bulk_left = 0;
-    crlf = rd_view(r, s->pos - 2, 2, tmp);
-    if (crlf == NULL || crlf[0] != '\r' || crlf[1] != '\n')
-        return ZOS_ERR;
-    return ELEM;
+    return payload_ok(s, r) ? ELEM : scan_fail(s, "bad end of a payload");
+}
+
+static void start_payload(struct zos_resp_scanner *s, const struct tok *t)
+{
+    s->bulk_type = t->type;
+    s->bulk_start = s->pos;
+    s->bulk_left = (size_t)t->num + 2;
+    s->state = S_BULK;
 }
 
 int zos_resp_scan(struct zos_resp_scanner *s, struct evbuffer *in, size_t *len)
 {
     struct rd r;
+    struct tok t;
 
     rd_init(&r, in);
     for (;;) {
-        int rc = s->state == S_LINE   ? scan_line(s, &r)
-                 : s->state == S_BULK ? scan_bulk(s, &r)
-                                      : ZOS_ERR;
+        int rc;
+        if (s->state == S_LINE) {
+            rc = tok_read(s, &r, &t);
+            if (rc == ZOS_OK && (rc = open_agg(s, &t)) == STEP && is_bulk_type(t.type))
+                start_payload(s, &t);
+        } else {
+            rc = s->state == S_BULK ? scan_bulk(s, &r) : scan_fail(s, "used after an error");
+        }
         if (rc == ZOS_AGAIN)
             return rc;
         if (rc == ZOS_ERR) {
             s->state = S_FAILED;
             return rc;
         }
-        if (rc == ELEM) { /* close every aggregate this element completes */
-            while (s->depth > 0 && --s->left[s->depth - 1] == 0)
-                s->depth--;
-            if (s->depth == 0) {
+        if (rc == ELEM) {
+            if (close_elem(s)) {
                 *len = s->pos;
                 scanner_reset(s);
                 return ZOS_OK;
             }
             s->state = S_LINE;
         }
-        if (s->state == S_LINE) /* STEP into a bulk keeps S_BULK */
+        if (s->state == S_LINE) /* a STEP into a payload keeps S_BULK */
             s->line = s->pos;
     }
+}
+
+/* ---- the decoder ---- */
+
+static void rd_mem(struct rd *r, const char *buf, size_t len)
+{
+    r->buf = NULL;
+    r->mem = len > 0 ? buf : "";
+    r->memlen = r->total = len;
+    r->have_at = false;
+}
+
+void zos_resp_reader_init(struct zos_resp_reader *r, const char *buf, size_t len,
+                          const struct zos_resp_reply_limits *lim)
+{
+    zos_resp_scanner_init(&r->s, lim);
+    r->buf = buf;
+    r->len = len;
+    r->off = 0;
+}
+
+bool zos_resp_reader_between(const struct zos_resp_reader *r)
+{
+    return r->s.state == S_LINE && r->s.depth == 0 && r->s.pos == 0;
+}
+
+int zos_resp_next(struct zos_resp_reader *r, struct zos_resp_val *v)
+{
+    struct zos_resp_scanner *s = &r->s, saved = *s;
+    struct rd rd;
+    struct tok t;
+    int rc;
+
+    if (s->state != S_LINE)
+        return ZOS_ERR;
+    /* Positions are relative to the reply's start, as the scanner's are. */
+    rd_mem(&rd, r->buf + r->off, r->len - r->off);
+    memset(v, 0, sizeof(*v));
+    v->depth = s->depth;
+    if ((rc = tok_read(s, &rd, &t)) != ZOS_OK)
+        goto out;
+    v->type = (char)t.type;
+    if ((rc = open_agg(s, &t)) == ZOS_ERR)
+        goto out;
+    if (is_bulk_type(t.type) && t.num >= 0) {
+        start_payload(s, &t);
+        if (rd.total - s->pos < s->bulk_left) {
+            rc = ZOS_AGAIN;
+            goto out;
+        }
+        if ((rc = scan_bulk(s, &rd)) != ELEM)
+            goto out;
+        v->str = r->buf + r->off + s->bulk_start;
+        v->len = (size_t)t.num;
+    } else if (is_line_type(t.type)) {
+        v->str = r->buf + r->off + t.a;
+        v->len = t.n;
+        v->integer = t.num;
+        v->nil = t.type == '_';
+    } else if (t.type == ':') {
+        v->integer = t.num;
+    } else {
+        v->nil = t.num < 0;
+        v->count = t.num > 0 ? (size_t)t.num : 0;
+    }
+    s->state = S_LINE;
+    if (rc == ELEM && close_elem(s)) {
+        r->off += s->pos;
+        scanner_reset(s);
+    } else {
+        s->line = s->pos;
+    }
+    return ZOS_OK;
+out:
+    if (rc == ZOS_AGAIN)
+        *s = saved; /* nothing consumed: the same value is read again */
+    else
+        s->state = S_FAILED;
+    return rc;
+}
+
+int zos_resp_skip(struct zos_resp_reader *r, const struct zos_resp_val *v)
+{
+    struct zos_resp_val c;
+    for (size_t i = 0; i < v->count; i++) {
+        int rc = zos_resp_next(r, &c);
+        if (rc == ZOS_OK)
+            rc = zos_resp_skip(r, &c);
+        if (rc != ZOS_OK)
+            return rc;
+    }
+    return ZOS_OK;
+}
+
+/* *V is the value an attribute annotates: its entries are skipped. */
+static int past_attributes(struct zos_resp_reader *r, struct zos_resp_val *v)
+{
+    while (v->type == '|') {
+        struct zos_resp_val e;
+        for (size_t i = 0; i + 1 < v->count; i++)
+            if (zos_resp_next(r, &e) != ZOS_OK || zos_resp_skip(r, &e) != ZOS_OK)
+                return ZOS_ERR;
+        if (zos_resp_next(r, v) != ZOS_OK)
+            return ZOS_ERR;
+    }
+    return ZOS_OK;
+}
+
+int zos_resp_reply_open(struct evbuffer *reply, size_t len, struct zos_resp_reader *r,
+                        struct zos_resp_val *v)
+{
+    const char *mem = len > 0 ? (const char *)evbuffer_pullup(reply, (ev_ssize_t)len) : NULL;
+
+    if (mem == NULL || len > evbuffer_get_length(reply))
+        return ZOS_ERR;
+    zos_resp_reader_init(r, mem, len, NULL);
+    if (zos_resp_next(r, v) != ZOS_OK || past_attributes(r, v) != ZOS_OK)
+        return ZOS_ERR;
+    return ZOS_OK;
+}
+
+bool zos_resp_reply_is_ok(struct evbuffer *reply, size_t len)
+{
+    struct zos_resp_reader r;
+    struct zos_resp_val v;
+    return zos_resp_reply_open(reply, len, &r, &v) == ZOS_OK && v.type == '+' && v.len == 2 &&
+           memcmp(v.str, "OK", 2) == 0;
+}
+
+bool zos_resp_reply_error(struct evbuffer *reply, size_t len, char *buf, size_t buflen)
+{
+    struct zos_resp_reader r;
+    struct zos_resp_val v;
+    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK || (v.type != '-' && v.type != '!'))
+        return false;
+    if (buflen > 0) {
+        size_t n = v.len < buflen - 1 ? v.len : buflen - 1;
+        for (size_t i = 0; i < n; i++) /* a blob error may hold line breaks */
+            buf[i] = v.str[i] == '\r' || v.str[i] == '\n' ? ' ' : v.str[i];
+        buf[n] = '\0';
+    }
+    return true;
+}
+
+bool zos_resp_reply_int(struct evbuffer *reply, size_t len, long long *out)
+{
+    struct zos_resp_reader r;
+    struct zos_resp_val v;
+    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK || v.type != ':')
+        return false;
+    *out = v.integer;
+    return true;
+}
+
+static bool is_string(const struct zos_resp_val *v)
+{
+    return !v->nil && (v->type == '$' || v->type == '+' || v->type == '=');
+}
+
+static char *dup_string(const struct zos_resp_val *v)
+{
+    char *s = malloc(v->len + 1);
+    if (s != NULL) {
+        memcpy(s, v->str, v->len);
+        s[v->len] = '\0';
+    }
+    return s;
+}
+
+static bool is_array(const struct zos_resp_val *v)
+{
+    return !v->nil && (v->type == '*' || v->type == '~' || v->type == '>');
+}
+
+bool zos_resp_reply_string(struct evbuffer *reply, size_t len, bool pair, char **out,
+                           size_t *outlen)
+{
+    struct zos_resp_reader r;
+    struct zos_resp_val v;
+
+    *out = NULL;
+    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK)
+        return false;
+    if (pair) {
+        if (!is_array(&v) || v.count != 2 || zos_resp_next(&r, &v) != ZOS_OK ||
+            zos_resp_skip(&r, &v) != ZOS_OK || zos_resp_next(&r, &v) != ZOS_OK)
+            return false;
+    }
+    if (!is_string(&v) || (*out = dup_string(&v)) == NULL)
+        return false;
+    *outlen = v.len;
+    return true;
+}
+
+bool zos_resp_reply_strings(struct evbuffer *reply, size_t len, size_t n, char **out)
+{
+    struct zos_resp_reader r;
+    struct zos_resp_val v, e;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        out[i] = NULL;
+    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK || !is_array(&v) || v.count != n)
+        return false;
+    for (i = 0; i < n; i++) {
+        if (zos_resp_next(&r, &e) != ZOS_OK || zos_resp_skip(&r, &e) != ZOS_OK)
+            break;
+        if (is_string(&e) && (out[i] = dup_string(&e)) == NULL)
+            break;
+    }
+    if (i == n)
+        return true;
+    for (i = 0; i < n; i++) {
+        free(out[i]);
+        out[i] = NULL;
+    }
+    return false;
+}
+
+bool zos_resp_reply_pubsub(struct evbuffer *reply, size_t len, char *kind, size_t kindlen,
+                           long long *count)
+{
+    static const char suffix[] = "subscribe";
+    struct zos_resp_reader r;
+    struct zos_resp_val v, k, ch, n;
+    size_t sl = sizeof(suffix) - 1;
+
+    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK || !is_array(&v) || v.count != 3 ||
+        zos_resp_next(&r, &k) != ZOS_OK || !is_string(&k) || k.len < sl || k.len >= kindlen ||
+        strncasecmp(k.str + k.len - sl, suffix, sl) != 0)
+        return false;
+    if (zos_resp_next(&r, &ch) != ZOS_OK || zos_resp_skip(&r, &ch) != ZOS_OK ||
+        (!is_string(&ch) && !ch.nil) || zos_resp_next(&r, &n) != ZOS_OK || n.type != ':')
+        return false;
+    for (size_t i = 0; i < k.len; i++)
+        kind[i] = (char)tolower((unsigned char)k.str[i]);
+    kind[k.len] = '\0';
+    *count = n.integer;
+    return true;
+}
+
+void zos_resp_escape(struct evbuffer *in, size_t n, char *out, size_t outlen)
+{
+    char chunk[64];
+    size_t o = 0, i = 0, take = n < sizeof(chunk) ? n : sizeof(chunk);
+    ev_ssize_t got = take > 0 ? evbuffer_copyout(in, chunk, take) : 0;
+
+    if (outlen == 0)
+        return;
+    for (; got > 0 && i < (size_t)got; i++) {
+        unsigned char c = (unsigned char)chunk[i];
+        char e[8];
+        if (c == '\r' || c == '\n' || c == '"' || c == '\\')
+            snprintf(e, sizeof(e), "\\%c", c == '\r' ? 'r' : c == '\n' ? 'n' : (char)c);
+        else if (c < 0x20 || c >= 0x7f)
+            snprintf(e, sizeof(e), "\\x%02x", c);
+        else
+            snprintf(e, sizeof(e), "%c", c);
+        size_t el = strlen(e);
+        if (o + el + 4 > outlen) /* keep room for "..." */
+            break;
+        memcpy(out + o, e, el);
+        o += el;
+    }
+    if (i < n && o + 4 <= outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
 }
 
 /* ---- reply writers ---- */

@@ -252,7 +252,7 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
     srv->conf = conf;
     srv->started = time(NULL);
     srv->limits = (struct zos_resp_limits){conf->proxy.max_bulk, conf->proxy.max_args,
-                                           conf->proxy.max_inline};
+                                           conf->proxy.max_inline, false};
     srv->base = event_base_new();
     if (srv->base == NULL) {
         snprintf(err, errlen, "cannot create the event loop");

@@ -18,10 +18,12 @@
 #include <stddef.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
 #include "zos/conf.h"
+#include "zos/resp.h"
 
 struct zos_link;
 struct evdns_base;
@@ -45,6 +47,7 @@ struct zos_link_opts {
     int connect_timeout_ms; /* TCP + TLS + AUTH, default 5000 */
     int ping_interval_ms;   /* 0 disables the idle health PING */
     int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
+    const struct zos_resp_reply_limits *reply_limits; /* borrowed; NULL: the defaults */
     const char *auth_user;  /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
                                names the node); NULL: "AUTH <secret>" when a secret is set */
 };
@@ -56,6 +59,11 @@ struct zos_link_opts {
 struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
                               const struct zos_node_conf *node, SSL_CTX *ssl,
                               const struct zos_link_opts *opts);
+
+/* For tests and fuzzers: use BEV (taken, freed with the link; an end of a
+ * bufferevent_pair, say) as the connection to the node, already connected,
+ * instead of connecting.  The link must be IDLE.  ZOS_ERR: BEV was freed. */
+int zos_link_attach(struct zos_link *l, struct bufferevent *bev);
 
 /* Closes the connection; every pending request's callback runs with ERR
  * "link closed".  Accepts NULL. */

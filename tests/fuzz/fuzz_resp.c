@@ -461,7 +461,7 @@ static void check_req(struct evbuffer *b, const struct zos_resp_req *req,
         free(raw);
         struct zos_resp_scanner s;
         size_t len;
-        zos_resp_scanner_init(&s);
+        zos_resp_scanner_init(&s, NULL);
         CHECK(zos_resp_scan(&s, enc, &len) == ZOS_OK && len == req->len);
     } else if (req->argc > 0) {
         struct zos_resp_parser p;
@@ -599,14 +599,14 @@ static void fuzz_scanner(const char *d, size_t n, struct cuts cuts)
     struct evbuffer *b = evbuffer_new();
     size_t refpos = 0;
 
-    zos_resp_scanner_init(&s);
+    zos_resp_scanner_init(&s, NULL);
     evbuffer_add(b, d, n);
     if (run_scanner(&s, b, &whole, d, &refpos, n))
         log_num(&whole, evbuffer_get_length(b));
     evbuffer_free(b);
 
     b = evbuffer_new();
-    zos_resp_scanner_init(&s);
+    zos_resp_scanner_init(&s, NULL);
     bool going = true;
     for (size_t at = 0; at < n && going;) {
         bool run;

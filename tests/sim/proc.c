@@ -248,33 +248,181 @@ static int make_pipes(struct pipes *p, bool want_stdin)
     return 0;
 }
 
-/* Reads both pipes until EOF while feeding stdin and watching max_time; then
- * reaps the process.  Returns the wait status. */
-static int pump(struct sim_job *j, struct sim_run *r, pid_t pid, struct pipes *p,
-                const struct sim_spawn *s, bool *timed_out)
+/* ---- reading the pipes ----
+ *
+ *   stdout pipe --> reader thread --.
+ *                                    +--> chunk queue, in arrival order --> job thread:
+ *   stderr pipe --> reader thread --'     parsers, sim_job_message, stream:<id>
+ *
+ * core0 reads each pipe in a goroutine of its own, blocked in read(), so a write
+ * is taken the moment it lands and the records keep the order of the writes
+ * across stdout and stderr.  A poll() loop that drains stdout before stderr loses
+ * that order whenever both are readable.  So each pipe has a reader thread that
+ * only reads and queues: the chunk goes into the queue under its lock right
+ * after read() returns (the queue's order is the order of arrival), and the
+ * thread is back in read() a few microseconds later.  Parsing and the Redis
+ * round trips happen in the job thread, which takes the chunks in queue order.
+ * Each chunk stays one read(), as before (one message per read of untagged
+ * lines).  The queue is bounded: a reader waits before reading when it is full. */
+
+#define QUEUE_MAX 64 /* chunks of up to SIM_CHUNK_MAX bytes */
+
+struct chunk {
+    struct chunk *next;
+    int stream;   /* 0 stdout, 1 stderr */
+    size_t len;   /* 0: end of the pipe */
+    char data[];  /* SIM_CHUNK_MAX bytes */
+};
+
+struct output;
+
+struct reader {
+    struct output *o;
+    int fd; /* borrowed: closed by the job thread after the join */
+    int stream;
+    pthread_t thread;
+    bool running;
+};
+
+struct output {
+    pthread_mutex_t mu;
+    pthread_cond_t room;
+    struct chunk *head, *tail;
+    size_t queued;
+    int wake; /* eventfd, written after each chunk; the job thread polls it */
+    struct reader rd[2];
+};
+
+static void output_put(struct output *o, struct chunk *c)
 {
-    struct parser po = {.level = SIM_LEVEL_STDOUT}, pe = {.level = SIM_LEVEL_STDERR};
+    pthread_mutex_lock(&o->mu);
+    c->next = NULL;
+    if (o->tail)
+        o->tail->next = c;
+    else
+        o->head = c;
+    o->tail = c;
+    o->queued++;
+    pthread_mutex_unlock(&o->mu);
+    uint64_t one = 1;
+    (void)!write(o->wake, &one, sizeof one);
+}
+
+/* The next chunk in arrival order (caller frees), or NULL. */
+static struct chunk *output_take(struct output *o)
+{
+    pthread_mutex_lock(&o->mu);
+    struct chunk *c = o->head;
+    if (c) {
+        o->head = c->next;
+        if (o->head == NULL)
+            o->tail = NULL;
+        o->queued--;
+        pthread_cond_signal(&o->room);
+    }
+    pthread_mutex_unlock(&o->mu);
+    return c;
+}
+
+static void *reader_main(void *arg)
+{
+    struct reader *rd = arg;
+    struct output *o = rd->o;
+    for (;;) {
+        pthread_mutex_lock(&o->mu);
+        while (o->queued >= QUEUE_MAX)
+            pthread_cond_wait(&o->room, &o->mu);
+        pthread_mutex_unlock(&o->mu);
+        struct chunk *c = malloc(sizeof *c + SIM_CHUNK_MAX);
+        if (c == NULL)
+            abort();
+        ssize_t got;
+        do
+            got = read(rd->fd, c->data, SIM_CHUNK_MAX);
+        while (got < 0 && errno == EINTR);
+        c->stream = rd->stream;
+        c->len = got > 0 ? (size_t)got : 0;
+        output_put(o, c);
+        if (got <= 0)
+            return NULL;
+    }
+}
+
+/* Starts a reader on each of OUT and ERR (borrowed).  0, or -1 with errno set
+ * and nothing left running. */
+static int output_start(struct output *o, int out, int err)
+{
+    memset(o, 0, sizeof *o);
+    o->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (o->wake < 0)
+        return -1;
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->room, NULL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int fds[2] = {out, err}, rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        o->rd[k] = (struct reader){.o = o, .fd = fds[k], .stream = k};
+        rc = pthread_create(&o->rd[k].thread, &attr, reader_main, &o->rd[k]);
+        o->rd[k].running = rc == 0;
+    }
+    pthread_attr_destroy(&attr);
+    errno = rc;
+    return rc ? -1 : 0;
+}
+
+/* Joins the readers (each ends at the end of its pipe: every write end must be
+ * closed by then) and frees what is left.  Safe after a failed output_start. */
+static void output_stop(struct output *o)
+{
+    for (int k = 0; k < 2; k++)
+        if (o->rd[k].running)
+            pthread_join(o->rd[k].thread, NULL);
+    struct chunk *c;
+    while ((c = output_take(o)) != NULL)
+        free(c);
+    if (o->wake < 0)
+        return;
+    close(o->wake);
+    pthread_mutex_destroy(&o->mu);
+    pthread_cond_destroy(&o->room);
+}
+
+/* Takes the chunks queued so far into the parsers; returns how many pipes ended. */
+static int output_feed(struct output *o, struct parser ps[2], struct sim_job *j, struct sim_run *r)
+{
+    int ended = 0;
+    struct chunk *c;
+    uint64_t v;
+    (void)!read(o->wake, &v, sizeof v);
+    while ((c = output_take(o)) != NULL) {
+        parser_feed(&ps[c->stream], j, r, c->data, c->len, c->len == 0);
+        ended += c->len == 0;
+        free(c);
+    }
+    return ended;
+}
+
+/* Takes the output of both pipes until they end while feeding stdin and
+ * watching max_time; then reaps the process.  Returns the wait status. */
+static int pump(struct sim_job *j, struct sim_run *r, pid_t pid, struct pipes *p,
+                struct output *o, const struct sim_spawn *s, bool *timed_out)
+{
+    struct parser ps[2] = {{.level = SIM_LEVEL_STDOUT}, {.level = SIM_LEVEL_STDERR}};
     int64_t deadline = j->max_time > 0 ? sim_now_ms() + j->max_time * 1000 : 0;
     size_t written = 0;
-    int status = 0;
+    int status = 0, open_pipes = 2;
     bool reaped = false;
-    char *buf = malloc(SIM_CHUNK_MAX);
-    while (p->out[0] >= 0 || p->err[0] >= 0 || !reaped) {
-        struct pollfd fds[3];
-        int n = 0, io = -1, ie = -1, ii = -1;
-        if (p->out[0] >= 0) {
-            io = n;
-            fds[n++] = (struct pollfd){.fd = p->out[0], .events = POLLIN};
-        }
-        if (p->err[0] >= 0) {
-            ie = n;
-            fds[n++] = (struct pollfd){.fd = p->err[0], .events = POLLIN};
-        }
-        if (p->in[1] >= 0) {
-            ii = n;
-            fds[n++] = (struct pollfd){.fd = p->in[1], .events = POLLOUT};
-        }
-        int timeout = (p->out[0] < 0 && p->err[0] < 0) ? 20 : 200;
+    for (;;) {
+        open_pipes -= output_feed(o, ps, j, r);
+        if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+            reaped = true;
+        if (open_pipes == 0 && reaped)
+            break;
+        struct pollfd fds[2] = {{.fd = o->wake, .events = POLLIN},
+                                {.fd = p->in[1], .events = POLLOUT}};
+        int timeout = open_pipes == 0 ? 20 : 200;
         if (deadline && !*timed_out) {
             int64_t left = deadline - sim_now_ms();
             if (left <= 0) {
@@ -284,41 +432,19 @@ static int pump(struct sim_job *j, struct sim_run *r, pid_t pid, struct pipes *p
                 timeout = (int)left;
             }
         }
-        int rc = n ? poll(fds, (nfds_t)n, timeout) : poll(NULL, 0, timeout);
-        if (rc < 0 && errno != EINTR)
-            break;
-        if (ii >= 0 && rc > 0 && fds[ii].revents) {
+        /* A negative fd (stdin done) is ignored by poll(). */
+        int rc = poll(fds, 2, timeout);
+        if (rc > 0 && p->in[1] >= 0 && fds[1].revents) {
             ssize_t w = write(p->in[1], s->stdin_data + written, s->stdin_len - written);
             if (w > 0)
                 written += (size_t)w;
             if ((w < 0 && errno != EAGAIN && errno != EINTR) || written >= s->stdin_len)
                 close_fd(&p->in[1]);
         }
-        int idx[2] = {io, ie};
-        int *fd[2] = {&p->out[0], &p->err[0]};
-        struct parser *ps[2] = {&po, &pe};
-        for (int k = 0; k < 2; k++) {
-            if (idx[k] < 0 || rc <= 0 || fds[idx[k]].revents == 0)
-                continue;
-            ssize_t got = read(*fd[k], buf, SIM_CHUNK_MAX);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0) {
-                parser_feed(ps[k], j, r, "", 0, true);
-                close_fd(fd[k]);
-            } else {
-                parser_feed(ps[k], j, r, buf, (size_t)got, false);
-            }
-        }
-        if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
-            reaped = true;
     }
     close_fd(&p->in[1]);
-    if (!reaped)
-        waitpid(pid, &status, 0);
-    free(buf);
-    parser_free(&po);
-    parser_free(&pe);
+    parser_free(&ps[0]);
+    parser_free(&ps[1]);
     return status;
 }
 

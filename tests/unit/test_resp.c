@@ -676,7 +676,7 @@ static void scan_cut(const char *data, size_t n, const size_t *cuts, size_t ncut
     struct evbuffer *b = evbuffer_new();
     size_t from = 0;
 
-    zos_resp_scanner_init(&s);
+    zos_resp_scanner_init(&s, NULL);
     memset(t, 0, sizeof(*t));
     for (size_t i = 0; i <= ncuts; i++) {
         size_t to = i < ncuts ? cuts[i] : n;
@@ -826,7 +826,7 @@ static void test_scan_big_bulk_linear(void **state)
     size_t len = 0;
     clock_t t0 = clock();
 
-    zos_resp_scanner_init(&s);
+    zos_resp_scanner_init(&s, NULL);
     add_piece(b, S("*2\r\n:1\r\n$104857600\r\n"));
     for (size_t sent = 0; sent < total; sent += sizeof(piece)) {
         evbuffer_add_reference(b, piece, sizeof(piece), NULL, NULL);
@@ -916,7 +916,7 @@ static void test_writers(void **state)
     zos_resp_add_status(b, "OK");
     struct zos_resp_scanner s;
     size_t len;
-    zos_resp_scanner_init(&s);
+    zos_resp_scanner_init(&s, NULL);
     assert_int_equal(zos_resp_scan(&s, b, &len), ZOS_OK);
     assert_int_equal(len, 4 + 4 + 9 + 8);
     evbuffer_free(b);
