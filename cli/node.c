@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <hiredis/hiredis.h>
 
 #include "cli.h"
 #include "zos/link.h"
+#include "zos/resp.h"
 
 #define PING_TIMEOUT_MS    5000
 #define CONNECT_TIMEOUT_MS 5000
@@ -46,12 +46,19 @@ struct zos_cli_node {
     bool shown;
 };
 
+/* What the CLI keeps of a node's reply (decoded by resp). */
+struct reply {
+    char type; /* the RESP type byte; 'n' for nil */
+    char *str; /* '+' '-' '$': the text, NUL-terminated (malloc'd) */
+    size_t len;
+};
+
 /* One raw command in flight.  Heap-allocated: when the wait gives up
  * first, the late reply (or the link's "link closed") frees it. */
 struct call {
     bool done;
     bool abandoned;
-    redisReply *reply;
+    struct reply *reply;
     char err[256];
 };
 
@@ -149,6 +156,38 @@ static int transport_error(const struct zos_cli_node *n, const char *err)
 
 /* ---- raw commands ---- */
 
+static void reply_free(struct reply *r)
+{
+    if (r != NULL)
+        free(r->str);
+    free(r);
+}
+
+/* The reply of LEN bytes at the front of BUF; NULL when out of memory or not
+ * one reply. */
+static struct reply *decode(struct evbuffer *buf, size_t len)
+{
+    struct zos_resp_reader rd;
+    struct zos_resp_val v;
+    struct reply *r = calloc(1, sizeof(*r));
+
+    if (r == NULL || zos_resp_reply_open(buf, len, &rd, &v) != ZOS_OK) {
+        free(r);
+        return NULL;
+    }
+    r->type = v.nil ? 'n' : v.type == '!' ? '-' : v.type;
+    if (v.str != NULL && !v.nil) {
+        if ((r->str = malloc(v.len + 1)) == NULL) {
+            free(r);
+            return NULL;
+        }
+        memcpy(r->str, v.str, v.len);
+        r->str[v.len] = '\0';
+        r->len = v.len;
+    }
+    return r;
+}
+
 static void call_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
     struct call *c = arg;
@@ -161,19 +200,9 @@ static void call_cb(void *arg, struct evbuffer *reply, size_t len, const char *e
         snprintf(c->err, sizeof(c->err), "%s", err != NULL ? err : "link closed");
         return;
     }
-    redisReader *r = redisReaderCreate();
-    char *flat = malloc(len);
-    void *out = NULL;
-    if (r != NULL && flat != NULL) {
-        evbuffer_copyout(reply, flat, len);
-        if (redisReaderFeed(r, flat, len) == REDIS_OK && redisReaderGetReply(r, &out) == REDIS_OK)
-            c->reply = out;
-    }
+    c->reply = decode(reply, len);
     if (c->reply == NULL)
         snprintf(c->err, sizeof(c->err), "cannot read the node's reply");
-    free(flat);
-    if (r != NULL)
-        redisReaderFree(r);
 }
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -183,14 +212,14 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Sends ARGV and waits up to TIMEOUT_MS: the reply (which may be an error
- * reply; freeReplyObject), or NULL with ERR set (transport). */
-static redisReply *call(struct zos_cli_node *n, size_t argc, const char *const *argv,
+ * reply; reply_free), or NULL with ERR set (transport). */
+static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const *argv,
                         int timeout_ms, char *err, size_t errlen)
 {
     size_t lens[8];
     bool timed_out = false;
     struct call *c = calloc(1, sizeof(*c));
-    redisReply *reply = NULL;
+    struct reply *reply = NULL;
 
     if (c == NULL || argc > 8) {
         snprintf(err, errlen, "out of memory");
@@ -235,16 +264,16 @@ int zos_cli_node_get(struct zos_cli_node *n, const char *key, char **value)
 {
     const char *argv[] = {"GET", key};
     char err[256];
-    redisReply *r = call(n, 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
+    struct reply *r = call(n, 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
     int rc = 0;
     *value = NULL;
     if (r == NULL)
         return transport_error(n, err);
-    if (r->type == REDIS_REPLY_STRING)
+    if (r->type == '$')
         *value = strndup(r->str, r->len);
-    else if (r->type == REDIS_REPLY_ERROR)
+    else if (r->type == '-')
         rc = transport_error(n, r->str);
-    freeReplyObject(r);
+    reply_free(r);
     return rc;
 }
 
@@ -252,13 +281,13 @@ int zos_cli_node_set(struct zos_cli_node *n, const char *key, const char *value)
 {
     const char *argv[] = {value != NULL ? "SET" : "DEL", key, value};
     char err[256];
-    redisReply *r = call(n, value != NULL ? 3 : 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
+    struct reply *r = call(n, value != NULL ? 3 : 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
     int rc = 0;
     if (r == NULL)
         return transport_error(n, err);
-    if (r->type == REDIS_REPLY_ERROR)
+    if (r->type == '-')
         rc = transport_error(n, r->str);
-    freeReplyObject(r);
+    reply_free(r);
     return rc;
 }
 
@@ -423,11 +452,11 @@ static int ping_check(struct zos_cli_node *n)
     char err[256], w[400];
     bool proxy = n->cli->proxy != NULL;
     int rc = 0;
-    redisReply *r = call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, err, sizeof(err));
+    struct reply *r = call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, err, sizeof(err));
 
     if (r == NULL)
         return transport_error(n, err);
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == '-') {
         int code = error_code(r->str);
         if (code == ZOS_EXIT_INVALID_JWT || code == ZOS_EXIT_NOT_CONFIGURED ||
             strstr(r->str, "unavailable") != NULL)
@@ -435,11 +464,11 @@ static int ping_check(struct zos_cli_node *n)
         else
             rc = zos_cli_fail(ZOS_EXIT_CANT_PING, "%s did not answer PONG: %s",
                               where(n, w, sizeof(w)), r->str);
-    } else if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0) {
+    } else if (r->type != '+' || strcmp(r->str, "PONG") != 0) {
         rc = zos_cli_fail(ZOS_EXIT_CANT_PING, "%s did not answer PONG to PING",
                           where(n, w, sizeof(w)));
     }
-    freeReplyObject(r);
+    reply_free(r);
     return rc;
 }
 
@@ -509,10 +538,10 @@ static bool pong_once(struct zos_cli_node *n)
     const char *argv[] = {"PING"};
     char err[256];
     n->link = zos_link_new(n->base, NULL, &n->conn, n->ssl, &lo);
-    redisReply *r = n->link != NULL ? call(n, 1, argv, 2000, err, sizeof(err)) : NULL;
-    bool ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+    struct reply *r = n->link != NULL ? call(n, 1, argv, 2000, err, sizeof(err)) : NULL;
+    bool ok = r != NULL && r->type == '+' && strcmp(r->str, "PONG") == 0;
     if (r != NULL)
-        freeReplyObject(r);
+        reply_free(r);
     zos_link_free(n->link);
     n->link = NULL;
     return ok;

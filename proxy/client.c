@@ -27,6 +27,7 @@
 #include <netinet/tcp.h>
 
 #include "zos/log.h"
+#include "zos/seal.h"
 #include "zos/server.h"
 #include "zos/verbs.h"
 
@@ -54,6 +55,9 @@ struct zos_slot {
     void (*orphan_fn)(void *arg);
     void *orphan_arg;
     size_t part;
+    bool seal;          /* the reply answers CONFIG GET, or EXEC with one in it */
+    bool *seal_which;   /* EXEC: which elements answer a CONFIG GET (owned) */
+    size_t seal_n;
 };
 
 /* One node's share of a ZOS.ALL request. */
@@ -97,6 +101,7 @@ struct zos_slot *zos_slot_new(struct zos_client *c)
 
 static void slot_free(struct zos_slot *s)
 {
+    free(s->seal_which);
     if (s->buf != NULL)
         evbuffer_free(s->buf);
     if (s->parts != NULL) {
@@ -223,6 +228,16 @@ bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, ch
     return false;
 }
 
+/* Whether C may do nothing before AUTH (redis's authRequired()): then it
+ * also gets redis's limits on what it may send. */
+static bool must_auth(const struct zos_client *c)
+{
+    if (zos_client_authed(c))
+        return false;
+    return c->srv->conf->proxy.requirepass != NULL ||
+           (c->fixed != NULL && c->fixed->conf->password != NULL);
+}
+
 static bool refuse_node(struct zos_client *c, const struct zos_node *n)
 {
     char err[160];
@@ -259,7 +274,10 @@ static void uncount(struct zos_slot *s)
 
 static void node_down_error(struct evbuffer *out, const struct zos_node *n, const char *err)
 {
-    zos_resp_add_error(out, "ERR node '%s' unavailable: %s", n->conf->name, err);
+    if (zos_link_is_protocol_error(err)) /* the node is up but said something wrong */
+        zos_resp_add_error(out, "ERR node '%s' %s", n->conf->name, err);
+    else
+        zos_resp_add_error(out, "ERR node '%s' unavailable: %s", n->conf->name, err);
 }
 
 /* The reply (or failure) of a request sent on a link for slot ARG. */
@@ -275,7 +293,14 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     }
     if (reply != NULL) {
         struct evbuffer *dst = zos_slot_buf(s);
-        evbuffer_remove_buffer(reply, dst, len);
+        if (s->seal && s->seal_n == SIZE_MAX) {
+            evbuffer_drain(reply, len);
+            zos_resp_add_error(dst, "ERR out of memory");
+        } else if (s->seal) {
+            zos_seal_filter(reply, len, dst, s->seal_which, s->seal_n);
+        } else {
+            evbuffer_remove_buffer(reply, dst, len);
+        }
         if (dst == s->buf)
             c->slot_bytes += len; /* waits behind an earlier reply */
     } else {
@@ -319,7 +344,9 @@ static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const cha
 
     if (s->c != NULL && s->counted)
         s->c->shared_inflight--;
-    if (reply != NULL)
+    if (reply != NULL && s->seal)
+        zos_seal_filter(reply, len, buf, NULL, 0);
+    else if (reply != NULL)
         evbuffer_remove_buffer(reply, buf, len);
     else
         node_down_error(buf, p->node, err);
@@ -365,6 +392,15 @@ struct zos_slot *zos_slot_part(struct zos_slot *group, size_t i)
     return s;
 }
 
+/* Whether every node says admin = yes (ZOS.ALL may then change secrets). */
+static bool all_admin(const struct zos_router *r)
+{
+    for (size_t i = 0; i < r->nnodes; i++)
+        if (!r->nodes[i].conf->admin)
+            return false;
+    return true;
+}
+
 /* ZOS.ALL <command ...>: the command on every node's shared link. */
 static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, size_t first)
 {
@@ -377,9 +413,19 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
             zos_slot_error(s, "ERR ZOS.ALL cannot run blocking or stateful commands");
         return;
     }
+    char err[200];
+    enum zos_seal seal = zos_seal_candidate(av->argv[first], av->argvlen[first])
+                             ? zos_seal_check(av, first, all_admin(r), err, sizeof(err))
+                             : ZOS_SEAL_PASS;
+    if (seal == ZOS_SEAL_REFUSE) {
+        if ((s = zos_slot_new(c)) != NULL)
+            zos_slot_error(s, "%s", err);
+        return;
+    }
     if ((s = zos_slot_group(c, r->nnodes)) == NULL)
         return;
     s->counted = true;
+    s->seal = seal == ZOS_SEAL_FILTER;
     for (size_t i = 0; i < r->nnodes; i++) {
         struct zos_node *n = s->parts[i].node;
         n->requests++;
@@ -405,6 +451,9 @@ static struct zos_pin *pin_find(struct zos_client *c, struct zos_node *n)
 static void pin_closed(void *arg, const char *err)
 {
     struct zos_pin *p = arg;
+    if (zos_link_is_protocol_error(err))
+        log_warn("node '%s': pinned link of client %llu dropped: %s", p->node->conf->name,
+                 p->client->id, err);
     p->broken = true;
     snprintf(p->errstr, sizeof(p->errstr), "%s", err);
     if (p->tunnel != NULL) {
@@ -413,32 +462,6 @@ static void pin_closed(void *arg, const char *err)
         node_down_error(zos_slot_buf(s), p->node, err);
         zos_slot_done(s);
     }
-}
-
-/* The kind and count of a pub/sub confirmation ["subscribe", ch, 3]; false
- * for anything else (a message, a PING reply, an error). */
-static bool pubsub_reply(struct evbuffer *reply, size_t len, char *kind, size_t kindlen,
-                         long long *count)
-{
-    char buf[512], *p = buf, *end = buf + len, *eol;
-    if (len < 16 || len >= sizeof(buf))
-        return false;
-    evbuffer_copyout(reply, buf, len);
-    buf[len] = '\0';
-    if (strncmp(p, "*3\r\n$", 5) != 0)
-        return false;
-    long klen = strtol(p + 5, &eol, 10);
-    if (klen <= 0 || (size_t)klen >= kindlen || eol + 2 + klen + 2 > end)
-        return false;
-    memcpy(kind, eol + 2, (size_t)klen);
-    kind[klen] = '\0';
-    p = eol + 2 + klen + 2;
-    long clen = strtol(p + 1, &eol, 10); /* the channel: "$n" or "$-1" */
-    p = clen < 0 ? eol + 2 : eol + 2 + clen + 2;
-    if (*p != ':' || strstr(kind, "subscribe") == NULL)
-        return false;
-    *count = strtoll(p + 1, NULL, 10);
-    return true;
 }
 
 /* The reply's count is the connection's channels + patterns (shard channels
@@ -476,8 +499,15 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
     long long count = -1;
     if (s == NULL || reply == NULL)
         return;
-    bool confirm = !p->monitor && pubsub_reply(reply, len, kind, sizeof(kind), &count);
     evbuffer_copyout(reply, &first, 1);
+    bool confirm = !p->monitor && first == '*' &&
+                   zos_resp_reply_pubsub(reply, len, kind, sizeof(kind), &count);
+    if (!p->confirmed && !confirm && first != '-' && !(p->monitor && first == '+')) {
+        /* The first reply of a tunnel confirms it or refuses it: anything
+         * else means the node does not speak the protocol we think it does. */
+        zos_link_drop(p->link, "unexpected first reply to SUBSCRIBE or MONITOR", reply, len);
+        return;
+    }
     struct evbuffer *dst = zos_slot_buf(s);
     evbuffer_remove_buffer(reply, dst, len);
     if (dst == s->buf)
@@ -507,6 +537,7 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
 
 static void pin_free(struct zos_pin *p)
 {
+    free(p->queued_config);
     if (p->link != NULL) {
         zos_link_free(p->link);
         p->node->pinned--;
@@ -681,6 +712,47 @@ static size_t unsubscribe_replies(const struct zos_pin *p, const struct request 
     return subs > 0 ? subs : 1;
 }
 
+/* CONFIG and ACL: what the node's secrets allow (seal.h); REFUSE is answered here. */
+static enum zos_seal seal_request(struct zos_client *c, const struct zos_node *n,
+                                  const struct request *rq)
+{
+    struct zos_resp_argv own = {0};
+    const struct zos_resp_argv *av = rq->av;
+    enum zos_seal seal = ZOS_SEAL_REFUSE;
+    char err[200] = "ERR out of memory";
+
+    if (!zos_seal_candidate(rq->name, rq->namelen))
+        return ZOS_SEAL_PASS;
+    if (av != NULL || zos_resp_argv(rq->in, rq->req, &own) == 0)
+        seal = zos_seal_check(av != NULL ? av : &own, av != NULL ? rq->first : 0, n->conf->admin,
+                              err, sizeof(err));
+    zos_resp_argv_free(&own);
+    if (seal == ZOS_SEAL_REFUSE) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "%s", err);
+    }
+    return seal;
+}
+
+/* Inside MULTI: remembers which queued commands are CONFIG GETs, for EXEC's
+ * reply.  Out of memory, EXEC's reply becomes an error (nothing leaks). */
+static void note_queued(struct zos_pin *p, bool config_get)
+{
+    size_t n = p->nqueued++;
+    if (p->queued_config == NULL && !config_get)
+        return;
+    bool *q = realloc(p->queued_config, p->nqueued * sizeof(bool));
+    if (q == NULL) {
+        p->queued_oom = true;
+        return;
+    }
+    if (p->queued_config == NULL)
+        memset(q, 0, n * sizeof(bool));
+    q[n] = config_get;
+    p->queued_config = q;
+}
+
 static int route_request(struct zos_client *c, struct zos_node *n, struct request *rq)
 {
     enum zos_route route = zos_router_route(rq->name, rq->namelen);
@@ -688,6 +760,9 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     bool pinned = pin_holds_state(p);
 
     if (refuse_node(c, n))
+        return ZOS_ERR;
+    enum zos_seal seal = seal_request(c, n, rq);
+    if (seal == ZOS_SEAL_REFUSE)
         return ZOS_ERR;
     if (p != NULL && p->tunnel != NULL && p->unsub_due > 0)
         return ZOS_AGAIN; /* whether the tunnel stays open comes with the UNSUBSCRIBE's replies */
@@ -723,6 +798,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
             return ZOS_ERR;
         s->node = n;
         s->counted = true;
+        s->seal = seal == ZOS_SEAL_FILTER;
         c->shared_inflight++;
         if (send_request(n->shared, rq, slot_reply_cb, s) != ZOS_OK)
             slot_reply_cb(s, NULL, 0, zos_link_errstr(n->shared));
@@ -737,6 +813,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     }
     if ((p = pin_get(c, n, s)) == NULL)
         return ZOS_ERR;
+    bool was_multi = p->multi;
     pin_update(p, route);
     if (p->tunnel != NULL) { /* already streaming: the reply arrives through the tunnel */
         if (route == ZOS_ROUTE_UNSUB)
@@ -754,6 +831,19 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     }
     s->pin = p;
     s->counted = true;
+    s->seal = seal == ZOS_SEAL_FILTER;
+    if (route == ZOS_ROUTE_MULTI && !was_multi) {
+        p->nqueued = 0;
+        p->queued_oom = false;
+    } else if (route == ZOS_ROUTE_ENDMULTI && was_multi) {
+        s->seal = p->queued_config != NULL || p->queued_oom; /* EXEC: filter CONFIG GETs */
+        s->seal_which = p->queued_config;
+        s->seal_n = p->queued_oom ? SIZE_MAX : p->nqueued;
+        p->queued_config = NULL;
+    } else if (was_multi) {
+        note_queued(p, seal == ZOS_SEAL_FILTER);
+        s->seal = false; /* its reply is QUEUED; EXEC's carries the values */
+    }
     p->inflight++;
     if (send_request(p->link, rq, slot_reply_cb, s) != ZOS_OK)
         slot_reply_cb(s, NULL, 0, zos_link_errstr(p->link));
@@ -920,6 +1010,7 @@ static void process_input(struct zos_client *c)
         bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     }
     while (!c->closing) {
+        c->parser.lim.unauth = must_auth(c);
         if (c->nslots >= MAX_SLOTS ||
             evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > OUTPUT_HIGH) {
             pause_reading(c, true);

@@ -18,6 +18,7 @@
  * through apply(), so a key is validated the same way wherever it comes from.
  */
 #include "zos/conf.h"
+#include "zos/util.h"
 #include "zos/zos.h"
 
 #include <arpa/inet.h>
@@ -96,6 +97,12 @@ static const struct key_def keys[] = {
     {SECT_PROXY, "max-bulk", KT_SIZE, "512m", 1, 4 * GB, NULL, NULL, PRX(max_bulk), false},
     {SECT_PROXY, "max-args", KT_COUNT, "1048576", 1, 1 << 30, NULL, NULL, PRX(max_args), false},
     {SECT_PROXY, "max-inline", KT_SIZE, "64k", 1, GB, NULL, NULL, PRX(max_inline), false},
+    {SECT_PROXY, "reply-max-bulk", KT_SIZE, "512m", 1, 4 * GB, NULL, NULL, PRX(reply_max_bulk),
+     false},
+    {SECT_PROXY, "reply-max-elements", KT_COUNT, "2147483647", 1, 2147483647, NULL, NULL,
+     PRX(reply_max_elements), false},
+    {SECT_PROXY, "reply-max-depth", KT_INT, "64", 1, 64, NULL, NULL, PRX(reply_max_depth), false},
+    {SECT_PROXY, "core-dump", KT_BOOL, "no", 0, 0, NULL, NULL, PRX(core_dump), false},
     {SECT_PROXY, "max-clients", KT_INT, "10000", 1, 1000000, NULL, NULL, PRX(max_clients), false},
     {SECT_PROXY, "max-pinned", KT_INT, "256", 1, 100000, NULL, NULL, PRX(max_pinned), false},
     {SECT_PROXY, "job-links", KT_INT, "16", 1, 1024, NULL, NULL, PRX(job_links), false},
@@ -118,6 +125,7 @@ static const struct key_def keys[] = {
     {SECT_NODE, "db", KT_INT, "0", 0, 1000, NULL, NULL, NODE(db), false},
     {SECT_NODE, "password", KT_SECRET, NULL, 0, 0, NULL, NULL, NODE(password), false},
     {SECT_NODE, "listen", KT_HOSTPORT, NULL, 0, 0, NULL, NULL, NODE(listen), false},
+    {SECT_NODE, "admin", KT_BOOL, "no", 0, 0, NULL, NULL, NODE(admin), false},
     {SECT_NODE, "isvbox", KT_BOOL, "false", 0, 0, NULL, NULL, NODE(isvbox), false},
     {SECT_NODE, "sshkey", KT_STRING, NULL, 0, 0, NULL, NULL, NODE(sshkey), false},
 };
@@ -381,15 +389,16 @@ static bool same_hostport(const char *a, const char *b)
 
 static void free_text(const struct key_def *k, char **field)
 {
-    if (*field != NULL && k->type == KT_SECRET)
-        explicit_bzero(*field, strlen(*field));
-    free(*field);
+    if (k->type == KT_SECRET)
+        zos_secret_free(*field);
+    else
+        free(*field);
     *field = NULL;
 }
 
 static int store_text(const struct key_def *k, void *base, const char *text, char *why, size_t len)
 {
-    char *copy = strdup(text);
+    char *copy = k->type == KT_SECRET ? zos_secret_dup(text) : strdup(text);
 
     if (copy == NULL)
         return out_of_memory(why, len);

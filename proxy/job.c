@@ -367,54 +367,6 @@ static void fail_soon(struct zos_job *op, const char *why)
 
 /* ---- replies ---- */
 
-static void reply_error_text(struct evbuffer *reply, size_t len, char *buf, size_t buflen)
-{
-    size_t n = len < buflen - 1 ? len : buflen - 1;
-    evbuffer_copyout(reply, buf, n);
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-}
-
-static bool reply_is_error(struct evbuffer *reply)
-{
-    char c = 0;
-    evbuffer_copyout(reply, &c, 1);
-    return c == '-';
-}
-
-/* The payload of a bulk reply, or of the value of a BLPOP [key, value]
- * reply, as a new NUL-terminated string; NULL for nil or anything else. */
-static char *bulk_payload(struct evbuffer *reply, size_t len, size_t *outlen)
-{
-    char *flat = malloc(len + 1), *cur = flat, *end = flat + len, *eol;
-    if (flat == NULL)
-        return NULL;
-    evbuffer_copyout(reply, flat, len);
-    flat[len] = '\0';
-    if (*cur == '*') {
-        long klen;
-        if (strncmp(cur, "*2\r\n$", 5) != 0)
-            goto none;
-        cur += 4;
-        klen = strtol(cur + 1, &eol, 10);
-        if (klen < 0 || eol + 2 + klen + 2 > end)
-            goto none;
-        cur = eol + 2 + klen + 2;
-    }
-    if (*cur != '$')
-        goto none;
-    long blen = strtol(cur + 1, &eol, 10);
-    if (blen < 0 || eol + 2 + blen > end)
-        goto none;
-    memmove(flat, eol + 2, (size_t)blen);
-    flat[blen] = '\0';
-    *outlen = (size_t)blen;
-    return flat;
-none:
-    free(flat);
-    return NULL;
-}
-
 /* ---- waiters ---- */
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -448,18 +400,24 @@ static void fail_unavailable(struct zos_job *op, const char *why)
 }
 
 /* The common start of a callback for a short reply (TTL, RPUSH): false when
- * the op is over or the link failed (handled); else BUF holds the reply's
- * first line. */
+ * the op is over, the link failed, or the node answered an error (handled);
+ * else *N is the integer reply (-2 when the reply is no integer). */
 static bool short_reply(struct zos_job *op, struct evbuffer *reply, size_t len, const char *err,
-                        char *buf, size_t buflen)
+                        long long *n)
 {
+    char buf[200];
     if (!op_back(op))
         return false;
     if (reply == NULL) {
         fail_unavailable(op, err);
         return false;
     }
-    reply_error_text(reply, len, buf, buflen);
+    if (zos_resp_reply_error(reply, len, buf, sizeof(buf))) {
+        finish(op, NULL, buf);
+        return false;
+    }
+    if (!zos_resp_reply_int(reply, len, n))
+        *n = -2;
     return true;
 }
 
@@ -524,11 +482,10 @@ static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *
 {
     struct zos_job *op = arg;
     struct zos_jobs *j = op->jobs;
-    char buf[200];
+    long long ttl;
 
-    if (!short_reply(op, reply, len, err, buf, sizeof(buf)))
+    if (!short_reply(op, reply, len, err, &ttl))
         return;
-    long ttl = buf[0] == ':' ? strtol(buf + 1, NULL, 10) : -2;
     if (ttl == -2) {
         flag_missing(op);
     } else {
@@ -577,12 +534,13 @@ static void waiter_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         return;
     if (op_back(op)) {
         size_t blen = 0;
-        char *payload = reply != NULL ? bulk_payload(reply, len, &blen) : NULL;
+        char *payload = NULL;
+        if (reply != NULL && !zos_resp_reply_string(reply, len, false, &payload, &blen))
+            zos_resp_reply_string(reply, len, true, &payload, &blen); /* BLPOP's [key, value] */
         if (reply == NULL) {
             fail_unavailable(op, err);
-        } else if (payload == NULL && len > 0 && reply_is_error(reply)) {
-            reply_error_text(reply, len, buf, sizeof(buf));
-            finish(op, NULL, buf + 1);
+        } else if (payload == NULL && zos_resp_reply_error(reply, len, buf, sizeof(buf))) {
+            finish(op, NULL, buf);
         } else if (payload == NULL) { /* slice over, nothing yet */
             op->sliced = true;
             if (op->kind == OP_FOLLOW && op->stream_end)
@@ -686,14 +644,9 @@ static void enqueue(struct zos_job *op)
 static void submit_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
     struct zos_job *op = arg;
-    char buf[200];
-    if (!short_reply(op, reply, len, err, buf, sizeof(buf)))
-        return;
-    if (buf[0] == '-') {
-        finish(op, NULL, buf + 1);
-    } else if (op->kind == OP_SUBMIT) {
+    long long n;
+    if (short_reply(op, reply, len, err, &n) && op->kind == OP_SUBMIT)
         finish(op, NULL, NULL);
-    }
 }
 
 static int submit(struct zos_job *op, const struct zos_job_req *req)

@@ -27,6 +27,7 @@
 #include "zos/zos.h"
 
 #define BACKOFF_MIN_MS 100
+#define PROTO_ERR      "protocol error: "
 
 struct pending {
     zos_link_reply_fn fn;
@@ -236,9 +237,19 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
  * flight on it gets that reason. */
 static void protocol_error(struct zos_link *l, struct evbuffer *in, const char *what)
 {
+    zos_link_drop(l, what, in, evbuffer_get_length(in));
+}
+
+void zos_link_drop(struct zos_link *l, const char *what, struct evbuffer *reply, size_t len)
+{
     char bytes[72];
-    zos_resp_escape(in, evbuffer_get_length(in), bytes, sizeof(bytes));
-    link_fail(l, "protocol error: %s (\"%s\")", what, bytes);
+    zos_resp_escape(reply, len, bytes, sizeof(bytes));
+    link_fail(l, "%s%s (\"%s\")", PROTO_ERR, what, bytes);
+}
+
+bool zos_link_is_protocol_error(const char *err)
+{
+    return err != NULL && strncmp(err, PROTO_ERR, sizeof(PROTO_ERR) - 1) == 0;
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)

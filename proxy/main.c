@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "zos/conf.h"
@@ -86,9 +87,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "zos-proxy: no config file: use -c FILE or set ZOS_CONFIG\n");
         return 1;
     }
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* no core file holds the secrets about to be read */
     struct zos_conf *conf = zos_conf_load(path, err, sizeof(err));
     if (conf == NULL) {
         fprintf(stderr, "zos-proxy: %s\n", err);
+        return 1;
+    }
+    if (conf->proxy.core_dump)
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0); /* [proxy] core-dump = yes: debugging */
+    if (test && zos_server_check(conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "zos-proxy: %s\n", err);
+        zos_conf_free(conf);
         return 1;
     }
     if (test) {

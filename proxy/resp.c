@@ -1036,6 +1036,11 @@ void zos_resp_reader_init(struct zos_resp_reader *r, const char *buf, size_t len
     r->off = 0;
 }
 
+const char *zos_resp_reader_at(const struct zos_resp_reader *r)
+{
+    return r->buf + r->off + r->s.pos;
+}
+
 bool zos_resp_reader_between(const struct zos_resp_reader *r)
 {
     return r->s.state == S_LINE && r->s.depth == 0 && r->s.pos == 0;
@@ -1242,9 +1247,19 @@ bool zos_resp_reply_pubsub(struct evbuffer *reply, size_t len, char *kind, size_
     struct zos_resp_val v, k, ch, n;
     size_t sl = sizeof(suffix) - 1;
 
-    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK || !is_array(&v) || v.count != 3 ||
-        zos_resp_next(&r, &k) != ZOS_OK || !is_string(&k) || k.len < sl || k.len >= kindlen ||
+    char head[64];
+    size_t hn = len < sizeof(head) ? len : sizeof(head);
+
+    /* The kind from the first bytes: a message (any size) is never pulled up. */
+    if (evbuffer_copyout(reply, head, hn) != (ev_ssize_t)hn)
+        return false;
+    zos_resp_reader_init(&r, head, hn, NULL);
+    if (zos_resp_next(&r, &v) != ZOS_OK || !is_array(&v) || v.count != 3 ||
+        zos_resp_next(&r, &k) != ZOS_OK || !is_string(&k) || k.len < sl ||
         strncasecmp(k.str + k.len - sl, suffix, sl) != 0)
+        return false;
+    if (zos_resp_reply_open(reply, len, &r, &v) != ZOS_OK || !is_array(&v) || v.count != 3 ||
+        zos_resp_next(&r, &k) != ZOS_OK || !is_string(&k) || k.len >= kindlen)
         return false;
     if (zos_resp_next(&r, &ch) != ZOS_OK || zos_resp_skip(&r, &ch) != ZOS_OK ||
         (!is_string(&ch) && !ch.nil) || zos_resp_next(&r, &n) != ZOS_OK || n.type != ':')

@@ -57,6 +57,7 @@ struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node
         .connect_timeout_ms = pc->connect_timeout_ms,
         .ping_interval_ms = pinned ? 0 : pc->ping_interval_ms,
         .backoff_max_ms = pc->backoff_max_ms,
+        .reply_limits = &r->reply_limits,
     };
     return zos_link_new(r->base, r->dns, node->conf, node->ssl, &opts);
 }
@@ -88,6 +89,12 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
     r->dns = dns;
     r->conf = conf;
     r->nnodes = conf->nnodes;
+    r->reply_limits = (struct zos_resp_reply_limits){
+        .max_bulk = conf->proxy.reply_max_bulk,
+        .max_elements = conf->proxy.reply_max_elements,
+        .max_depth = conf->proxy.reply_max_depth,
+        .resp2_only = true,
+    };
     for (size_t i = 0; i < conf->nnodes; i++) {
         struct zos_node *n = &r->nodes[i];
         n->conf = &conf->nodes[i];

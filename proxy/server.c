@@ -153,6 +153,22 @@ static int check_exposure(const struct zos_conf *conf, const char *hostport, con
     return -1;
 }
 
+int zos_server_check(const struct zos_conf *conf, char *err, size_t errlen)
+{
+    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < conf->nnodes; i++) {
+        const struct zos_node_conf *n = &conf->nodes[i];
+        if (n->listen != NULL && check_exposure(conf, n->listen, "listen", err, errlen) != 0)
+            return -1;
+        SSL_CTX *ctx = n->tls ? zos_link_ssl_ctx(n, err, errlen) : NULL;
+        if (n->tls && ctx == NULL)
+            return -1; /* a CA file that cannot be read */
+        SSL_CTX_free(ctx);
+    }
+    return 0;
+}
+
 static int open_listeners(struct zos_server *srv, char *err, size_t errlen)
 {
     struct zos_conf *conf = srv->conf;
@@ -161,8 +177,7 @@ static int open_listeners(struct zos_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0 ||
-        add_listener(srv, conf->proxy.listen, false, NULL, err, errlen) != 0)
+    if (add_listener(srv, conf->proxy.listen, false, NULL, err, errlen) != 0)
         return -1;
     if (conf->proxy.unixsocket != NULL &&
         add_listener(srv, conf->proxy.unixsocket, true, NULL, err, errlen) != 0)
@@ -171,8 +186,7 @@ static int open_listeners(struct zos_server *srv, char *err, size_t errlen)
         struct zos_node *n = &srv->router->nodes[i];
         if (n->conf->listen == NULL)
             continue;
-        if (check_exposure(conf, n->conf->listen, "listen", err, errlen) != 0 ||
-            add_listener(srv, n->conf->listen, false, n, err, errlen) != 0)
+        if (add_listener(srv, n->conf->listen, false, n, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -251,6 +265,11 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
     }
     srv->conf = conf;
     srv->started = time(NULL);
+    if (zos_server_check(conf, err, errlen) != 0) {
+        free(srv);
+        zos_conf_free(conf);
+        return NULL;
+    }
     srv->limits = (struct zos_resp_limits){conf->proxy.max_bulk, conf->proxy.max_args,
                                            conf->proxy.max_inline, false};
     srv->base = event_base_new();

@@ -8,6 +8,9 @@
  */
 #include "zos/util.h"
 
+#include <string.h>
+#include <sys/mman.h>
+
 #include <event2/buffer.h>
 
 #include <libgen.h>
@@ -219,4 +222,53 @@ void zos_bar_end(struct zos_bar *b)
     fputc('\n', b->out);
     fflush(b->out);
     b->finished = true;
+}
+
+/* ---- secrets ---- */
+
+#define VAULT_ARENA (64 * 1024)
+
+struct vault_arena {
+    struct vault_arena *next;
+    size_t used, size;
+    char mem[];
+};
+
+static struct vault_arena *vault;
+
+static struct vault_arena *vault_grow(size_t need)
+{
+    size_t size = need + sizeof(struct vault_arena) > VAULT_ARENA
+                      ? need + sizeof(struct vault_arena)
+                      : VAULT_ARENA;
+    struct vault_arena *a =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (a == MAP_FAILED)
+        return NULL;
+    madvise(a, size, MADV_DONTDUMP); /* best effort: the process is not dumpable anyway */
+    a->next = vault;
+    a->used = 0;
+    a->size = size - sizeof(*a);
+    vault = a;
+    return a;
+}
+
+char *zos_secret_dup(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    struct vault_arena *a = vault;
+    if ((a == NULL || a->size - a->used < n) && (a = vault_grow(n)) == NULL)
+        return NULL;
+    char *p = a->mem + a->used;
+    memcpy(p, s, n);
+    a->used += n;
+    return p;
+}
+
+void zos_secret_free(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
 }

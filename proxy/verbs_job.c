@@ -53,7 +53,9 @@ static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
         const struct zos_proxy_conf *pc = &srv->conf->proxy;
         struct zos_jobs_opts o = {
             .max_waiters = pc->job_links,
-            .link = {.pinned = true, .connect_timeout_ms = pc->connect_timeout_ms},
+            .link = {.pinned = true,
+                     .connect_timeout_ms = pc->connect_timeout_ms,
+                     .reply_limits = &srv->router->reply_limits},
         };
         all[n->index] = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
     }

@@ -21,7 +21,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
 
 #include "zos/server.h"
 #include "zos/ssh.h"
@@ -190,25 +189,10 @@ static void *worker(void *arg)
 
 /* ---- container facts from the node ---- */
 
-/* Parses one RESP reply of LEN bytes at the front of BUF with hiredis. */
-static redisReply *parse_reply(struct evbuffer *buf, size_t len)
+/* A value of the MGET reply: a non-empty string other than "false". */
+static bool usable(const char *v)
 {
-    redisReader *r = redisReaderCreate();
-    void *rep = NULL;
-    char *flat = malloc(len);
-    if (r != NULL && flat != NULL) {
-        evbuffer_copyout(buf, flat, len);
-        if (redisReaderFeed(r, flat, len) != REDIS_OK || redisReaderGetReply(r, &rep) != REDIS_OK)
-            rep = NULL;
-    }
-    free(flat);
-    redisReaderFree(r);
-    return rep;
-}
-
-static bool usable(const redisReply *e)
-{
-    return e->type == REDIS_REPLY_STRING && e->len > 0 && strcmp(e->str, "false") != 0;
+    return v != NULL && v[0] != '\0' && strcmp(v, "false") != 0;
 }
 
 static void info_reply(struct remote_op *op, const char *ip, const char *key)
@@ -246,23 +230,24 @@ static void facts_cb(void *arg, struct evbuffer *buf, size_t len, const char *er
 {
     struct remote_op *op = arg;
     struct zos_client *c = zos_slot_client(op->slot);
-    redisReply *r = buf != NULL ? parse_reply(buf, len) : NULL;
+    char *v[3] = {NULL, NULL, NULL};
 
     if (buf == NULL) {
         zos_slot_error(op->slot, "ERR node unavailable: %s", err);
-    } else if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    } else if (!zos_resp_reply_strings(buf, len, 3, v)) {
         zos_slot_error(op->slot, "ERR unexpected reply from the node");
-    } else if (!usable(r->element[0]) || (op->port = atoi(r->element[0]->str)) <= 0) {
+    } else if (!usable(v[0]) || (op->port = atoi(v[0])) <= 0) {
         zos_slot_error(op->slot,
                        "ERR container %lu has no ssh port on this node: create it with "
                        "'zos container new' and run 'zos container %lu sshenable'",
                        op->cid, op->cid);
     } else {
-        if (usable(r->element[1])) /* else the node's address, set at the start */
-            snprintf(op->host, sizeof(op->host), "%s", r->element[1]->str);
-        if (usable(r->element[2]))
-            snprintf(op->key, sizeof(op->key), "%s", r->element[2]->str);
-        freeReplyObject(r);
+        if (usable(v[1])) /* else the node's address, set at the start */
+            snprintf(op->host, sizeof(op->host), "%s", v[1]);
+        if (usable(v[2]))
+            snprintf(op->key, sizeof(op->key), "%s", v[2]);
+        for (int i = 0; i < 3; i++)
+            free(v[i]);
         if (op->command == NULL) {
             info_reply(op, op->host, op->key[0] ? op->key : NULL);
         } else if (c != NULL) {
@@ -273,7 +258,8 @@ static void facts_cb(void *arg, struct evbuffer *buf, size_t len, const char *er
         }
         return;
     }
-    freeReplyObject(r);
+    for (int i = 0; i < 3; i++)
+        free(v[i]);
     op_free(op);
 }
 

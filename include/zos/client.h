@@ -37,6 +37,9 @@ struct zos_pin {
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
     size_t nchan, npat, nshard; /* subscriptions, from the node's confirmations */
+    size_t nqueued; /* commands queued since MULTI */
+    bool *queued_config; /* [i]: queued command i is a CONFIG GET (NULL: none is) */
+    bool queued_oom;     /* queued_config could not grow: EXEC answers an error */
     char errstr[128];
 };
 

@@ -30,6 +30,7 @@ struct zos_node_conf {
     int db;         /* SELECT after connect when > 0 */
     char *password; /* what clients give in "AUTH <node> <password>"; NULL: requirepass */
     char *listen;   /* optional "host:port" serving only this node, NULL for none */
+    bool admin;     /* clients may read and change the node's secrets (CONFIG SET, ACL) */
     bool isvbox;    /* made by "zos init" */
     char *sshkey;   /* private key path for containers of this node, NULL for none */
     int line;       /* line of the section header, for messages */
@@ -50,6 +51,10 @@ struct zos_proxy_conf {
     size_t max_bulk;    /* request limits, see resp.h */
     size_t max_args;
     size_t max_inline;
+    size_t reply_max_bulk;     /* node reply limits, see resp.h */
+    size_t reply_max_elements;
+    int reply_max_depth;
+    bool core_dump; /* debug: leave the process dumpable, secrets included */
     int max_clients;         /* default 10000 */
     int max_pinned;          /* pinned (blocking/stateful) links per node, default 256 */
     int job_links;           /* waiting links per node for ZOS job verbs, default 16 */

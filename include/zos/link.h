@@ -80,6 +80,14 @@ int zos_link_send(struct zos_link *l, struct evbuffer *req, size_t len, zos_link
 int zos_link_send_argv(struct zos_link *l, size_t argc, const char *const *argv,
                        const size_t *argvlen, zos_link_reply_fn fn, void *arg);
 
+/* The owner found a reply it cannot use (REPLY: its first LEN bytes, shown
+ * escaped in the reason): the connection is dropped as for a malformed reply,
+ * every request in flight fails with "protocol error: WHAT (...)".  May be
+ * called from a reply callback of L. */
+void zos_link_drop(struct zos_link *l, const char *what, struct evbuffer *reply, size_t len);
+/* True for the reason of a link dropped for a protocol error. */
+bool zos_link_is_protocol_error(const char *err);
+
 /* Replies that arrive with no pending request (pub/sub messages) go to FN. */
 void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg);
 

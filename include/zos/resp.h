@@ -173,6 +173,8 @@ int zos_resp_next(struct zos_resp_reader *r, struct zos_resp_val *v);
 /* Reads past the rest of the value V (just returned by zos_resp_next): its
  * children, if any.  Same returns as zos_resp_next. */
 int zos_resp_skip(struct zos_resp_reader *r, const struct zos_resp_val *v);
+/* Where the next value starts in the reader's memory. */
+const char *zos_resp_reader_at(const struct zos_resp_reader *r);
 /* True when the reply being read is complete (the cursor is between replies). */
 bool zos_resp_reader_between(const struct zos_resp_reader *r);
 

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "zos/conf.h"
+#include "zos/resp.h"
 #include "zos/link.h"
 
 struct evdns_base;
@@ -37,6 +38,7 @@ struct zos_router {
     struct zos_node *nodes;
     size_t nnodes;
     struct zos_node *default_node; /* NULL when none can be chosen */
+    struct zos_resp_reply_limits reply_limits; /* of every link */
 };
 
 /* The node table for CONF (borrowed, must outlive the router).  NULL with ERR. */

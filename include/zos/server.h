@@ -45,6 +45,11 @@ struct zos_server {
     void *ssh;  /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
 };
 
+/* Every check zos_server_new makes of CONF before it binds anything (a
+ * listener beyond loopback without requirepass, CA files that cannot be
+ * read): what `zos-proxy -t` runs too.  -1 with ERR. */
+int zos_server_check(const struct zos_conf *conf, char *err, size_t errlen);
+
 /* Takes CONF.  Binds every listener (TCP, unix socket, per-node ports).
  * NULL with ERR (CONF freed). */
 struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errlen);

@@ -39,4 +39,11 @@ void zos_bar_draw(struct zos_bar *b, const char *label, int64_t done, int64_t to
  * unknown size), so that what is printed next starts a line of its own. */
 void zos_bar_end(struct zos_bar *b);
 
+/* Secrets (passwords, JWTs) live in memory that core dumps leave out
+ * (MADV_DONTDUMP), in arenas mmap'd for them.  zos_secret_dup: a copy of S
+ * there, NULL when out of memory.  zos_secret_free: wipes it (the bytes stay
+ * reserved until exit; secrets are few and small).  Both accept NULL. */
+char *zos_secret_dup(const char *s);
+void zos_secret_free(char *s);
+
 #endif
