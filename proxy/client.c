@@ -499,7 +499,7 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
     long long count = -1;
     if (s == NULL || reply == NULL)
         return;
-    evbuffer_copyout(reply, &first, 1);
+    first = zos_resp_reply_type(reply, len);
     bool confirm = !p->monitor && first == '*' &&
                    zos_resp_reply_pubsub(reply, len, kind, sizeof(kind), &count);
     if (!p->confirmed && !confirm && first != '-' && !(p->monitor && first == '+')) {

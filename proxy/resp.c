@@ -1141,6 +1141,14 @@ int zos_resp_reply_open(struct evbuffer *reply, size_t len, struct zos_resp_read
     return ZOS_OK;
 }
 
+char zos_resp_reply_type(struct evbuffer *reply, size_t len)
+{
+    char t = 0;
+    if (len > 0 && evbuffer_copyout(reply, &t, 1) != 1)
+        t = 0;
+    return t;
+}
+
 bool zos_resp_reply_is_ok(struct evbuffer *reply, size_t len)
 {
     struct zos_resp_reader r;

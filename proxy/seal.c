@@ -148,11 +148,13 @@ static int filter(const char *mem, size_t len, struct evbuffer *out, const bool 
 void zos_seal_filter(struct evbuffer *reply, size_t len, struct evbuffer *out,
                      const bool *which, size_t nwhich)
 {
-    const char *mem = len > 0 ? (const char *)evbuffer_pullup(reply, (ev_ssize_t)len) : NULL;
+    struct zos_resp_reader r;
+    struct zos_resp_val v;
     struct evbuffer *tmp = evbuffer_new();
 
     /* Into TMP first: nothing of a reply that cannot be filtered goes out. */
-    if (mem != NULL && tmp != NULL && filter(mem, len, tmp, which, nwhich) == ZOS_OK)
+    if (tmp != NULL && zos_resp_reply_open(reply, len, &r, &v) == ZOS_OK &&
+        filter(r.buf, len, tmp, which, nwhich) == ZOS_OK)
         evbuffer_add_buffer(out, tmp);
     else
         zos_resp_add_error(out, "ERR zos-proxy could not filter this reply (out of memory)");

@@ -179,7 +179,8 @@ const char *zos_resp_reader_at(const struct zos_resp_reader *r);
 bool zos_resp_reader_between(const struct zos_resp_reader *r);
 
 /* The first LEN bytes of REPLY (one whole reply, framed by the scanner) as
- * contiguous memory in place (evbuffer_pullup), decoded: *V is the reply
+ * contiguous memory (evbuffer_pullup: in place when it is one chunk),
+ * decoded: *V is the reply
  * itself with any attribute before it skipped; R stays positioned after V's
  * header for reading its children.  ZOS_ERR for anything not one valid
  * reply, or out of memory. */
@@ -188,6 +189,8 @@ int zos_resp_reply_open(struct evbuffer *reply, size_t len, struct zos_resp_read
 
 /* Small questions about one whole reply of LEN bytes at the front of REPLY
  * (nothing is removed). */
+/* Its RESP type byte ('+', '-', '*', ...), or 0 when LEN is 0. */
+char zos_resp_reply_type(struct evbuffer *reply, size_t len);
 /* "+OK". */
 bool zos_resp_reply_is_ok(struct evbuffer *reply, size_t len);
 /* An error ('-' or '!'): its text (without the '-') into BUF, truncated, NUL-terminated. */
