@@ -49,12 +49,10 @@ struct zos_slot {
     unsigned char kind;
     bool done;
     bool counted; /* counted in shared_inflight / pin->inflight */
-    struct all_part *parts;
-    size_t nparts;
-    struct zos_slot *parent; /* a part of a ZOS.ALL group (not in the queue) */
+    struct all_group *group; /* SLOT_ALL: its parts, until the reply left */
+    struct all_part *part;   /* a detached slot for one part of a group */
     void (*orphan_fn)(void *arg);
     void *orphan_arg;
-    size_t part;
     bool seal;          /* the reply answers CONFIG GET, or EXEC with one in it */
     bool *seal_which;   /* EXEC: which elements answer a CONFIG GET (owned) */
     size_t seal_n;
@@ -62,9 +60,22 @@ struct zos_slot {
 
 /* One node's share of a ZOS.ALL request. */
 struct all_part {
-    struct zos_slot *slot;
+    struct all_group *g;
     struct zos_node *node;
-    struct evbuffer *buf;
+    struct evbuffer *buf; /* its reply, once it came */
+};
+
+/* A ZOS.ALL request: its parts live as long as any is still on its way, which
+ * may be after the reply left (a deadline passed): a late reply is dropped
+ * here, never written, and its link keeps its order. */
+struct all_group {
+    struct zos_slot *slot;  /* where the reply goes; NULL once it left */
+    struct event *deadline; /* node commands: ZOS.ALL [TIMEOUT ms] */
+    int timeout_ms;
+    size_t nparts;
+    size_t waiting; /* parts without a reply, while the slot waits */
+    size_t refs;    /* parts whose reply (or failure) is still to come */
+    struct all_part parts[];
 };
 
 static void process_input(struct zos_client *c);
@@ -99,21 +110,30 @@ struct zos_slot *zos_slot_new(struct zos_client *c)
     return s;
 }
 
+static void group_free(struct all_group *g)
+{
+    for (size_t i = 0; i < g->nparts; i++)
+        if (g->parts[i].buf != NULL)
+            evbuffer_free(g->parts[i].buf);
+    if (g->deadline != NULL)
+        event_free(g->deadline);
+    free(g);
+}
+
 static void slot_free(struct zos_slot *s)
 {
+    if (s->group != NULL) {
+        s->group->slot = NULL;
+        if (s->group->refs == 0)
+            group_free(s->group);
+    }
     free(s->seal_which);
     if (s->buf != NULL)
         evbuffer_free(s->buf);
-    if (s->parts != NULL) {
-        for (size_t i = 0; i < s->nparts; i++)
-            if (s->parts[i].buf != NULL)
-                evbuffer_free(s->parts[i].buf);
-        free(s->parts);
-    }
     free(s);
 }
 
-static void group_part_done(struct zos_slot *s, size_t i, struct evbuffer *buf);
+static void part_done(struct all_part *p, struct evbuffer *buf);
 
 struct evbuffer *zos_slot_buf(struct zos_slot *s)
 {
@@ -137,15 +157,17 @@ bool zos_slot_orphaned(const struct zos_slot *s)
 
 struct zos_client *zos_slot_client(const struct zos_slot *s)
 {
-    return s->parent != NULL ? s->parent->c : s->c;
+    if (s->part != NULL)
+        return s->part->g->slot != NULL ? s->part->g->slot->c : NULL;
+    return s->c;
 }
 
 void zos_slot_done(struct zos_slot *s)
 {
-    if (s->parent != NULL) {
+    if (s->part != NULL) {
         struct evbuffer *buf = s->buf != NULL ? s->buf : evbuffer_new();
         s->buf = NULL;
-        group_part_done(s->parent, s->part, buf);
+        part_done(s->part, buf);
         slot_free(s);
         return;
     }
@@ -313,44 +335,76 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
 
 /* ---- ZOS.ALL ---- */
 
-/* Part I of group slot S is complete with BUF (taken): once every part is,
- * the reply is [node, reply, node, reply, ...]. */
-static void group_part_done(struct zos_slot *s, size_t i, struct evbuffer *buf)
+/* The reply leaves: [node, reply, node, reply, ...], with an error for
+ * each part that did not answer in time. */
+static void group_deliver(struct all_group *g)
 {
+    struct zos_slot *s = g->slot;
     struct zos_client *c = s->c;
-    s->parts[i].buf = buf;
-    if (--s->waiting > 0)
-        return;
+
+    g->slot = NULL;
+    s->group = NULL;
+    if (g->deadline != NULL)
+        evtimer_del(g->deadline);
     if (c == NULL) {
         slot_free(s);
         return;
     }
-    struct evbuffer *out = zos_slot_buf(s);
-    zos_resp_add_array(out, (long long)s->nparts * 2);
-    for (size_t k = 0; k < s->nparts; k++) {
-        zos_resp_add_cstr(out, s->parts[k].node->conf->name);
-        evbuffer_add_buffer(out, s->parts[k].buf);
-    }
+    if (s->counted) /* parts still on their way no longer hold the client's order */
+        c->shared_inflight -= g->waiting;
     s->counted = false;
+    struct evbuffer *out = zos_slot_buf(s);
+    zos_resp_add_array(out, (long long)g->nparts * 2);
+    for (size_t k = 0; k < g->nparts; k++) {
+        struct all_part *p = &g->parts[k];
+        zos_resp_add_cstr(out, p->node->conf->name);
+        if (p->buf != NULL)
+            evbuffer_add_buffer(out, p->buf);
+        else
+            zos_resp_add_error(out, "ERR node '%s' timed out after %d ms", p->node->conf->name,
+                               g->timeout_ms);
+    }
     zos_slot_done(s);
     resume_soon(c);
+}
+
+/* Part P is complete with BUF (taken), or came too late for the reply. */
+static void part_done(struct all_part *p, struct evbuffer *buf)
+{
+    struct all_group *g = p->g;
+
+    g->refs--;
+    if (g->slot != NULL && p->buf == NULL) {
+        p->buf = buf;
+        if (g->slot->counted && g->slot->c != NULL)
+            g->slot->c->shared_inflight--;
+        if (--g->waiting == 0)
+            group_deliver(g);
+    } else {
+        evbuffer_free(buf); /* after the deadline: dropped */
+    }
+    if (g->refs == 0 && g->slot == NULL)
+        group_free(g);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    group_deliver(arg);
 }
 
 static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
     struct all_part *p = arg;
-    struct zos_slot *s = p->slot;
+    struct all_group *g = p->g;
     struct evbuffer *buf = evbuffer_new();
 
-    if (s->c != NULL && s->counted)
-        s->c->shared_inflight--;
-    if (reply != NULL && s->seal)
+    if (g->slot != NULL && reply != NULL && g->slot->seal)
         zos_seal_filter(reply, len, buf, NULL, 0);
-    else if (reply != NULL)
+    else if (g->slot != NULL && reply != NULL)
         evbuffer_remove_buffer(reply, buf, len);
-    else
+    else if (g->slot != NULL)
         node_down_error(buf, p->node, err);
-    group_part_done(s, (size_t)(p - s->parts), buf);
+    part_done(p, buf);
 }
 
 struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
@@ -365,30 +419,31 @@ struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
         zos_slot_done(s);
         return NULL;
     }
-    s->parts = calloc(n, sizeof(*s->parts));
-    if (s->parts == NULL) {
+    struct all_group *g = calloc(1, sizeof(*g) + n * sizeof(g->parts[0]));
+    if (g == NULL) {
         zos_slot_error(s, "ERR out of memory");
         return NULL;
     }
-    s->nparts = n;
-    s->waiting = (unsigned)n;
+    g->slot = s;
+    g->nparts = g->waiting = g->refs = n;
     for (size_t i = 0; i < n; i++) {
-        s->parts[i].slot = s;
-        s->parts[i].node = &r->nodes[i % r->nnodes];
+        g->parts[i].g = g;
+        g->parts[i].node = &r->nodes[i % r->nnodes];
     }
+    s->group = g;
     return s;
 }
 
 struct zos_slot *zos_slot_part(struct zos_slot *group, size_t i)
 {
+    struct all_part *p = &group->group->parts[i];
     struct zos_slot *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        group_part_done(group, i, evbuffer_new());
+        part_done(p, evbuffer_new());
         return NULL;
     }
-    s->parent = group;
-    s->part = i;
-    s->node = group->parts[i].node;
+    s->part = p;
+    s->node = p->node;
     return s;
 }
 
@@ -401,8 +456,10 @@ static bool all_admin(const struct zos_router *r)
     return true;
 }
 
-/* ZOS.ALL <command ...>: the command on every node's shared link. */
-static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, size_t first)
+/* ZOS.ALL [TIMEOUT ms] <command ...>: the command on every node's shared
+ * link; a node that has not answered after TIMEOUT_MS is an error element. */
+static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, size_t first,
+                        int timeout_ms)
 {
     struct zos_router *r = c->srv->router;
     size_t argc = av->argc - first;
@@ -424,16 +481,21 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
     }
     if ((s = zos_slot_group(c, r->nnodes)) == NULL)
         return;
+    struct all_group *g = s->group;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     s->counted = true;
     s->seal = seal == ZOS_SEAL_FILTER;
-    for (size_t i = 0; i < r->nnodes; i++) {
-        struct zos_node *n = s->parts[i].node;
+    g->timeout_ms = timeout_ms;
+    if ((g->deadline = evtimer_new(c->srv->base, deadline_cb, g)) != NULL)
+        evtimer_add(g->deadline, &tv);
+    for (size_t i = 0; i < r->nnodes; i++) { /* the last part may free G and S */
+        struct zos_node *n = g->parts[i].node;
         n->requests++;
         c->shared_inflight++;
         if (zos_link_send_argv(n->shared, argc, (const char *const *)av->argv + first,
-                               av->argvlen + first, all_part_cb, &s->parts[i]) != ZOS_OK) {
+                               av->argvlen + first, all_part_cb, &g->parts[i]) != ZOS_OK) {
             n->errors++;
-            all_part_cb(&s->parts[i], NULL, 0, zos_link_errstr(n->shared));
+            all_part_cb(&g->parts[i], NULL, 0, zos_link_errstr(n->shared));
         }
     }
 }
@@ -888,11 +950,37 @@ static bool any_pinned_inflight(const struct zos_client *c)
 }
 
 /* ZOS.AT <node> <command ...> and ZOS.ALL <command ...>. */
+/* ZOS.ALL's optional "TIMEOUT <ms>": *FIRST moves past it.  False with
+ * the error answered when it is malformed. */
+static bool all_timeout(struct zos_client *c, const struct zos_resp_argv *av, size_t *first,
+                        int *ms)
+{
+    char *end;
+    *ms = c->srv->conf->proxy.all_timeout_ms;
+    if (av->argc < 2 || strcasecmp(av->argv[1], "timeout") != 0)
+        return true;
+    long v = av->argc > 2 ? strtol(av->argv[2], &end, 10) : 0;
+    if (av->argc <= 3 || *av->argv[2] == '\0' || *end != '\0' || v < 1 || v > 3600000) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR ZOS.ALL TIMEOUT takes milliseconds (1 to 3600000), then a "
+                              "command");
+        return false;
+    }
+    *ms = (int)v;
+    *first = 3;
+    return true;
+}
+
 static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos_resp_argv *av)
 {
     bool at = strcasecmp(v->name, "zos.at") == 0;
     size_t first = at ? 2 : 1;
     struct zos_node *n = NULL;
+    int timeout_ms = 0;
+
+    if (!at && !all_timeout(c, av, &first, &timeout_ms))
+        return ZOS_OK;
 
     if (av->argc <= first) {
         struct zos_slot *s = zos_slot_new(c);
@@ -932,7 +1020,7 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
         return zos_client_forward_argv(c, n, av, first);
     if (any_pinned_inflight(c))
         return ZOS_AGAIN;
-    forward_all(c, av, first);
+    forward_all(c, av, first, timeout_ms);
     return ZOS_OK;
 }
 

@@ -106,6 +106,10 @@ static const struct key_def keys[] = {
     {SECT_PROXY, "max-clients", KT_INT, "10000", 1, 1000000, NULL, NULL, PRX(max_clients), false},
     {SECT_PROXY, "max-pinned", KT_INT, "256", 1, 100000, NULL, NULL, PRX(max_pinned), false},
     {SECT_PROXY, "job-links", KT_INT, "16", 1, 1024, NULL, NULL, PRX(job_links), false},
+    {SECT_PROXY, "max-connecting", KT_INT, "64", 1, 100000, NULL, NULL, PRX(max_connecting),
+     false},
+    {SECT_PROXY, "all-timeout", KT_INT, "5000", 1, MS_HOUR, NULL, NULL, PRX(all_timeout_ms),
+     false},
     {SECT_PROXY, "connect-timeout", KT_INT, "5000", 1, 600000, NULL, NULL, PRX(connect_timeout_ms),
      false},
     {SECT_PROXY, "ping-interval", KT_INT, "15000", 100, MS_HOUR, NULL, NULL, PRX(ping_interval_ms),
@@ -716,14 +720,25 @@ static int node_init(struct zos_node_conf *n, const char *name)
 
 static struct zos_node_conf *add_node(struct zos_conf *c, const char *name)
 {
-    struct zos_node_conf *nodes = realloc(c->nodes, (c->nnodes + 1) * sizeof(*nodes));
-
-    if (nodes == NULL)
+    if (c->nnodes == c->capnodes) {
+        size_t cap = c->capnodes ? c->capnodes * 2 : 8;
+        struct zos_node_conf *nodes = realloc(c->nodes, cap * sizeof(*nodes));
+        if (nodes == NULL)
+            return NULL;
+        c->nodes = nodes;
+        c->capnodes = cap;
+    }
+    if (c->index == NULL && (c->index = zos_index_new()) == NULL)
         return NULL;
-    c->nodes = nodes;
-    if (node_init(&nodes[c->nnodes], name) < 0)
+    struct zos_node_conf *n = &c->nodes[c->nnodes];
+    if (node_init(n, name) < 0)
         return NULL;
-    return &nodes[c->nnodes++];
+    if (zos_index_put(c->index, n->name, c->nnodes) != 0) {
+        node_free_fields(n);
+        return NULL;
+    }
+    c->nnodes++;
+    return n;
 }
 
 struct zos_conf *zos_conf_new(void)
@@ -746,6 +761,7 @@ void zos_conf_free(struct zos_conf *c)
     for (size_t i = 0; i < c->nnodes; i++)
         node_free_fields(&c->nodes[i]);
     free(c->nodes);
+    zos_index_free(c->index);
     free_fields(SECT_APP, &c->app);
     free_fields(SECT_PROXY, &c->proxy);
     free(c->path);
@@ -754,12 +770,10 @@ void zos_conf_free(struct zos_conf *c)
 
 struct zos_node_conf *zos_conf_node(const struct zos_conf *c, const char *name)
 {
-    if (c == NULL || name == NULL)
+    size_t i;
+    if (c == NULL || name == NULL || !zos_index_get(c->index, name, strlen(name), &i))
         return NULL;
-    for (size_t i = 0; i < c->nnodes; i++)
-        if (strcmp(c->nodes[i].name, name) == 0)
-            return &c->nodes[i];
-    return NULL;
+    return &c->nodes[i];
 }
 
 struct zos_node_conf *zos_conf_default_node(const struct zos_conf *c)
@@ -790,6 +804,10 @@ int zos_conf_remove_node(struct zos_conf *c, const char *name)
     node_free_fields(n);
     memmove(n, n + 1, (c->nnodes - i - 1) * sizeof(*n));
     c->nnodes--;
+    zos_index_clear(c->index); /* positions moved: index anew (removal is rare) */
+    for (i = 0; i < c->nnodes; i++)
+        if (zos_index_put(c->index, c->nodes[i].name, i) != 0)
+            return -1;
     return 0;
 }
 
@@ -810,6 +828,7 @@ struct load {
     int app_line, proxy_line; /* lines of the [app] and [proxy] headers */
     int app_keys[NKEYS], proxy_keys[NKEYS]; /* line where each key was set, 0: not set */
     int (*node_keys)[NKEYS];                /* the same for each node, parallel to c->nodes */
+    size_t cap_keys;                        /* entries allocated in node_keys */
 };
 
 __attribute__((format(printf, 2, 3))) static int load_fail(struct load *ld, const char *fmt, ...)
@@ -866,10 +885,14 @@ static int open_node(struct load *ld, const char *name)
                          why);
     if (n != NULL)
         return load_fail(ld, "duplicate section [%s] (first at line %d)", name, n->line);
-    lines = realloc(ld->node_keys, (ld->c->nnodes + 1) * sizeof(*lines));
-    if (lines == NULL)
-        return load_fail(ld, "out of memory");
-    ld->node_keys = lines;
+    if (ld->c->nnodes == ld->cap_keys) { /* doubling: 40,000 sections load in linear time */
+        size_t cap = ld->cap_keys ? ld->cap_keys * 2 : 8;
+        if ((lines = realloc(ld->node_keys, cap * sizeof(*lines))) == NULL)
+            return load_fail(ld, "out of memory");
+        ld->node_keys = lines;
+        ld->cap_keys = cap;
+    }
+    lines = ld->node_keys;
     memset(lines[ld->c->nnodes], 0, sizeof(*lines));
     if ((n = add_node(ld->c, name)) == NULL)
         return load_fail(ld, "out of memory");

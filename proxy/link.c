@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -26,7 +27,8 @@
 #include "zos/resp.h"
 #include "zos/zos.h"
 
-#define BACKOFF_MIN_MS 100
+#define BACKOFF_MIN_MS  100
+#define DEMAND_RETRY_MS 500 /* retry delay of a node clients ask for while it is down */
 #define PROTO_ERR      "protocol error: "
 
 struct pending {
@@ -55,6 +57,14 @@ struct zos_link {
     bool ping_out;
     bool activity;
     int stalled; /* ping intervals with requests in flight and nothing read */
+    bool demand;            /* asked for while down: retry soon */
+    bool over_budget;       /* the failure is the descriptor budget's, not the node's */
+    long long retry_at_ms;  /* when the backoff timer fires */
+    bool slot;              /* holds one of the gate's connect slots */
+    bool waiting;           /* in the gate's queue for a slot */
+    bool listed;            /* in the gate's list of open links */
+    struct zos_link *wprev, *wnext; /* the gate's queue */
+    struct zos_link *oprev, *onext; /* the gate's open links, least recently used first */
     zos_link_reply_fn push_fn;
     void *push_arg;
     void (*closed_fn)(void *arg, const char *err);
@@ -97,6 +107,17 @@ static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     return 0;
 }
 
+static int fifo_unshift(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+{
+    if (fifo_push(l, fn, arg) != 0) /* grows the ring when full */
+        return -1;
+    l->count--;
+    l->head = (l->head + l->cap - 1) % l->cap;
+    l->fifo[l->head] = (struct pending){fn, arg};
+    l->count++;
+    return 0;
+}
+
 static struct pending fifo_pop(struct zos_link *l)
 {
     struct pending p = l->fifo[l->head];
@@ -111,6 +132,184 @@ static void timer_arm(struct zos_link *l, int ms)
     evtimer_add(l->timer, &tv);
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A delay in [MS/2, MS]: links that failed together do not retry together. */
+static int jitter(int ms)
+{
+    return ms / 2 + (int)(random() % (ms / 2 + 1));
+}
+
+static void retry_in(struct zos_link *l, int ms)
+{
+    l->retry_at_ms = mono_ms() + ms;
+    timer_arm(l, ms);
+}
+
+/* ---- the gate: connects in progress and descriptors open, for all links ---- */
+
+struct zos_link_gate {
+    int max_connecting, connecting;
+    size_t budget, open; /* node connections: allowed (0: no bound) and open */
+    struct zos_link *whead, *wtail; /* waiting for a connect slot, in order */
+    struct zos_link *ohead, *otail; /* open, least recently used first */
+    struct event *pump;
+};
+
+static int really_connect(struct zos_link *l);
+
+#define LIST_UNLINK(g, l, prev, next, head, tail)                                                  \
+    do {                                                                                           \
+        if ((l)->prev != NULL)                                                                     \
+            (l)->prev->next = (l)->next;                                                           \
+        else                                                                                       \
+            (g)->head = (l)->next;                                                                 \
+        if ((l)->next != NULL)                                                                     \
+            (l)->next->prev = (l)->prev;                                                           \
+        else                                                                                       \
+            (g)->tail = (l)->prev;                                                                 \
+        (l)->prev = (l)->next = NULL;                                                              \
+    } while (0)
+
+#define LIST_APPEND(g, l, prev, next, head, tail)                                                  \
+    do {                                                                                           \
+        (l)->prev = (g)->tail;                                                                     \
+        (l)->next = NULL;                                                                          \
+        if ((g)->tail != NULL)                                                                     \
+            (g)->tail->next = (l);                                                                 \
+        else                                                                                       \
+            (g)->head = (l);                                                                       \
+        (g)->tail = (l);                                                                           \
+    } while (0)
+
+static void gate_pump_soon(struct zos_link_gate *g)
+{
+    if (g->whead != NULL && g->connecting < g->max_connecting)
+        event_active(g->pump, EV_TIMEOUT, 0);
+}
+
+/* Starts waiting links while slots are free (an event of its own: a connect
+ * that fails at once runs callbacks, which must not happen inside another
+ * link's). */
+static void gate_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct zos_link_gate *g = arg;
+    while (g->whead != NULL && g->connecting < g->max_connecting) {
+        struct zos_link *l = g->whead;
+        LIST_UNLINK(g, l, wprev, wnext, whead, wtail);
+        l->waiting = false;
+        really_connect(l);
+    }
+}
+
+struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting,
+                                        size_t budget)
+{
+    struct zos_link_gate *g = calloc(1, sizeof(*g));
+    if (g == NULL || (g->pump = event_new(base, -1, 0, gate_pump_cb, g)) == NULL) {
+        free(g);
+        return NULL;
+    }
+    g->max_connecting = max_connecting > 0 ? max_connecting : 1;
+    g->budget = budget;
+    return g;
+}
+
+void zos_link_gate_free(struct zos_link_gate *g)
+{
+    if (g == NULL)
+        return;
+    event_free(g->pump);
+    free(g);
+}
+
+void zos_link_gate_set_budget(struct zos_link_gate *g, size_t budget)
+{
+    g->budget = budget;
+}
+
+size_t zos_link_gate_open(const struct zos_link_gate *g)
+{
+    return g->open;
+}
+
+/* L no longer waits, connects or holds a descriptor (its bev is gone). */
+static void gate_leave(struct zos_link *l)
+{
+    struct zos_link_gate *g = l->opts.gate;
+    if (g == NULL)
+        return;
+    if (l->waiting) {
+        LIST_UNLINK(g, l, wprev, wnext, whead, wtail);
+        l->waiting = false;
+    }
+    if (l->slot) {
+        l->slot = false;
+        g->connecting--;
+    }
+    if (l->listed && l->bev == NULL) {
+        LIST_UNLINK(g, l, oprev, onext, ohead, otail);
+        l->listed = false;
+        g->open--;
+    }
+    gate_pump_soon(g);
+}
+
+/* Marks L used now: the last to be closed for the budget. */
+static void gate_touch(struct zos_link *l)
+{
+    struct zos_link_gate *g = l->opts.gate;
+    if (g != NULL && l->listed && g->otail != l) {
+        LIST_UNLINK(g, l, oprev, onext, ohead, otail);
+        LIST_APPEND(g, l, oprev, onext, ohead, otail);
+    }
+}
+
+static void close_idle(struct zos_link *l);
+
+/* The budget is full: closes the least recently used idle shared link.
+ * False when every open link is busy (or one's own). */
+static bool gate_evict(struct zos_link_gate *g, const struct zos_link *self)
+{
+    for (struct zos_link *c = g->ohead; c != NULL; c = c->onext) {
+        if (c != self && !c->opts.pinned && c->state == ZOS_LINK_READY && c->count == 0 &&
+            evbuffer_get_length(c->outq) == 0) {
+            close_idle(c);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The connection (if any) goes; the link is left without one. */
+static void drop_connection(struct zos_link *l)
+{
+    l->epoch++;
+    if (l->bev != NULL) {
+        bufferevent_free(l->bev);
+        l->bev = NULL;
+    }
+    gate_leave(l);
+    evtimer_del(l->timer);
+    l->handshake_left = 0;
+    l->hs_done = 0;
+    l->ping_out = false;
+    l->stalled = 0;
+    scanner_init(l);
+}
+
+/* An idle shared link closed for the descriptor budget: it reconnects on next use. */
+static void close_idle(struct zos_link *l)
+{
+    drop_connection(l);
+    l->state = ZOS_LINK_IDLE;
+}
+
 /* Drops the connection and fails every pending request with the reason. */
 static void link_fail(struct zos_link *l, const char *fmt, ...)
 {
@@ -119,25 +318,22 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     vsnprintf(l->errstr, sizeof(l->errstr), fmt, ap);
     va_end(ap);
 
-    l->epoch++;
-    if (l->bev != NULL) {
-        bufferevent_free(l->bev);
-        l->bev = NULL;
-    }
-    evtimer_del(l->timer);
+    drop_connection(l);
     evbuffer_drain(l->outq, evbuffer_get_length(l->outq));
-    if (l->state_fn != NULL && l->state != ZOS_LINK_DOWN)
-        l->state_fn(l->state_arg, ZOS_LINK_DOWN, l->errstr);
-    l->state = ZOS_LINK_DOWN;
-    l->handshake_left = 0;
-    l->hs_done = 0;
-    l->ping_out = false;
-    l->stalled = 0;
-    scanner_init(l);
-    if (!l->opts.pinned) {
-        timer_arm(l, l->backoff_ms);
-        l->backoff_ms =
-            l->backoff_ms * 2 > l->opts.backoff_max_ms ? l->opts.backoff_max_ms : l->backoff_ms * 2;
+    if (l->over_budget) { /* not the node's fault: idle, and the next request tries again */
+        l->over_budget = false;
+        l->state = ZOS_LINK_IDLE;
+    } else {
+        if (l->state_fn != NULL && l->state != ZOS_LINK_DOWN)
+            l->state_fn(l->state_arg, ZOS_LINK_DOWN, l->errstr);
+        l->state = ZOS_LINK_DOWN;
+        if (!l->opts.pinned) {
+            /* Jittered; shortened when clients ask for the node meanwhile (prepare_send). */
+            l->demand = false;
+            retry_in(l, jitter(l->backoff_ms));
+            l->backoff_ms = l->backoff_ms * 2 > l->opts.backoff_max_ms ? l->opts.backoff_max_ms
+                                                                        : l->backoff_ms * 2;
+        }
     }
     /* Copy the reason: a callback may not touch errstr, but keep it stable. */
     char why[sizeof(l->errstr)];
@@ -160,6 +356,7 @@ static void set_ready(struct zos_link *l)
         l->state_fn(l->state_arg, ZOS_LINK_READY, "");
     l->state = ZOS_LINK_READY;
     l->backoff_ms = BACKOFF_MIN_MS;
+    gate_leave(l); /* the connect slot; the descriptor stays listed */
     l->errstr[0] = '\0';
     evtimer_del(l->timer);
     if (l->opts.ping_interval_ms > 0 && !l->opts.pinned)
@@ -200,9 +397,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case ZOS_LINK_CONNECTING:
         link_fail(l, "connect timeout after %d ms", l->opts.connect_timeout_ms);
         break;
-    case ZOS_LINK_DOWN: /* backoff over: try again, even without demand */
-        if (start_connect(l) != 0)
-            return;
+    case ZOS_LINK_DOWN: /* backoff over: try again if anyone asked, else on next use */
+        if (l->demand)
+            start_connect(l);
+        else
+            l->state = ZOS_LINK_IDLE;
         break;
     case ZOS_LINK_READY:
         if (l->ping_out) {
@@ -242,9 +441,13 @@ static void protocol_error(struct zos_link *l, struct evbuffer *in, const char *
 
 void zos_link_drop(struct zos_link *l, const char *what, struct evbuffer *reply, size_t len)
 {
-    char bytes[72];
+    char bytes[72], why[sizeof(l->errstr) + 32];
     zos_resp_escape(reply, len, bytes, sizeof(bytes));
     link_fail(l, "%s%s (\"%s\")", PROTO_ERR, what, bytes);
+    /* Requests in flight got the protocol error; requests refused while the
+     * link is down are told why it is down. */
+    snprintf(why, sizeof(why), "dropped for a %s", l->errstr);
+    snprintf(l->errstr, sizeof(l->errstr), "%.*s", (int)sizeof(l->errstr) - 1, why);
 }
 
 bool zos_link_is_protocol_error(const char *err)
@@ -358,8 +561,6 @@ static int write_handshake(struct zos_link *l)
             lens[1] = lens[2];
         }
         zos_resp_add_command(bufferevent_get_output(l->bev), l->opts.auth_user ? 3 : 2, argv, lens);
-        if (fifo_push(l, handshake_cb, l) != 0)
-            return -1;
         l->hs_name[l->handshake_left++] = "AUTH";
     }
     if (l->node->db > 0) {
@@ -367,16 +568,58 @@ static int write_handshake(struct zos_link *l)
         const char *argv[] = {"SELECT", db};
         size_t lens[] = {6, strlen(db)};
         zos_resp_add_command(bufferevent_get_output(l->bev), 2, argv, lens);
-        if (fifo_push(l, handshake_cb, l) != 0)
-            return -1;
         l->hs_name[l->handshake_left++] = "SELECT";
     }
+    /* Their replies come first, before those of requests that waited for
+     * the connect: at the head of the FIFO. */
+    for (size_t i = 0; i < l->handshake_left; i++)
+        if (fifo_unshift(l, handshake_cb, l) != 0)
+            return -1;
     return 0;
 }
 
+/* Connects now, or queues for a slot of the gate (state CONNECTING either
+ * way: requests wait in outq).  -1 when it failed at once. */
 static int start_connect(struct zos_link *l)
 {
+    struct zos_link_gate *g = l->opts.gate;
+    l->state = ZOS_LINK_CONNECTING;
+    if (g != NULL && (g->connecting >= g->max_connecting || g->whead != NULL)) {
+        LIST_APPEND(g, l, wprev, wnext, whead, wtail);
+        l->waiting = true;
+        return 0;
+    }
+    return really_connect(l);
+}
+
+static void new_session_slot(struct zos_link *l, SSL *ssl);
+
+/* Takes a descriptor of the budget (closing an idle link if need be) and a
+ * connect slot; false, with the link failed, when none is to be had. */
+static bool gate_enter(struct zos_link *l)
+{
+    struct zos_link_gate *g = l->opts.gate;
+    if (g == NULL)
+        return true;
+    if (g->budget > 0 && g->open >= g->budget && !gate_evict(g, l)) {
+        l->over_budget = true;
+        link_fail(l, "no descriptor left for another node connection (%zu open, the budget)",
+                  g->open);
+        return false;
+    }
+    g->connecting++;
+    l->slot = true;
+    g->open++;
+    l->listed = true;
+    LIST_APPEND(g, l, oprev, onext, ohead, otail);
+    return true;
+}
+
+static int really_connect(struct zos_link *l)
+{
     int opts = BEV_OPT_CLOSE_ON_FREE;
+    if (!gate_enter(l))
+        return -1;
     if (l->node->tls && l->ssl == NULL) {
         link_fail(l, "no TLS context for a TLS node");
         return -1;
@@ -388,6 +631,7 @@ static int start_connect(struct zos_link *l)
             return -1;
         }
         SSL_set_tlsext_host_name(ssl, l->node->address);
+        new_session_slot(l, ssl);
         if (l->node->verify == ZOS_TLS_VERIFY_CA) {
             X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
             if (X509_VERIFY_PARAM_set1_ip_asc(param, l->node->address) != 1)
@@ -403,7 +647,6 @@ static int start_connect(struct zos_link *l)
         link_fail(l, "out of memory");
         return -1;
     }
-    l->state = ZOS_LINK_CONNECTING;
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     if (write_handshake(l) != 0) {
@@ -483,6 +726,7 @@ void zos_link_free(struct zos_link *l)
     l->opts.pinned = true; /* no backoff timer from the failure below */
     if (l->timer != NULL)
         link_fail(l, "link closed");
+    gate_leave(l); /* a link that was waiting for a slot */
     if (l->timer != NULL)
         event_free(l->timer);
     if (l->outq != NULL)
@@ -493,10 +737,19 @@ void zos_link_free(struct zos_link *l)
 
 static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 {
-    if (l->state == ZOS_LINK_DOWN)
+    if (l->state == ZOS_LINK_DOWN) {
+        /* Refused at once; but someone wants the node: retry within
+         * DEMAND_RETRY_MS, so traffic resumes soon after it is back. */
+        if (!l->opts.pinned && !l->demand &&
+            l->retry_at_ms - mono_ms() > DEMAND_RETRY_MS) {
+            retry_in(l, jitter(DEMAND_RETRY_MS));
+        }
+        l->demand = true;
         return -1;
+    }
     if (l->state == ZOS_LINK_IDLE && start_connect(l) != 0)
         return -1;
+    gate_touch(l);
     if (fn != NULL && fifo_push(l, fn, arg) != 0)
         return -1;
     return 0;
@@ -589,6 +842,33 @@ const struct zos_node_conf *zos_link_node(const struct zos_link *l)
     return l->node;
 }
 
+/* ---- TLS session resumption ----
+ *
+ * Contexts keep no sessions of their own; each new session is handed to the
+ * slot of the link's node (opts.session), and the next connect to that node
+ * offers it: a reconnect to a node seen before skips the full handshake. */
+
+static int session_index = -1;
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_SESSION **slot = session_index >= 0 ? SSL_get_ex_data(ssl, session_index) : NULL;
+    if (slot == NULL)
+        return 0; /* OpenSSL frees it */
+    SSL_SESSION_free(*slot);
+    *slot = sess;
+    return 1;
+}
+
+static void new_session_slot(struct zos_link *l, SSL *ssl)
+{
+    if (l->opts.session == NULL || session_index < 0)
+        return;
+    SSL_set_ex_data(ssl, session_index, l->opts.session);
+    if (*l->opts.session != NULL)
+        SSL_set_session(ssl, *l->opts.session);
+}
+
 SSL_CTX *zos_link_ssl_ctx(const struct zos_node_conf *node, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -597,6 +877,10 @@ SSL_CTX *zos_link_ssl_ctx(const struct zos_node_conf *node, char *err, size_t er
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (session_index < 0)
+        session_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
     if (node->verify == ZOS_TLS_VERIFY_CA) {
         if (SSL_CTX_load_verify_locations(ctx, node->verify_ca, NULL) != 1) {
             snprintf(err, errlen, "node '%s': cannot load CA file '%s'", node->name,
@@ -610,4 +894,59 @@ SSL_CTX *zos_link_ssl_ctx(const struct zos_node_conf *node, char *err, size_t er
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
     return ctx;
+}
+
+/* ---- shared TLS contexts ---- */
+
+struct tls_entry {
+    char *ca; /* NULL: the context without a CA (none, sha256) */
+    SSL_CTX *ctx;
+};
+
+struct zos_tls_set {
+    struct tls_entry *e;
+    size_t n;
+};
+
+struct zos_tls_set *zos_tls_set_new(void)
+{
+    return calloc(1, sizeof(struct zos_tls_set));
+}
+
+SSL_CTX *zos_tls_set_get(struct zos_tls_set *t, const struct zos_node_conf *node, char *err,
+                         size_t errlen)
+{
+    const char *ca = node->verify == ZOS_TLS_VERIFY_CA ? node->verify_ca : NULL;
+    for (size_t i = 0; i < t->n; i++) /* a handful of distinct settings at most */
+        if ((ca == NULL) == (t->e[i].ca == NULL) && (ca == NULL || strcmp(ca, t->e[i].ca) == 0))
+            return t->e[i].ctx;
+    struct tls_entry *e = realloc(t->e, (t->n + 1) * sizeof(*e));
+    if (e == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->e = e;
+    SSL_CTX *ctx = zos_link_ssl_ctx(node, err, errlen);
+    char *copy = ca != NULL ? strdup(ca) : NULL;
+    if (ctx == NULL || (ca != NULL && copy == NULL)) {
+        if (ctx != NULL)
+            snprintf(err, errlen, "out of memory");
+        SSL_CTX_free(ctx);
+        free(copy);
+        return NULL;
+    }
+    t->e[t->n++] = (struct tls_entry){copy, ctx};
+    return ctx;
+}
+
+void zos_tls_set_free(struct zos_tls_set *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        SSL_CTX_free(t->e[i].ctx);
+        free(t->e[i].ca);
+    }
+    free(t->e);
+    free(t);
 }

@@ -1,6 +1,5 @@
 /* main.c -- zos-proxy: a Redis-protocol proxy in front of Zero-OS nodes. */
 #include <getopt.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,22 +25,6 @@ static void usage(FILE *fp)
                 "  -V, --version       print the version\n"
                 "\n"
                 "Signals: SIGTERM/SIGINT stop accepting, let in-flight replies out, exit 0.\n");
-}
-
-/* Every client, pinned link and job link is a descriptor: take the hard
- * limit, and say when max-clients cannot fit in it. */
-static void raise_fd_limit(const struct zos_conf *conf)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur < (rlim_t)conf->proxy.max_clients + 64)
-        log_warn("open files limit %llu is below max-clients %d: connections past it will "
-                 "be refused",
-                 (unsigned long long)rl.rlim_cur, conf->proxy.max_clients);
 }
 
 int main(int argc, char **argv)
@@ -118,7 +101,6 @@ int main(int argc, char **argv)
         zos_conf_free(conf);
         return 1;
     }
-    raise_fd_limit(conf);
     struct zos_server *srv = zos_server_new(conf, err, sizeof(err));
     if (srv == NULL) {
         log_error("%s", err);

@@ -1,6 +1,7 @@
 /* router.c -- node table, links with the proxy's settings, command classes. */
 #include "zos/router.h"
 #include "zos/log.h"
+#include "zos/util.h"
 #include "zos/zos.h"
 
 #include <stdio.h>
@@ -58,6 +59,8 @@ struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node
         .ping_interval_ms = pinned ? 0 : pc->ping_interval_ms,
         .backoff_max_ms = pc->backoff_max_ms,
         .reply_limits = &r->reply_limits,
+        .gate = r->gate,
+        .session = &node->session,
     };
     return zos_link_new(r->base, r->dns, node->conf, node->ssl, &opts);
 }
@@ -87,6 +90,11 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
     }
     r->base = base;
     r->dns = dns;
+    if ((r->tls = zos_tls_set_new()) == NULL ||
+        (r->gate = zos_link_gate_new(base, conf->proxy.max_connecting, 0)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     r->conf = conf;
     r->nnodes = conf->nnodes;
     r->reply_limits = (struct zos_resp_reply_limits){
@@ -99,7 +107,7 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
         struct zos_node *n = &r->nodes[i];
         n->conf = &conf->nodes[i];
         n->index = i;
-        if (n->conf->tls && (n->ssl = zos_link_ssl_ctx(n->conf, err, errlen)) == NULL)
+        if (n->conf->tls && (n->ssl = zos_tls_set_get(r->tls, n->conf, err, errlen)) == NULL)
             goto fail;
         if ((n->shared = zos_router_link_new(r, n, false)) == NULL) {
             snprintf(err, errlen, "out of memory");
@@ -119,20 +127,20 @@ void zos_router_free(struct zos_router *r)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->nnodes; i++) {
+    for (size_t i = 0; i < r->nnodes; i++)
         zos_link_free(r->nodes[i].shared);
-        SSL_CTX_free(r->nodes[i].ssl);
-    }
+    for (size_t i = 0; i < r->nnodes; i++)
+        SSL_SESSION_free(r->nodes[i].session);
+    zos_tls_set_free(r->tls); /* after the links that borrow its contexts */
+    zos_link_gate_free(r->gate);
     free(r->nodes);
     free(r);
 }
 
 struct zos_node *zos_router_node(const struct zos_router *r, const char *name, size_t len)
 {
-    for (size_t i = 0; i < r->nnodes; i++) {
-        const char *n = r->nodes[i].conf->name;
-        if (strlen(n) == len && memcmp(n, name, len) == 0)
-            return &r->nodes[i];
-    }
-    return NULL;
+    size_t i; /* the router's nodes are the config's, in the same order */
+    if (!zos_index_get(r->conf->index, name, len, &i) || i >= r->nnodes)
+        return NULL;
+    return &r->nodes[i];
 }

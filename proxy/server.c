@@ -1,6 +1,8 @@
 /* server.c -- listeners, accept, signals and the bounded drain at shutdown. */
 #include "zos/server.h"
 
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +30,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         evutil_closesocket(fd);
         return;
     }
-    if ((int)srv->nclients >= srv->conf->proxy.max_clients) {
+    if ((int)srv->nclients >= srv->max_clients) {
         static const char msg[] = "-ERR max number of clients reached\r\n";
         srv->rejected_connections++;
         if (write(fd, msg, sizeof(msg) - 1) < 0) {
@@ -153,20 +155,64 @@ static int check_exposure(const struct zos_conf *conf, const char *hostport, con
     return -1;
 }
 
+/* Every client and node link is a descriptor.  Takes the hard limit, then
+ * splits it: listeners and a reserve (logs, DNS, ssh pipes, children), the
+ * clients (max-clients, reduced as redis does when it cannot fit), and the
+ * rest for node links: the gate's budget, past which idle links are closed
+ * rather than accept() failing for everyone. */
+static void plan_descriptors(struct zos_server *srv)
+{
+    const int reserve = 32;
+    struct rlimit rl;
+    long long limit = 1 << 20;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            limit = (long long)rl.rlim_cur;
+    }
+    long long avail = limit - (long long)srv->nlisteners - reserve, links;
+    srv->max_clients = srv->conf->proxy.max_clients;
+    if (avail - srv->max_clients >= 64) {
+        links = avail - srv->max_clients;
+    } else {
+        links = avail / 4 > 16 ? avail / 4 : (avail > 32 ? 16 : avail / 2);
+        srv->max_clients = (int)(avail - links > 1 ? avail - links : 1);
+        log_warn("descriptors: limit %lld is too small for max-clients %d: clients reduced to %d, "
+                 "as redis does",
+                 limit, srv->conf->proxy.max_clients, srv->max_clients);
+    }
+    srv->link_budget = links > 1 ? (size_t)links : 1;
+    zos_link_gate_set_budget(srv->router->gate, srv->link_budget);
+    log_info("descriptors: limit %lld: %d clients, %zu node links (%zu nodes), %zu listeners, "
+             "%d reserved",
+             limit, srv->max_clients, srv->link_budget, srv->router->nnodes, srv->nlisteners,
+             reserve);
+}
+
 int zos_server_check(const struct zos_conf *conf, char *err, size_t errlen)
 {
-    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0)
+    struct zos_tls_set *tls = zos_tls_set_new();
+    int rc = -1;
+
+    if (tls == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0)
+        goto done;
     for (size_t i = 0; i < conf->nnodes; i++) {
         const struct zos_node_conf *n = &conf->nodes[i];
         if (n->listen != NULL && check_exposure(conf, n->listen, "listen", err, errlen) != 0)
-            return -1;
-        SSL_CTX *ctx = n->tls ? zos_link_ssl_ctx(n, err, errlen) : NULL;
-        if (n->tls && ctx == NULL)
-            return -1; /* a CA file that cannot be read */
-        SSL_CTX_free(ctx);
+            goto done;
+        if (n->tls && zos_tls_set_get(tls, n, err, errlen) == NULL)
+            goto done; /* a CA file that cannot be read */
     }
-    return 0;
+    rc = 0;
+done:
+    zos_tls_set_free(tls);
+    return rc;
 }
 
 static int open_listeners(struct zos_server *srv, char *err, size_t errlen)
@@ -283,6 +329,7 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
     srv->router = zos_router_new(srv->base, srv->dns, conf, err, errlen);
     if (srv->router == NULL || open_listeners(srv, err, errlen) != 0)
         goto fail;
+    plan_descriptors(srv);
     static const int sigs[] = {SIGTERM, SIGINT};
     for (size_t i = 0; i < ZOS_ARRAY_LEN(sigs); i++) {
         srv->signals[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);

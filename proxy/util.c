@@ -272,3 +272,98 @@ void zos_secret_free(char *s)
     if (s != NULL)
         explicit_bzero(s, strlen(s));
 }
+
+/* ---- name index ---- */
+
+struct index_slot {
+    const char *name; /* NULL: empty */
+    size_t len;
+    size_t value;
+    uint64_t hash;
+};
+
+struct zos_index {
+    struct index_slot *slots;
+    size_t cap, n; /* cap: a power of two, at most half full */
+};
+
+/* FNV-1a: names are short and not chosen by an attacker (the config file). */
+static uint64_t name_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+struct zos_index *zos_index_new(void)
+{
+    return calloc(1, sizeof(struct zos_index));
+}
+
+void zos_index_free(struct zos_index *x)
+{
+    if (x != NULL)
+        free(x->slots);
+    free(x);
+}
+
+void zos_index_clear(struct zos_index *x)
+{
+    if (x->slots != NULL)
+        memset(x->slots, 0, x->cap * sizeof(*x->slots));
+    x->n = 0;
+}
+
+static struct index_slot *index_find(const struct zos_index *x, const char *name, size_t len,
+                                     uint64_t h)
+{
+    size_t i = (size_t)h & (x->cap - 1);
+    for (;; i = (i + 1) & (x->cap - 1)) {
+        struct index_slot *s = &x->slots[i];
+        if (s->name == NULL || (s->hash == h && s->len == len && memcmp(s->name, name, len) == 0))
+            return s;
+    }
+}
+
+static int index_grow(struct zos_index *x)
+{
+    size_t ncap = x->cap ? x->cap * 2 : 64;
+    struct zos_index bigger = {calloc(ncap, sizeof(struct index_slot)), ncap, 0};
+    if (bigger.slots == NULL)
+        return -1;
+    for (size_t i = 0; i < x->cap; i++)
+        if (x->slots[i].name != NULL)
+            *index_find(&bigger, x->slots[i].name, x->slots[i].len, x->slots[i].hash) =
+                x->slots[i];
+    free(x->slots);
+    bigger.n = x->n;
+    *x = bigger;
+    return 0;
+}
+
+int zos_index_put(struct zos_index *x, const char *name, size_t value)
+{
+    size_t len = strlen(name);
+    uint64_t h = name_hash(name, len);
+    if ((x->n + 1) * 2 > x->cap && index_grow(x) != 0)
+        return -1;
+    struct index_slot *s = index_find(x, name, len, h);
+    if (s->name == NULL)
+        x->n++;
+    *s = (struct index_slot){name, len, value, h};
+    return 0;
+}
+
+bool zos_index_get(const struct zos_index *x, const char *name, size_t len, size_t *value)
+{
+    if (x == NULL || x->cap == 0)
+        return false;
+    const struct index_slot *s = index_find(x, name, len, name_hash(name, len));
+    if (s->name == NULL)
+        return false;
+    *value = s->value;
+    return true;
+}

@@ -55,7 +55,9 @@ static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
             .max_waiters = pc->job_links,
             .link = {.pinned = true,
                      .connect_timeout_ms = pc->connect_timeout_ms,
-                     .reply_limits = &srv->router->reply_limits},
+                     .reply_limits = &srv->router->reply_limits,
+                     .gate = srv->router->gate,
+                     .session = &n->session},
         };
         all[n->index] = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
     }

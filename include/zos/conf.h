@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct zos_index;
+
 enum zos_tls_verify {
     ZOS_TLS_VERIFY_NONE,   /* Zero-OS makes a new self-signed cert each boot */
     ZOS_TLS_VERIFY_CA,     /* tls-verify = ca:/path/to/ca.pem */
@@ -58,6 +60,8 @@ struct zos_proxy_conf {
     int max_clients;         /* default 10000 */
     int max_pinned;          /* pinned (blocking/stateful) links per node, default 256 */
     int job_links;           /* waiting links per node for ZOS job verbs, default 16 */
+    int max_connecting;      /* node connects in progress at once, default 64 */
+    int all_timeout_ms;      /* ZOS.ALL deadline, default 5000 */
     int connect_timeout_ms;  /* default 5000 */
     int ping_interval_ms;    /* health PING on an idle link, default 15000 */
     int backoff_max_ms;      /* reconnect backoff ceiling, default 10000 */
@@ -72,6 +76,8 @@ struct zos_conf {
     struct zos_proxy_conf proxy;
     struct zos_node_conf *nodes; /* in file order */
     size_t nnodes;
+    size_t capnodes;
+    struct zos_index *index; /* node name -> position in nodes */
 };
 
 /* The path to use: OPT when non-NULL, else $ZOS_CONFIG, else

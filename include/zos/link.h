@@ -48,9 +48,26 @@ struct zos_link_opts {
     int ping_interval_ms;   /* 0 disables the idle health PING */
     int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
     const struct zos_resp_reply_limits *reply_limits; /* borrowed; NULL: the defaults */
+    struct zos_link_gate *gate; /* borrowed; NULL: connect at once, no descriptor budget */
+    SSL_SESSION **session;      /* borrowed: the node's last TLS session, for resumption */
     const char *auth_user;  /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
                                names the node); NULL: "AUTH <secret>" when a secret is set */
 };
+
+/* Connect admission shared by the links of one loop: at most MAX_CONNECTING
+ * connects (TCP, TLS, AUTH/SELECT) in progress at once, the rest wait in
+ * order, and each connect's timeout starts when it really starts.  BUDGET > 0
+ * bounds the node connections open at once: past it the least recently used
+ * idle shared link is closed (it reopens on demand); when every one is busy
+ * the new connect fails ("no descriptor left ...") and the link stays IDLE.
+ * The gate must outlive its links.  NULL when out of memory. */
+struct zos_link_gate;
+struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting,
+                                        size_t budget);
+void zos_link_gate_free(struct zos_link_gate *g); /* accepts NULL */
+void zos_link_gate_set_budget(struct zos_link_gate *g, size_t budget);
+/* Node connections open now. */
+size_t zos_link_gate_open(const struct zos_link_gate *g);
 
 /* A new link to NODE (borrowed; must outlive the link).  SSL_CTX is borrowed
  * too (NULL for a plain node).  DNS may be NULL: names then resolve with a
@@ -106,6 +123,18 @@ const char *zos_link_errstr(const struct zos_link *l);
 /* Requests sent and not yet answered. */
 size_t zos_link_inflight(const struct zos_link *l);
 const struct zos_node_conf *zos_link_node(const struct zos_link *l);
+
+/* One SSL_CTX per distinct verification setting, shared by every node that
+ * has it: "none" and "sha256:" (the pin is checked per connection) share
+ * one; each CA file has its own.  10,000 TLS nodes then cost one context,
+ * not 10,000. */
+struct zos_tls_set;
+struct zos_tls_set *zos_tls_set_new(void); /* NULL when out of memory */
+/* The context for NODE (borrowed: it lives as long as the set), made on
+ * first need; NULL with ERR (a CA file that cannot be read). */
+SSL_CTX *zos_tls_set_get(struct zos_tls_set *t, const struct zos_node_conf *node, char *err,
+                         size_t errlen);
+void zos_tls_set_free(struct zos_tls_set *t); /* accepts NULL */
 
 /* An SSL_CTX for NODE's verification mode (none, CA file, or SHA-256 pin,
  * checked after the handshake).  NULL with ERR on failure.  Caller frees it

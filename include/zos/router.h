@@ -23,7 +23,8 @@ struct evdns_base;
 struct zos_node {
     struct zos_node_conf *conf; /* borrowed from the router's conf */
     struct zos_link *shared;
-    SSL_CTX *ssl; /* NULL for a plain node */
+    SSL_CTX *ssl; /* NULL for a plain node; borrowed from the router's set */
+    SSL_SESSION *session; /* the last TLS session with the node, offered on reconnect */
     int pinned;   /* pinned links open now */
     unsigned long long requests;
     unsigned long long errors;
@@ -39,6 +40,8 @@ struct zos_router {
     size_t nnodes;
     struct zos_node *default_node; /* NULL when none can be chosen */
     struct zos_resp_reply_limits reply_limits; /* of every link */
+    struct zos_tls_set *tls;                   /* the nodes' SSL_CTXs, one per setting */
+    struct zos_link_gate *gate;                /* connects in progress, descriptors open */
 };
 
 /* The node table for CONF (borrowed, must outlive the router).  NULL with ERR. */

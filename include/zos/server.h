@@ -28,6 +28,8 @@ struct zos_server {
     struct zos_router *router;
     struct zos_listener *listeners;
     size_t nlisteners;
+    int max_clients;    /* max-clients, or fewer when descriptors are short */
+    size_t link_budget; /* node connections open at once (the router gate's budget) */
     struct zos_client *clients;
     size_t nclients;
     struct zos_resp_limits limits;

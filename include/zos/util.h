@@ -3,6 +3,7 @@
 #define ZOS_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -38,6 +39,19 @@ void zos_bar_draw(struct zos_bar *b, const char *label, int64_t done, int64_t to
 /* Ends a line the bar left open (a transfer that stopped short, or one of
  * unknown size), so that what is printed next starts a line of its own. */
 void zos_bar_end(struct zos_bar *b);
+
+/* An index of names (borrowed strings that must outlive it) to numbers:
+ * open addressing, so finding one of 40,000 node names costs one hash. */
+struct zos_index;
+/* NULL when out of memory. */
+struct zos_index *zos_index_new(void);
+void zos_index_free(struct zos_index *x); /* accepts NULL */
+/* Adds NAME -> VALUE (NAME borrowed, NUL-terminated); -1 when out of memory.
+ * A name added twice: the later value wins. */
+int zos_index_put(struct zos_index *x, const char *name, size_t value);
+/* The value of NAME (LEN bytes), if any. */
+bool zos_index_get(const struct zos_index *x, const char *name, size_t len, size_t *value);
+void zos_index_clear(struct zos_index *x);
 
 /* Secrets (passwords, JWTs) live in memory that core dumps leave out
  * (MADV_DONTDUMP), in arenas mmap'd for them.  zos_secret_dup: a copy of S
