@@ -71,7 +71,7 @@ struct zos_link {
     void *closed_arg;
     void (*state_fn)(void *arg, enum zos_link_state s, const char *why);
     void *state_arg;
-    char errstr[160];
+    char errstr[256];
 };
 
 static void link_fail(struct zos_link *l, const char *fmt, ...)
