@@ -350,3 +350,59 @@ def lab():
 def uniq(request):
     """A key prefix unique to the test (the session nodes are shared)."""
     return "t:%s:%d:" % (request.node.name, os.getpid())
+
+
+# ---------------------------------------------------------------- hostile nodes, raw replies
+
+from resp_raw import RawResp  # noqa: E402
+
+
+class RawConn(RawResp):
+    """A raw RESP2 connection (resp_raw.RawResp: errors are returned, not raised) that can
+    also hand back the exact bytes of a reply: read_raw() -> (bytes, parsed)."""
+
+    timeout = TIMEOUT
+    _rec = None
+
+    def _line(self):
+        line = super()._line()
+        if self._rec is not None:
+            self._rec.append(line + b"\r\n")
+        return line
+
+    def _exact(self, n):
+        data = super()._exact(n)
+        if self._rec is not None:
+            self._rec.append(data + b"\r\n")
+        return data
+
+    def read_raw(self):
+        self._rec = []
+        try:
+            parsed = self.read()
+            return b"".join(self._rec), parsed
+        finally:
+            self._rec = None
+
+    def call_raw(self, *args):
+        self.send(*args)
+        return self.read_raw()
+
+
+@pytest.fixture
+def hostile():
+    """A factory of scripted nodes (tests/lib/hostile_node.HostileNode, keyword arguments
+    passed on), every one stopped at teardown."""
+    from hostile_node import HostileNode
+    made = []
+
+    def make(**kw):
+        h = HostileNode(**kw)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.stop()
+    errors = [e for h in made for e in h.errors]
+    assert not errors, "hostile node helper failed: %s" % errors
