@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -220,6 +222,7 @@ static void set_pgid(struct sim_job *j, pid_t pgid)
 
 struct pipes {
     int in[2], out[2], err[2], status[2];
+    bool one_write; /* out and err hold one write at a time */
 };
 
 static void close_fd(int *fd)
@@ -229,59 +232,88 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+static void close_pipes(struct pipes *p)
+{
+    int *fds[] = {&p->in[0],  &p->in[1],  &p->out[0],    &p->out[1],
+                  &p->err[0], &p->err[1], &p->status[0], &p->status[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close_fd(fds[i]);
+}
+
+/* An output pipe that holds one write at a time when the kernel allows it
+ * (packet mode, one page: see "reading the pipes"); *ONE_WRITE is cleared when
+ * it does not.  0 or -1. */
+static int output_pipe(int fds[2], bool *one_write)
+{
+    if (pipe2(fds, O_CLOEXEC | O_DIRECT) < 0) {
+        *one_write = false;
+        return pipe2(fds, O_CLOEXEC);
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    if (fcntl(fds[0], F_SETPIPE_SZ, (int)page) != page)
+        *one_write = false;
+    return 0;
+}
+
+/* 0, or -1 with errno set and nothing left open. */
 static int make_pipes(struct pipes *p, bool want_stdin)
 {
-    p->in[0] = p->in[1] = -1;
-    if (pipe2(p->out, O_CLOEXEC) < 0)
-        return -1;
-    if (pipe2(p->err, O_CLOEXEC) < 0)
-        return -1;
-    if (pipe2(p->status, O_CLOEXEC) < 0)
-        return -1;
+    *p = (struct pipes){{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, true};
+    if (output_pipe(p->out, &p->one_write) < 0 || output_pipe(p->err, &p->one_write) < 0 ||
+        pipe2(p->status, O_CLOEXEC) < 0)
+        goto fail;
     if (want_stdin) {
         if (pipe2(p->in, O_CLOEXEC) < 0)
-            return -1;
+            goto fail;
         fcntl(p->in[1], F_SETFL, O_NONBLOCK);
     } else {
         p->in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     return 0;
+fail:;
+    int e = errno;
+    close_pipes(p);
+    errno = e;
+    return -1;
 }
 
 /* ---- reading the pipes ----
  *
- *   stdout pipe --> reader thread --.
- *                                    +--> chunk queue, in arrival order --> job thread:
- *   stderr pipe --> reader thread --'     parsers, sim_job_message, stream:<id>
+ *   stdout pipe --.   epoll set, edge-      reader thread:        job thread:
+ *                  +-> triggered: ready --> read, queue chunk --> parsers, messages,
+ *   stderr pipe --'    list in write order  (that order)          stream:<id>
  *
- * core0 reads each pipe in a goroutine of its own, blocked in read(), so a write
- * is taken the moment it lands and the records keep the order of the writes
- * across stdout and stderr.  A poll() loop that drains stdout before stderr loses
- * that order whenever both are readable.  So each pipe has a reader thread that
- * only reads and queues: the chunk goes into the queue under its lock right
- * after read() returns (the queue's order is the order of arrival), and the
- * thread is back in read() a few microseconds later.  Parsing and the Redis
- * round trips happen in the job thread, which takes the chunks in queue order.
- * Each chunk stays one read(), as before (one message per read of untagged
- * lines).  The queue is bounded: a reader waits before reading when it is full. */
+ * Records keep the order in which the process wrote them, across stdout and
+ * stderr (core0-protocol.md, Corrections 8).  A loop that reads stdout before
+ * stderr when both are readable loses that order; so does a reader that runs
+ * late, whatever it does, once the process has written stdout, stderr and
+ * stdout again.  So the kernel keeps the order:
+ *  - both pipes are in one edge-triggered epoll set, registered before the
+ *    fork.  A write to a pipe that is not on the ready list appends it there,
+ *    in the writer's write() call, so epoll_wait() gives the pipes in the order
+ *    they were written to;
+ *  - each pipe holds one write at a time: packet mode (O_DIRECT: a write is a
+ *    packet, never merged with the one before) and a capacity of one page (one
+ *    packet).  The next write to that pipe waits until the reader has taken
+ *    the packet, so it is reported afresh, behind whatever was written
+ *    meanwhile to the other pipe.
+ * The reader thread therefore takes one packet per event, in the order of the
+ * events, and only queues it; parsing and the Redis round trips are the job
+ * thread's.  A writer is at most one write ahead of the reader on each pipe,
+ * and the order holds however late the reader runs.  Each chunk is one write
+ * (up to a page: longer writes are split into pages), which the parser treats
+ * as it treated one read (one message per chunk of untagged lines).  Without
+ * packet mode or the small capacity (a kernel that refuses them) each event
+ * drains its pipe, and the order is only as good as the reader is quick.  The
+ * queue is bounded: the reader waits before reading while it is full. */
 
-#define QUEUE_MAX 64 /* chunks of up to SIM_CHUNK_MAX bytes */
+#define QUEUE_MAX 64 /* chunks */
 
 struct chunk {
     struct chunk *next;
-    int stream;   /* 0 stdout, 1 stderr */
-    size_t len;   /* 0: end of the pipe */
-    char data[];  /* SIM_CHUNK_MAX bytes */
-};
-
-struct output;
-
-struct reader {
-    struct output *o;
-    int fd; /* borrowed: closed by the job thread after the join */
-    int stream;
-    pthread_t thread;
-    bool running;
+    int stream;  /* 0 stdout, 1 stderr */
+    size_t len;  /* 0: end of the pipe */
+    char data[]; /* len bytes */
 };
 
 struct output {
@@ -289,14 +321,27 @@ struct output {
     pthread_cond_t room;
     struct chunk *head, *tail;
     size_t queued;
-    int wake; /* eventfd, written after each chunk; the job thread polls it */
-    struct reader rd[2];
+    int fd[2];      /* borrowed read ends, non-blocking; closed by the caller after the join */
+    bool one_write; /* both pipes hold one write at a time (see above) */
+    bool open[2];
+    int ep;    /* epoll set of fd[] */
+    int wake;  /* eventfd, written after each chunk; the job thread polls it */
+    char *buf; /* bufsize bytes: at least a page, the largest packet */
+    size_t bufsize;
+    pthread_t thread;
+    bool running;
 };
 
-static void output_put(struct output *o, struct chunk *c)
+static void output_put(struct output *o, int k, const char *data, size_t len)
 {
-    pthread_mutex_lock(&o->mu);
+    struct chunk *c = malloc(sizeof *c + len);
+    if (c == NULL)
+        abort();
     c->next = NULL;
+    c->stream = k;
+    c->len = len;
+    memcpy(c->data, data, len);
+    pthread_mutex_lock(&o->mu);
     if (o->tail)
         o->tail->next = c;
     else
@@ -324,67 +369,97 @@ static struct chunk *output_take(struct output *o)
     return c;
 }
 
-static void *reader_main(void *arg)
+/* One read() of pipe K into the queue: true when it queued data, false when
+ * the pipe is empty (EAGAIN) or ended (an empty chunk is queued then). */
+static bool read_one(struct output *o, int k)
 {
-    struct reader *rd = arg;
-    struct output *o = rd->o;
-    for (;;) {
-        pthread_mutex_lock(&o->mu);
-        while (o->queued >= QUEUE_MAX)
-            pthread_cond_wait(&o->room, &o->mu);
-        pthread_mutex_unlock(&o->mu);
-        struct chunk *c = malloc(sizeof *c + SIM_CHUNK_MAX);
-        if (c == NULL)
-            abort();
-        ssize_t got;
-        do
-            got = read(rd->fd, c->data, SIM_CHUNK_MAX);
-        while (got < 0 && errno == EINTR);
-        c->stream = rd->stream;
-        c->len = got > 0 ? (size_t)got : 0;
-        output_put(o, c);
-        if (got <= 0)
-            return NULL;
-    }
+    pthread_mutex_lock(&o->mu);
+    while (o->queued >= QUEUE_MAX)
+        pthread_cond_wait(&o->room, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+    ssize_t got;
+    do
+        got = read(o->fd[k], o->buf, o->bufsize);
+    while (got < 0 && errno == EINTR);
+    if (got < 0 && errno == EAGAIN)
+        return false;
+    o->open[k] = got > 0;
+    output_put(o, k, o->buf, got > 0 ? (size_t)got : 0);
+    return got > 0;
 }
 
-/* Starts a reader on each of OUT and ERR (borrowed).  0, or -1 with errno set
- * and nothing left running. */
-static int output_start(struct output *o, int out, int err)
+static void *output_main(void *arg)
 {
-    memset(o, 0, sizeof *o);
-    o->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (o->wake < 0)
-        return -1;
+    struct output *o = arg;
+    while (o->open[0] || o->open[1]) {
+        struct epoll_event ev[2];
+        int n = epoll_wait(o->ep, ev, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) { /* cannot happen; end both streams rather than spin */
+            for (int k = 0; k < 2; k++)
+                if (o->open[k])
+                    output_put(o, k, "", 0);
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            int k = (int)ev[i].data.u32;
+            /* After a hang-up no write can come: take what is left and the end. */
+            bool all = !o->one_write || (ev[i].events & (EPOLLHUP | EPOLLERR));
+            while (o->open[k] && read_one(o, k) && all)
+                ;
+        }
+    }
+    return NULL;
+}
+
+/* Starts reading OUT and ERR (borrowed; made non-blocking) in a thread; ONE_WRITE
+ * tells whether they hold one write at a time.  Call it before the fork.  0, or
+ * -1 with errno set and nothing left running (output_stop still required). */
+static int output_start(struct output *o, int out, int err, bool one_write)
+{
+    *o = (struct output){
+        .fd = {out, err}, .one_write = one_write, .open = {true, true}, .ep = -1, .wake = -1};
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->room, NULL);
+    long page = sysconf(_SC_PAGESIZE);
+    o->bufsize = page > SIM_CHUNK_MAX ? (size_t)page : SIM_CHUNK_MAX;
+    o->buf = malloc(o->bufsize);
+    o->ep = epoll_create1(EPOLL_CLOEXEC);
+    o->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (o->buf == NULL || o->ep < 0 || o->wake < 0)
+        return -1;
+    for (int k = 0; k < 2; k++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)k};
+        int fl = fcntl(o->fd[k], F_GETFL);
+        if (fl < 0 || fcntl(o->fd[k], F_SETFL, fl | O_NONBLOCK) < 0 ||
+            epoll_ctl(o->ep, EPOLL_CTL_ADD, o->fd[k], &ev) < 0)
+            return -1;
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    int fds[2] = {out, err}, rc = 0;
-    for (int k = 0; k < 2 && rc == 0; k++) {
-        o->rd[k] = (struct reader){.o = o, .fd = fds[k], .stream = k};
-        rc = pthread_create(&o->rd[k].thread, &attr, reader_main, &o->rd[k]);
-        o->rd[k].running = rc == 0;
-    }
+    int rc = pthread_create(&o->thread, &attr, output_main, o);
     pthread_attr_destroy(&attr);
+    o->running = rc == 0;
     errno = rc;
     return rc ? -1 : 0;
 }
 
-/* Joins the readers (each ends at the end of its pipe: every write end must be
- * closed by then) and frees what is left.  Safe after a failed output_start. */
+/* Joins the reader (it ends with both pipes: every write end must be closed by
+ * then) and frees what is left. */
 static void output_stop(struct output *o)
 {
-    for (int k = 0; k < 2; k++)
-        if (o->rd[k].running)
-            pthread_join(o->rd[k].thread, NULL);
+    if (o->running)
+        pthread_join(o->thread, NULL);
     struct chunk *c;
     while ((c = output_take(o)) != NULL)
         free(c);
-    if (o->wake < 0)
-        return;
-    close(o->wake);
+    if (o->ep >= 0)
+        close(o->ep);
+    if (o->wake >= 0)
+        close(o->wake);
+    free(o->buf);
     pthread_mutex_destroy(&o->mu);
     pthread_cond_destroy(&o->room);
 }
@@ -406,8 +481,8 @@ static int output_feed(struct output *o, struct parser ps[2], struct sim_job *j,
 
 /* Takes the output of both pipes until they end while feeding stdin and
  * watching max_time; then reaps the process.  Returns the wait status. */
-static int pump(struct sim_job *j, struct sim_run *r, pid_t pid, struct pipes *p,
-                struct output *o, const struct sim_spawn *s, bool *timed_out)
+static int pump(struct sim_job *j, struct sim_run *r, pid_t pid, struct pipes *p, struct output *o,
+                const struct sim_spawn *s, bool *timed_out)
 {
     struct parser ps[2] = {{.level = SIM_LEVEL_STDOUT}, {.level = SIM_LEVEL_STDERR}};
     int64_t deadline = j->max_time > 0 ? sim_now_ms() + j->max_time * 1000 : 0;
@@ -448,6 +523,29 @@ static int pump(struct sim_job *j, struct sim_run *r, pid_t pid, struct pipes *p
     return status;
 }
 
+/* Forks and execs S with the child's ends of P; closes them here.  The pid
+ * (0 when none) and the errno of a failed fork or exec (0 when it started). */
+static pid_t spawn(struct sim_job *j, const char *path, const struct sim_spawn *s, struct pipes *p,
+                   int *child_errno)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        child_exec(path, s, p->in[0], p->out[1], p->err[1], p->status[1]);
+    *child_errno = pid < 0 ? errno : 0;
+    close_fd(&p->in[0]);
+    close_fd(&p->out[1]);
+    close_fd(&p->err[1]);
+    close_fd(&p->status[1]);
+    if (pid > 0) {
+        setpgid(pid, pid);
+        set_pgid(j, pid);
+        if (read(p->status[0], child_errno, sizeof *child_errno) != (ssize_t)sizeof *child_errno)
+            *child_errno = 0;
+    }
+    close_fd(&p->status[0]);
+    return pid > 0 ? pid : 0;
+}
+
 void sim_proc_run(struct sim_job *j, const struct sim_spawn *s, struct sim_run *r)
 {
     char path[4096], err[4400], eb[128];
@@ -463,32 +561,25 @@ void sim_proc_run(struct sim_job *j, const struct sim_spawn *s, struct sim_run *
         r->data = strdup(sim_goerr(errno, eb, sizeof eb));
         return;
     }
-    s->argv[0] = path;
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(path, s, p.in[0], p.out[1], p.err[1], p.status[1]);
-    close_fd(&p.in[0]);
-    close_fd(&p.out[1]);
-    close_fd(&p.err[1]);
-    close_fd(&p.status[1]);
-    int child_errno = 0;
-    if (pid > 0) {
-        setpgid(pid, pid);
-        set_pgid(j, pid);
-        if (read(p.status[0], &child_errno, sizeof child_errno) != (ssize_t)sizeof child_errno)
-            child_errno = 0;
-    } else {
-        child_errno = errno;
+    /* Before the fork, so that the first write is in epoll's order already. */
+    struct output o;
+    if (output_start(&o, p.out[0], p.err[0], p.one_write) < 0) {
+        r->state = "ERROR";
+        r->data = strdup(sim_goerr(errno, eb, sizeof eb));
+        output_stop(&o);
+        close_pipes(&p);
+        return;
     }
-    close_fd(&p.status[0]);
+    s->argv[0] = path;
+    int child_errno;
+    pid_t pid = spawn(j, path, s, &p, &child_errno);
     if (child_errno) {
         /* os.StartProcess failed: not a RunError, so code 0 and raw text. */
         if (pid > 0)
             waitpid(pid, NULL, 0);
         set_pgid(j, 0);
-        close_fd(&p.in[1]);
-        close_fd(&p.out[0]);
-        close_fd(&p.err[0]);
+        output_stop(&o);
+        close_pipes(&p);
         snprintf(err, sizeof err, "fork/exec %s: %s", path, sim_goerr(child_errno, eb, sizeof eb));
         r->state = "ERROR";
         r->data = strdup(err);
@@ -496,8 +587,10 @@ void sim_proc_run(struct sim_job *j, const struct sim_spawn *s, struct sim_run *
     }
     bool timed_out = false;
     r->has_streams = true;
-    int status = pump(j, r, pid, &p, s, &timed_out);
+    int status = pump(j, r, pid, &p, &o, s, &timed_out);
     set_pgid(j, 0);
+    output_stop(&o);
+    close_pipes(&p);
     /* Go: ExitStatus() is -1 after a signal, and 1000 + -1 = 999. */
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     bool ok = code == 0;
