@@ -116,6 +116,7 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bench/passthrough.sh
 	$(Q)if [ -x bench/jobs.sh ]; then bench/jobs.sh; fi
+	$(Q)if [ -x bench/fanout.sh ]; then ZOS_PROXY=$(abspath $(BUILD))/zos-proxy bench/fanout.sh; fi
 
 FUZZ := $(BUILD)/fuzz/fuzz_resp
 fuzz: $(FUZZ)
