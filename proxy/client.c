@@ -21,6 +21,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <sys/un.h>
+#include <time.h>
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -53,6 +56,9 @@ struct zos_slot {
     struct all_part *part;   /* a detached slot for one part of a group */
     void (*orphan_fn)(void *arg);
     void *orphan_arg;
+    unsigned pushes_due;           /* RESP3 (un)subscribe: confirmations still to come */
+    struct zos_slot *next_confirm; /* the pin's queue of those */
+    bool info;          /* the reply answers INFO: the proxy's section is added */
     bool seal;          /* the reply answers CONFIG GET, or EXEC with one in it */
     bool *seal_which;   /* EXEC: which elements answer a CONFIG GET (owned) */
     size_t seal_n;
@@ -70,6 +76,7 @@ struct all_part {
  * here, never written, and its link keeps its order. */
 struct all_group {
     struct zos_slot *slot;  /* where the reply goes; NULL once it left */
+    bool resp3;             /* a map node -> reply, else a flat array */
     struct event *deadline; /* node commands: ZOS.ALL [TIMEOUT ms] */
     int timeout_ms;
     size_t nparts;
@@ -302,6 +309,32 @@ static void node_down_error(struct evbuffer *out, const struct zos_node *n, cons
         zos_resp_add_error(out, "ERR node '%s' unavailable: %s", n->conf->name, err);
 }
 
+/* INFO: the node's text, then the proxy's section, in the client's protocol.
+ * A reply that is no text (an error, QUEUED) goes as it is. */
+static void info_merge(struct zos_client *c, struct evbuffer *reply, size_t len,
+                       struct evbuffer *dst)
+{
+    char *text;
+    size_t tlen;
+    struct evbuffer *all = evbuffer_new();
+
+    if (all == NULL || zos_resp_reply_type(reply, len) == '+' ||
+        !zos_resp_reply_string(reply, len, false, &text, &tlen)) {
+        evbuffer_remove_buffer(reply, dst, len);
+        if (all != NULL)
+            evbuffer_free(all);
+        return;
+    }
+    evbuffer_drain(reply, len);
+    evbuffer_add(all, text, tlen);
+    free(text);
+    evbuffer_add(all, "\r\n", 2);
+    zos_verbs_info_proxy(c, all);
+    size_t n = evbuffer_get_length(all);
+    zos_resp_add_verbatim(dst, (const char *)evbuffer_pullup(all, (ev_ssize_t)n), n, c->resp3);
+    evbuffer_free(all);
+}
+
 /* The reply (or failure) of a request sent on a link for slot ARG. */
 static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
@@ -315,7 +348,9 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     }
     if (reply != NULL) {
         struct evbuffer *dst = zos_slot_buf(s);
-        if (s->seal && s->seal_n == SIZE_MAX) {
+        if (s->info) {
+            info_merge(c, reply, len, dst);
+        } else if (s->seal && s->seal_n == SIZE_MAX) {
             evbuffer_drain(reply, len);
             zos_resp_add_error(dst, "ERR out of memory");
         } else if (s->seal) {
@@ -354,7 +389,7 @@ static void group_deliver(struct all_group *g)
         c->shared_inflight -= g->waiting;
     s->counted = false;
     struct evbuffer *out = zos_slot_buf(s);
-    zos_resp_add_array(out, (long long)g->nparts * 2);
+    zos_resp_add_map(out, (long long)g->nparts, g->resp3);
     for (size_t k = 0; k < g->nparts; k++) {
         struct all_part *p = &g->parts[k];
         zos_resp_add_cstr(out, p->node->conf->name);
@@ -425,6 +460,7 @@ struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
         return NULL;
     }
     g->slot = s;
+    g->resp3 = c->resp3;
     g->nparts = g->waiting = g->refs = n;
     for (size_t i = 0; i < n; i++) {
         g->parts[i].g = g;
@@ -490,12 +526,15 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
         evtimer_add(g->deadline, &tv);
     for (size_t i = 0; i < r->nnodes; i++) { /* the last part may free G and S */
         struct zos_node *n = g->parts[i].node;
+        struct zos_link *shared = zos_router_shared(r, n, c->resp3);
         n->requests++;
         c->shared_inflight++;
-        if (zos_link_send_argv(n->shared, argc, (const char *const *)av->argv + first,
-                               av->argvlen + first, all_part_cb, &g->parts[i]) != ZOS_OK) {
+        if (shared == NULL) {
+            all_part_cb(&g->parts[i], NULL, 0, "out of memory");
+        } else if (zos_link_send_argv(shared, argc, (const char *const *)av->argv + first,
+                                      av->argvlen + first, all_part_cb, &g->parts[i]) != ZOS_OK) {
             n->errors++;
-            all_part_cb(&g->parts[i], NULL, 0, zos_link_errstr(n->shared));
+            all_part_cb(&g->parts[i], NULL, 0, zos_link_errstr(shared));
         }
     }
 }
@@ -510,6 +549,8 @@ static struct zos_pin *pin_find(struct zos_client *c, struct zos_node *n)
     return NULL;
 }
 
+static void confirm_fail(struct zos_pin *p, const char *err);
+
 static void pin_closed(void *arg, const char *err)
 {
     struct zos_pin *p = arg;
@@ -518,6 +559,7 @@ static void pin_closed(void *arg, const char *err)
                  p->client->id, err);
     p->broken = true;
     snprintf(p->errstr, sizeof(p->errstr), "%s", err);
+    confirm_fail(p, err);
     if (p->tunnel != NULL) {
         struct zos_slot *s = p->tunnel;
         p->tunnel = NULL;
@@ -597,8 +639,84 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         flush(c);
 }
 
+/* RESP3: the (un)subscribe slot S waits for N confirmations on P. */
+static void confirm_wait(struct zos_pin *p, struct zos_slot *s, size_t n)
+{
+    s->pushes_due = (unsigned)n;
+    s->next_confirm = NULL;
+    if (p->confirm_tail != NULL)
+        p->confirm_tail->next_confirm = s;
+    else
+        p->confirm = s;
+    p->confirm_tail = s;
+    p->inflight++; /* the client's other links wait for these, as for any reply */
+}
+
+static struct zos_slot *confirm_pop(struct zos_pin *p)
+{
+    struct zos_slot *s = p->confirm;
+    p->confirm = s->next_confirm;
+    if (p->confirm == NULL)
+        p->confirm_tail = NULL;
+    s->next_confirm = NULL;
+    p->inflight--;
+    return s;
+}
+
+/* The link failed or the pin goes: every confirmation still due gets ERR
+ * (NULL: nothing, the client is gone). */
+static void confirm_fail(struct zos_pin *p, const char *err)
+{
+    while (p->confirm != NULL) {
+        struct zos_slot *s = confirm_pop(p);
+        if (err != NULL && !zos_slot_orphaned(s))
+            node_down_error(zos_slot_buf(s), p->node, err);
+        zos_slot_done(s);
+    }
+}
+
+/* Pushes of a RESP3 pinned link: confirmations go to the slot of the
+ * request that asked for them, in order; messages and invalidations go to
+ * the client as they come (RESP3 clients take pushes between replies). */
+static void push3_cb(struct zos_pin *p, struct evbuffer *reply, size_t len)
+{
+    struct zos_client *c = p->client;
+    char kind[32];
+    long long count;
+
+    if (zos_resp_reply_pubsub(reply, len, kind, sizeof(kind), &count)) {
+        count_subscriptions(p, kind, count);
+        if (p->confirm != NULL) {
+            struct zos_slot *s = p->confirm;
+            struct evbuffer *dst = zos_slot_buf(s);
+            evbuffer_remove_buffer(reply, dst, len);
+            if (dst == s->buf)
+                c->slot_bytes += len;
+            if (--s->pushes_due == 0) {
+                zos_slot_done(confirm_pop(p));
+                resume_soon(c);
+            }
+            return;
+        }
+    }
+    evbuffer_remove_buffer(reply, bufferevent_get_output(c->bev), len);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > TUNNEL_MAX)
+        c->kill = true; /* like redis's pubsub output limit; freed by the flush event */
+    schedule(c);
+}
+
+static void pin_push_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_pin *p = arg;
+    if (p->resp3 && p->tunnel == NULL && reply != NULL)
+        push3_cb(p, reply, len);
+    else
+        tunnel_cb(arg, reply, len, err);
+}
+
 static void pin_free(struct zos_pin *p)
 {
+    confirm_fail(p, NULL);
     free(p->queued_config);
     if (p->link != NULL) {
         zos_link_free(p->link);
@@ -647,14 +765,15 @@ static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct 
         p->next = c->pins;
         c->pins = p;
     }
-    p->link = zos_router_link_new(c->srv->router, n, true);
+    p->resp3 = c->resp3;
+    p->link = zos_router_link_new(c->srv->router, n, true, p->resp3);
     if (p->link == NULL) {
         zos_slot_error(s, "ERR out of memory");
         return NULL;
     }
     n->pinned++;
     zos_link_set_closed(p->link, pin_closed, p);
-    zos_link_set_push(p->link, tunnel_cb, p);
+    zos_link_set_push(p->link, pin_push_cb, p);
     return p;
 }
 
@@ -672,7 +791,8 @@ static bool has_block_arg(const struct zos_resp_argv *av)
 static bool pin_holds_state(const struct zos_pin *p)
 {
     return p != NULL && p->link != NULL &&
-           (p->multi || p->watch || p->selected || p->tunnel != NULL);
+           (p->multi || p->watch || p->selected || p->tunnel != NULL || p->tracking ||
+            p->confirm != NULL || p->nchan + p->npat + p->nshard > 0);
 }
 
 static void pin_update(struct zos_pin *p, enum zos_route route)
@@ -702,6 +822,14 @@ static void pin_update(struct zos_pin *p, enum zos_route route)
     }
 }
 
+enum conn_cmd {
+    CONN_NONE,
+    CONN_TRACKING_ON,  /* CLIENT TRACKING ON ...: pinned, invalidations on that link */
+    CONN_TRACKING_OFF, /* CLIENT TRACKING OFF */
+    CONN_ABOUT,        /* CLIENT CACHING/TRACKINGINFO/GETREDIR: the pin if any, else shared */
+    CONN_NODE,         /* CLIENT PAUSE/UNPAUSE: the node's business, on the shared link */
+};
+
 /* A request: either LEN raw bytes at the front of IN, or arguments AV from index FIRST. */
 struct request {
     struct evbuffer *in;
@@ -712,7 +840,9 @@ struct request {
     size_t first;
     const char *name;
     size_t namelen;
-    bool block; /* XREAD with BLOCK */
+    bool block;  /* XREAD with BLOCK */
+    enum conn_cmd conn; /* CLIENT sub-commands about the node connection itself */
+    bool info;          /* INFO: the proxy's section goes after the node's */
 };
 
 static int send_request(struct zos_link *l, struct request *rq, zos_link_reply_fn fn, void *arg)
@@ -750,12 +880,12 @@ static void local_unsubscribe(struct zos_client *c, const struct request *rq)
     kind[i] = '\0';
     struct evbuffer *out = zos_slot_buf(s);
     for (i = 1; i < (n > 1 ? n : 2); i++) {
-        zos_resp_add_array(out, 3);
+        zos_resp_add_push(out, 3, c->resp3);
         zos_resp_add_cstr(out, kind);
         if (n > 1)
             zos_resp_add_bulk(out, av->argv[first + i], av->argvlen[first + i]);
         else
-            zos_resp_add_nil(out);
+            zos_resp_add_null(out, c->resp3);
         zos_resp_add_int(out, 0);
     }
     zos_slot_done(s);
@@ -815,11 +945,27 @@ static void note_queued(struct zos_pin *p, bool config_get)
     p->queued_config = q;
 }
 
+/* RESP3 (P|S)SUBSCRIBE and their unsubscribes: no tunnel, the confirmations
+ * are pushes that come to the request's slot; the link keeps serving. */
+static int route_subscribe3(struct zos_client *c, struct zos_pin *p, struct request *rq,
+                            enum zos_route route, struct zos_slot *s)
+{
+    confirm_wait(p, s, route == ZOS_ROUTE_UNSUB ? unsubscribe_replies(p, rq) : rq->argc - 1);
+    if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
+        pin_closed(p, zos_link_errstr(p->link));
+    return ZOS_OK;
+}
+
 static int route_request(struct zos_client *c, struct zos_node *n, struct request *rq)
 {
     enum zos_route route = zos_router_route(rq->name, rq->namelen);
     struct zos_pin *p = pin_find(c, n);
     bool pinned = pin_holds_state(p);
+
+    if (rq->conn == CONN_TRACKING_ON || rq->conn == CONN_TRACKING_OFF)
+        route = ZOS_ROUTE_TRACKING;
+    else if (rq->conn != CONN_NONE)
+        route = ZOS_ROUTE_SHARED; /* with a pin holding state, it still goes there */
 
     if (refuse_node(c, n))
         return ZOS_ERR;
@@ -828,7 +974,8 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     if (p != NULL && p->tunnel != NULL && p->unsub_due > 0)
         return ZOS_AGAIN; /* whether the tunnel stays open comes with the UNSUBSCRIBE's replies */
-    if (route == ZOS_ROUTE_UNSUB && (p == NULL || p->tunnel == NULL)) {
+    bool subscribed3 = p != NULL && p->resp3 && p->nchan + p->npat + p->nshard > 0;
+    if (route == ZOS_ROUTE_UNSUB && (p == NULL || p->tunnel == NULL) && !subscribed3) {
         local_unsubscribe(c, rq);
         return ZOS_ERR;
     }
@@ -855,15 +1002,21 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
 
     n->requests++;
     if (!pinned) {
+        struct zos_link *shared = zos_router_shared(c->srv->router, n, c->resp3);
         struct zos_slot *s = zos_slot_new(c);
         if (s == NULL)
             return ZOS_ERR;
         s->node = n;
+        if (shared == NULL) {
+            zos_slot_error(s, "ERR out of memory");
+            return ZOS_ERR;
+        }
         s->counted = true;
         s->seal = seal == ZOS_SEAL_FILTER;
+        s->info = rq->info;
         c->shared_inflight++;
-        if (send_request(n->shared, rq, slot_reply_cb, s) != ZOS_OK)
-            slot_reply_cb(s, NULL, 0, zos_link_errstr(n->shared));
+        if (send_request(shared, rq, slot_reply_cb, s) != ZOS_OK)
+            slot_reply_cb(s, NULL, 0, zos_link_errstr(shared));
         return ZOS_OK;
     }
 
@@ -877,6 +1030,10 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     bool was_multi = p->multi;
     pin_update(p, route);
+    if (route == ZOS_ROUTE_TRACKING)
+        p->tracking = rq->conn == CONN_TRACKING_ON;
+    if (p->resp3 && p->tunnel == NULL && (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_UNSUB))
+        return route_subscribe3(c, p, rq, route, s);
     if (p->tunnel != NULL) { /* already streaming: the reply arrives through the tunnel */
         if (route == ZOS_ROUTE_UNSUB)
             p->unsub_due += unsubscribe_replies(p, rq);
@@ -894,6 +1051,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     s->pin = p;
     s->counted = true;
     s->seal = seal == ZOS_SEAL_FILTER;
+    s->info = rq->info;
     if (route == ZOS_ROUTE_MULTI && !was_multi) {
         p->nqueued = 0;
         p->queued_oom = false;
@@ -932,6 +1090,44 @@ static struct zos_node *no_node_error(struct zos_client *c)
     if (s != NULL)
         zos_slot_error(s, ZOS_NO_NODE_ERR);
     return NULL;
+}
+
+/* ---- protocol and RESET ---- */
+
+int zos_client_switch_protocol(struct zos_client *c, bool resp3)
+{
+    for (struct zos_pin *p = c->pins; p != NULL; p = p->next)
+        if (pin_holds_state(p) || p->inflight > 0)
+            return -1;
+    while (c->pins != NULL) { /* links of the old protocol, holding nothing */
+        struct zos_pin *p = c->pins;
+        c->pins = p->next;
+        pin_free(p);
+    }
+    c->resp3 = resp3;
+    return 0;
+}
+
+void zos_client_reset(struct zos_client *c, struct zos_slot *s)
+{
+    while (c->pins != NULL) { /* transactions, subscriptions, MONITOR: gone with the links */
+        struct zos_pin *p = c->pins;
+        c->pins = p->next;
+        if (p->tunnel != NULL) {
+            struct zos_slot *t = p->tunnel;
+            p->tunnel = NULL;
+            zos_slot_done(t);
+        }
+        pin_free(p);
+    }
+    c->resp3 = false;
+    free(c->name);
+    c->name = NULL;
+    c->node = c->fixed != NULL ? c->fixed : c->srv->router->default_node;
+    c->db = 0;
+    c->auth_all = false;
+    c->auth_node = NULL;
+    zos_slot_status(s, "RESET");
 }
 
 /* ---- requests ---- */
@@ -1025,6 +1221,49 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
 }
 
 /* One parsed request at the front of IN.  ZOS_AGAIN: held, nothing consumed. */
+static bool is_word(const char *s, size_t len, const char *w)
+{
+    return len == strlen(w) && strncasecmp(s, w, len) == 0;
+}
+
+/* What CLIENT LIST shows as cmd: "get", "client|list". */
+static void note_command(struct zos_client *c, const char *name, size_t len, const char *sub)
+{
+    size_t i, n = len < sizeof(c->cmd) - 1 ? len : sizeof(c->cmd) - 1;
+    for (i = 0; i < n; i++)
+        c->cmd[i] = (char)tolower((unsigned char)name[i]);
+    c->cmd[i] = '\0';
+    if ((is_word(name, len, "client") || is_word(name, len, "config")) && sub[0] != '\0') {
+        size_t at = strlen(c->cmd);
+        snprintf(c->cmd + at, sizeof(c->cmd) - at, "|%s", sub);
+        for (i = at; c->cmd[i] != '\0'; i++)
+            c->cmd[i] = (char)tolower((unsigned char)c->cmd[i]);
+    }
+}
+
+/* CLIENT sub-commands that concern the node connection (SUB, and for
+ * TRACKING its ON/OFF argument). */
+static enum conn_cmd conn_command(struct evbuffer *in, const struct zos_resp_req *req,
+                                  const struct zos_resp_argv *av, const char *sub)
+{
+    char arg[8] = "";
+    if (strcasecmp(sub, "tracking") == 0) {
+        if (req->argc >= 3) {
+            if (av->argc >= 3)
+                snprintf(arg, sizeof(arg), "%s", av->argv[2]);
+            else
+                zos_resp_arg_copy(in, req, 2, arg, sizeof(arg));
+        }
+        return strcasecmp(arg, "on") == 0 ? CONN_TRACKING_ON : CONN_TRACKING_OFF;
+    }
+    if (strcasecmp(sub, "caching") == 0 || strcasecmp(sub, "trackinginfo") == 0 ||
+        strcasecmp(sub, "getredir") == 0)
+        return CONN_ABOUT;
+    if (strcasecmp(sub, "pause") == 0 || strcasecmp(sub, "unpause") == 0)
+        return CONN_NODE;
+    return CONN_NONE;
+}
+
 static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_resp_req *req)
 {
     char name[32];
@@ -1044,8 +1283,26 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
             rq.namelen = sizeof(name) - 1;
     }
     c->srv->total_commands++;
+    c->last_ms = zos_client_now_ms();
 
     const struct zos_verb *v = zos_verbs_find(rq.name, rq.namelen);
+    char sub[16] = "";
+    if (req->argc >= 2 && rq.av != NULL)
+        snprintf(sub, sizeof(sub), "%s", av.argv[1]);
+    else if (req->argc >= 2)
+        zos_resp_arg_copy(in, req, 1, sub, sizeof(sub));
+    note_command(c, rq.name, rq.namelen, sub);
+    if (is_word(rq.name, rq.namelen, "client") && (rq.conn = conn_command(in, req, &av, sub)))
+        v = NULL; /* about the node connection: forwarded */
+    if (v != NULL && is_word(rq.name, rq.namelen, "select") && req->argc == 2)
+        c->db = atoi(sub);
+    if (v != NULL && is_word(rq.name, rq.namelen, "info") && c->node != NULL &&
+        !(req->argc == 2 && strcasecmp(sub, "proxy") == 0)) {
+        v = NULL; /* the node's INFO, with the proxy's section added (slot_reply_cb) */
+        rq.info = true;
+    }
+    if (v != NULL && is_word(rq.name, rq.namelen, "reset") && any_pinned_inflight(c))
+        return ZOS_AGAIN; /* after the replies due on pinned links, as redis would */
     if (c->srv->conf->proxy.requirepass != NULL && !zos_client_authed(c) &&
         (v == NULL || !(v->flags & ZOS_VERB_NOAUTH))) {
         struct zos_slot *s = zos_slot_new(c);
@@ -1281,6 +1538,42 @@ void zos_client_close_after_flush(struct zos_client *c)
     schedule(c);
 }
 
+long long zos_client_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The peer's (or with LOCAL our own) address as redis writes it in CLIENT LIST. */
+static void sock_name(int fd, bool local, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    snprintf(buf, len, "?:0");
+    if ((local ? getsockname(fd, (struct sockaddr *)&ss, &sl)
+               : getpeername(fd, (struct sockaddr *)&ss, &sl)) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    } else if (ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+        snprintf(buf, len, "%.*s:0", (int)(len > 3 ? len - 3 : 0),
+                 local || sl > sizeof(sa_family_t) ? un->sun_path : "");
+        return;
+    }
+    snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%d" : "%s:%d", host, port);
+}
+
 struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_node *fixed)
 {
     struct zos_client *c = calloc(1, sizeof(*c));
@@ -1300,6 +1593,10 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
     c->id = ++srv->next_client_id;
     c->fixed = fixed;
     c->node = fixed != NULL ? fixed : srv->router->default_node;
+    c->fd = fd;
+    c->created_ms = c->last_ms = zos_client_now_ms();
+    sock_name(fd, false, c->addr, sizeof(c->addr));
+    sock_name(fd, true, c->laddr, sizeof(c->laddr));
     zos_resp_parser_init(&c->parser, &srv->limits);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_enable(c->bev, EV_READ);

@@ -84,7 +84,7 @@ static void scanner_init(struct zos_link *l)
     zos_resp_reply_limits_default(&lim);
     if (l->opts.reply_limits != NULL)
         lim = *l->opts.reply_limits;
-    lim.resp2_only = true; /* links never ask for RESP3 */
+    lim.resp2_only = !l->opts.resp3;
     zos_resp_scanner_init(&l->scan, &lim);
 }
 
@@ -373,7 +373,8 @@ static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const ch
     if (reply == NULL)
         return;
     const char *what = l->hs_name[l->hs_done++ & 1];
-    if (zos_resp_reply_is_ok(reply, len)) {
+    bool hello = strcmp(what, "HELLO") == 0;
+    if (hello ? zos_resp_reply_type(reply, len) == '%' : zos_resp_reply_is_ok(reply, len)) {
         if (--l->handshake_left == 0)
             set_ready(l);
         return;
@@ -472,7 +473,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         size_t before = evbuffer_get_length(in);
-        if (l->count > 0) {
+        bool push = l->opts.resp3 && zos_resp_reply_type(in, len) == '>';
+        if (push && l->push_fn == NULL) {
+            protocol_error(l, in, "a push frame nobody asked for");
+            return;
+        } else if (!push && l->count > 0) {
             struct pending p = fifo_pop(l);
             if (p.fn != NULL)
                 p.fn(p.arg, in, len, NULL);
@@ -553,7 +558,14 @@ static int write_handshake(struct zos_link *l)
 {
     char db[16];
     const char *secret = l->node->secret != NULL ? l->node->secret : "";
-    if (secret[0] != '\0' || l->opts.auth_user != NULL) {
+    if (l->opts.resp3) {
+        const char *user = l->opts.auth_user != NULL ? l->opts.auth_user : "default";
+        const char *argv[] = {"HELLO", "3", "AUTH", user, secret};
+        size_t lens[] = {5, 1, 4, strlen(user), strlen(secret)};
+        bool auth = secret[0] != '\0' || l->opts.auth_user != NULL;
+        zos_resp_add_command(bufferevent_get_output(l->bev), auth ? 5 : 2, argv, lens);
+        l->hs_name[l->handshake_left++] = "HELLO";
+    } else if (secret[0] != '\0' || l->opts.auth_user != NULL) {
         const char *argv[] = {"AUTH", l->opts.auth_user, secret};
         size_t lens[] = {4, l->opts.auth_user ? strlen(l->opts.auth_user) : 0, strlen(secret)};
         if (l->opts.auth_user == NULL) {

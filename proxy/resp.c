@@ -1187,13 +1187,17 @@ static bool is_string(const struct zos_resp_val *v)
     return !v->nil && (v->type == '$' || v->type == '+' || v->type == '=');
 }
 
-static char *dup_string(const struct zos_resp_val *v)
+/* A copy of a string value; a verbatim string without its "txt:" prefix. */
+static char *dup_string(const struct zos_resp_val *v, size_t *len)
 {
-    char *s = malloc(v->len + 1);
+    size_t skip = v->type == '=' ? 4 : 0, n = v->len - skip;
+    char *s = malloc(n + 1);
     if (s != NULL) {
-        memcpy(s, v->str, v->len);
-        s[v->len] = '\0';
+        memcpy(s, v->str + skip, n);
+        s[n] = '\0';
     }
+    if (len != NULL)
+        *len = n;
     return s;
 }
 
@@ -1216,10 +1220,7 @@ bool zos_resp_reply_string(struct evbuffer *reply, size_t len, bool pair, char *
             zos_resp_skip(&r, &v) != ZOS_OK || zos_resp_next(&r, &v) != ZOS_OK)
             return false;
     }
-    if (!is_string(&v) || (*out = dup_string(&v)) == NULL)
-        return false;
-    *outlen = v.len;
-    return true;
+    return is_string(&v) && (*out = dup_string(&v, outlen)) != NULL;
 }
 
 bool zos_resp_reply_strings(struct evbuffer *reply, size_t len, size_t n, char **out)
@@ -1235,7 +1236,7 @@ bool zos_resp_reply_strings(struct evbuffer *reply, size_t len, size_t n, char *
     for (i = 0; i < n; i++) {
         if (zos_resp_next(&r, &e) != ZOS_OK || zos_resp_skip(&r, &e) != ZOS_OK)
             break;
-        if (is_string(&e) && (out[i] = dup_string(&e)) == NULL)
+        if (is_string(&e) && (out[i] = dup_string(&e, NULL)) == NULL)
             break;
     }
     if (i == n)
@@ -1428,4 +1429,37 @@ void zos_resp_add_command(struct evbuffer *out, size_t argc, const char *const *
     zos_resp_add_array(out, (long long)argc);
     for (size_t i = 0; i < argc; i++)
         zos_resp_add_bulk(out, argv[i], argvlen != NULL ? argvlen[i] : strlen(argv[i]));
+}
+
+void zos_resp_add_null(struct evbuffer *out, bool r3)
+{
+    if (r3)
+        evbuffer_add(out, "_\r\n", 3);
+    else
+        zos_resp_add_nil(out);
+}
+
+void zos_resp_add_map(struct evbuffer *out, long long n, bool r3)
+{
+    char buf[32];
+    evbuffer_add(out, buf, fmt_num(buf, r3 ? '%' : '*', r3 ? n : 2 * n));
+}
+
+void zos_resp_add_verbatim(struct evbuffer *out, const char *s, size_t len, bool r3)
+{
+    char hdr[32];
+    if (!r3) {
+        zos_resp_add_bulk(out, s, len);
+        return;
+    }
+    evbuffer_add(out, hdr, fmt_num(hdr, '=', (long long)len + 4));
+    evbuffer_add(out, "txt:", 4);
+    evbuffer_add(out, s, len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void zos_resp_add_push(struct evbuffer *out, long long n, bool r3)
+{
+    char buf[32];
+    evbuffer_add(out, buf, fmt_num(buf, r3 ? '>' : '*', n));
 }

@@ -24,7 +24,7 @@ static const struct route_entry routes[] = {
     {"monitor", ZOS_ROUTE_MONITOR},     {"multi", ZOS_ROUTE_MULTI},
     {"psubscribe", ZOS_ROUTE_PUBSUB},   {"psync", ZOS_ROUTE_REFUSED},
     {"punsubscribe", ZOS_ROUTE_UNSUB},  {"replconf", ZOS_ROUTE_REFUSED},
-    {"reset", ZOS_ROUTE_REFUSED},       {"select", ZOS_ROUTE_SELECT},
+    {"select", ZOS_ROUTE_SELECT},
     {"ssubscribe", ZOS_ROUTE_PUBSUB},   {"subscribe", ZOS_ROUTE_PUBSUB},
     {"sunsubscribe", ZOS_ROUTE_UNSUB},  {"sync", ZOS_ROUTE_REFUSED},
     {"unsubscribe", ZOS_ROUTE_UNSUB},   {"unwatch", ZOS_ROUTE_UNWATCH},
@@ -50,7 +50,8 @@ enum zos_route zos_router_route(const char *name, size_t len)
     return e != NULL ? e->route : ZOS_ROUTE_SHARED;
 }
 
-struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node, bool pinned)
+struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node, bool pinned,
+                                     bool resp3)
 {
     const struct zos_proxy_conf *pc = &r->conf->proxy;
     struct zos_link_opts opts = {
@@ -61,8 +62,20 @@ struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node
         .reply_limits = &r->reply_limits,
         .gate = r->gate,
         .session = &node->session,
+        .resp3 = resp3,
     };
     return zos_link_new(r->base, r->dns, node->conf, node->ssl, &opts);
+}
+
+static void shared_state(void *arg, enum zos_link_state s, const char *why);
+
+struct zos_link *zos_router_shared(const struct zos_router *r, struct zos_node *n, bool resp3)
+{
+    if (!resp3)
+        return n->shared;
+    if (n->shared3 == NULL && (n->shared3 = zos_router_link_new(r, n, false, true)) != NULL)
+        zos_link_set_state_cb(n->shared3, shared_state, n);
+    return n->shared3;
 }
 
 /* Shared links log their ups and downs; a node that stays down logs once. */
@@ -109,7 +122,7 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
         n->index = i;
         if (n->conf->tls && (n->ssl = zos_tls_set_get(r->tls, n->conf, err, errlen)) == NULL)
             goto fail;
-        if ((n->shared = zos_router_link_new(r, n, false)) == NULL) {
+        if ((n->shared = zos_router_link_new(r, n, false, false)) == NULL) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
@@ -127,8 +140,10 @@ void zos_router_free(struct zos_router *r)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->nnodes; i++)
+    for (size_t i = 0; i < r->nnodes; i++) {
         zos_link_free(r->nodes[i].shared);
+        zos_link_free(r->nodes[i].shared3);
+    }
     for (size_t i = 0; i < r->nnodes; i++)
         SSL_SESSION_free(r->nodes[i].session);
     zos_tls_set_free(r->tls); /* after the links that borrow its contexts */

@@ -155,6 +155,30 @@ static int check_exposure(const struct zos_conf *conf, const char *hostport, con
     return -1;
 }
 
+/* AUTH <password> chooses the node whose password it is: one that is also
+ * requirepass could not be told apart. */
+static int check_passwords(const struct zos_conf *conf, char *err, size_t errlen)
+{
+    const char *rp = conf->proxy.requirepass;
+    char names[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; rp != NULL && i < conf->nnodes; i++) {
+        const char *pw = conf->nodes[i].password;
+        if (pw == NULL || strcmp(pw, rp) != 0)
+            continue;
+        int n = snprintf(names + len, sizeof(names) - len, "%s[%s]", len ? ", " : "",
+                         conf->nodes[i].name);
+        len = n > 0 && (size_t)n < sizeof(names) - len ? len + (size_t)n : sizeof(names) - 1;
+    }
+    if (len == 0)
+        return 0;
+    snprintf(err, errlen,
+             "password of %s is also [proxy] requirepass: AUTH <password> could not tell "
+             "them apart; give each node a password of its own",
+             names);
+    return -1;
+}
+
 /* Every client and node link is a descriptor.  Takes the hard limit, then
  * splits it: listeners and a reserve (logs, DNS, ssh pipes, children), the
  * clients (max-clients, reduced as redis does when it cannot fit), and the
@@ -200,7 +224,8 @@ int zos_server_check(const struct zos_conf *conf, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0)
+    if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0 ||
+        check_passwords(conf, err, errlen) != 0)
         goto done;
     for (size_t i = 0; i < conf->nnodes; i++) {
         const struct zos_node_conf *n = &conf->nodes[i];

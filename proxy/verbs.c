@@ -2,6 +2,7 @@
 #include "zos/verbs.h"
 #include "zos/zos.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,18 +31,50 @@ static const char *requirepass(const struct zos_client *c)
     return c->srv->conf->proxy.requirepass;
 }
 
+static bool any_node_password(const struct zos_client *c)
+{
+    const struct zos_router *r = c->srv->router;
+    for (size_t i = 0; i < r->nnodes; i++)
+        if (r->nodes[i].conf->password != NULL)
+            return true;
+    return false;
+}
+
 static const char wrongpass[] = "WRONGPASS invalid username-password pair or user is disabled.";
 
-/* AUTH <password>: requirepass; on a node's own port, that node's password. */
+/* The node whose own password PASS is, when exactly one's is: every node's
+ * password is compared, in time that does not depend on which matched. */
+static struct zos_node *node_of_password(const struct zos_client *c, const char *pass, size_t len)
+{
+    struct zos_router *r = c->srv->router;
+    struct zos_node *found = NULL;
+    size_t matches = 0;
+    for (size_t i = 0; i < r->nnodes; i++) {
+        const char *own = r->nodes[i].conf->password;
+        if (own != NULL && secret_equal(pass, len, own)) {
+            found = &r->nodes[i];
+            matches++;
+        }
+    }
+    return matches == 1 ? found : NULL;
+}
+
+/* AUTH <password>: requirepass opens every node; a node's own password
+ * opens that node and makes it the connection's (clients that cannot send a
+ * username); on a node's own port, only that node's password. */
 static void auth_password(struct zos_client *c, struct zos_slot *s, const char *pass, size_t len)
 {
     const char *own = c->fixed != NULL ? c->fixed->conf->password : NULL;
-    if (own != NULL && secret_equal(pass, len, own)) {
-        c->auth_node = c->fixed;
+    struct zos_node *n = c->fixed == NULL ? node_of_password(c, pass, len) : NULL;
+    if (own != NULL && secret_equal(pass, len, own))
+        n = c->fixed;
+    if (n != NULL) {
+        c->auth_node = n;
+        c->node = n;
         zos_slot_status(s, "OK");
         return;
     }
-    if (requirepass(c) == NULL && own == NULL) {
+    if (requirepass(c) == NULL && own == NULL && !any_node_password(c)) {
         zos_slot_error(s, "ERR AUTH <password> called without any password configured for the "
                           "default user. Are you sure your configuration is correct?");
         return;
@@ -117,15 +150,17 @@ static bool set_name(struct zos_client *c, struct zos_slot *s, const char *name,
     return true;
 }
 
-/* HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only. */
+/* HELLO [2|3 [AUTH user pass] [SETNAME name]]. */
 static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     size_t i = 1;
+    bool r3 = c->resp3;
     if (av->argc > 1) {
-        if (strcmp(av->argv[1], "2") != 0) {
+        if (strcmp(av->argv[1], "2") != 0 && strcmp(av->argv[1], "3") != 0) {
             zos_slot_error(s, "NOPROTO unsupported protocol version");
             return;
         }
+        r3 = av->argv[1][0] == '3';
         i = 2;
     }
     for (; i < av->argc; i++) {
@@ -153,12 +188,18 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
                           "same time");
         return;
     }
+    if (r3 != c->resp3 && zos_client_switch_protocol(c, r3) != 0) {
+        zos_slot_error(s, "ERR zos-proxy cannot change the protocol while this connection holds "
+                          "state on a node (MULTI, WATCH, SELECT, subscriptions, tracking, or a "
+                          "blocked command): RESET first");
+        return;
+    }
     struct evbuffer *out = zos_slot_buf(s);
-    zos_resp_add_array(out, 14);
+    zos_resp_add_map(out, 7, c->resp3);
     add_kv(out, "server", "redis");
     add_kv(out, "version", "7.0.0");
     zos_resp_add_cstr(out, "proto");
-    zos_resp_add_int(out, 2);
+    zos_resp_add_int(out, c->resp3 ? 3 : 2);
     zos_resp_add_cstr(out, "id");
     zos_resp_add_int(out, (long long)c->id);
     add_kv(out, "mode", "standalone");
@@ -190,29 +231,199 @@ static void verb_echo(struct zos_client *c, struct zos_slot *s, const struct zos
     zos_slot_done(s);
 }
 
+/* One CLIENT LIST line of C, in redis 7.0's format, then node=<name>. */
+static void client_line(struct evbuffer *out, const struct zos_client *c)
+{
+    long long now = zos_client_now_ms();
+    size_t sub = 0, psub = 0, ssub = 0;
+    long long multi = -1;
+    for (const struct zos_pin *p = c->pins; p != NULL; p = p->next) {
+        sub += p->nchan;
+        psub += p->npat;
+        ssub += p->nshard;
+        if (p->multi)
+            multi = (long long)p->nqueued;
+    }
+    const char *flags = multi >= 0 ? "x" : sub + psub + ssub > 0 ? "P" : "N";
+    evbuffer_add_printf(out,
+                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d "
+                        "sub=%zu psub=%zu ssub=%zu multi=%lld qbuf=0 qbuf-free=0 argv-mem=0 "
+                        "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s "
+                        "user=%s redir=-1 resp=%d node=%s\n",
+                        c->id, c->addr, c->laddr, c->fd, c->name != NULL ? c->name : "",
+                        (now - c->created_ms) / 1000, (now - c->last_ms) / 1000, flags, c->db, sub,
+                        psub, ssub, multi, c->cmd[0] ? c->cmd : "NULL",
+                        c->auth_node != NULL ? c->auth_node->conf->name : "default",
+                        c->resp3 ? 3 : 2, c->node != NULL ? c->node->conf->name : "");
+}
+
+static void client_text(struct zos_client *c, struct zos_slot *s, struct evbuffer *text)
+{
+    size_t n = evbuffer_get_length(text);
+    zos_resp_add_verbatim(zos_slot_buf(s), (const char *)evbuffer_pullup(text, (ev_ssize_t)n), n,
+                          c->resp3);
+    evbuffer_free(text);
+    zos_slot_done(s);
+}
+
+/* CLIENT LIST [TYPE normal|pubsub|...] [ID id ...]: every client of the proxy. */
+static void client_list(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct evbuffer *text = evbuffer_new();
+    for (struct zos_client *o = c->srv->clients; o != NULL && text != NULL; o = o->next) {
+        bool match = av->argc == 2;
+        for (size_t i = 3; i < av->argc && strcasecmp(av->argv[2], "id") == 0; i++)
+            match = match || strtoull(av->argv[i], NULL, 10) == o->id;
+        if (av->argc == 4 && strcasecmp(av->argv[2], "type") == 0)
+            match = strcasecmp(av->argv[3], "normal") == 0 || strcasecmp(av->argv[3], "pubsub") == 0;
+        if (match)
+            client_line(text, o);
+    }
+    if (text == NULL)
+        zos_slot_error(s, "ERR out of memory");
+    else
+        client_text(c, s, text);
+}
+
+/* The filters of CLIENT KILL's new form; false with the error in S. */
+struct kill_filter {
+    unsigned long long id;
+    const char *addr, *laddr, *user;
+    bool skipme;
+};
+
+static bool kill_filter_parse(struct zos_slot *s, const struct zos_resp_argv *av,
+                              struct kill_filter *f)
+{
+    f->skipme = true;
+    for (size_t i = 2; i < av->argc; i += 2) {
+        const char *k = av->argv[i], *v = i + 1 < av->argc ? av->argv[i + 1] : NULL;
+        char *end;
+        if (v == NULL) {
+            zos_slot_error(s, "ERR syntax error");
+            return false;
+        }
+        if (strcasecmp(k, "id") == 0) {
+            f->id = strtoull(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || f->id == 0) {
+                zos_slot_error(s, "ERR client-id should be greater than 0");
+                return false;
+            }
+        } else if (strcasecmp(k, "addr") == 0) {
+            f->addr = v;
+        } else if (strcasecmp(k, "laddr") == 0) {
+            f->laddr = v;
+        } else if (strcasecmp(k, "user") == 0) {
+            f->user = v;
+        } else if (strcasecmp(k, "skipme") == 0 &&
+                   (strcasecmp(v, "yes") == 0 || strcasecmp(v, "no") == 0)) {
+            f->skipme = strcasecmp(v, "yes") == 0;
+        } else {
+            zos_slot_error(s, "ERR syntax error");
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool kill_matches(const struct kill_filter *f, const struct zos_client *o)
+{
+    const char *user = o->auth_node != NULL ? o->auth_node->conf->name : "default";
+    return (f->id == 0 || f->id == o->id) && (f->addr == NULL || strcmp(f->addr, o->addr) == 0) &&
+           (f->laddr == NULL || strcmp(f->laddr, o->laddr) == 0) &&
+           (f->user == NULL || strcmp(f->user, user) == 0);
+}
+
+/* CLIENT KILL addr:port (old form: +OK or an error) or CLIENT KILL <filter
+ * value> ... (new form: how many).  Others close at once; the caller after
+ * its reply. */
+static void client_kill(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct kill_filter f = {0};
+    bool old = av->argc == 3;
+    long long killed = 0;
+
+    if (old) {
+        f.addr = av->argv[2];
+        f.skipme = false;
+    } else if (!kill_filter_parse(s, av, &f)) {
+        return;
+    }
+    struct zos_client *o = c->srv->clients, *next;
+    bool self = false;
+    for (; o != NULL; o = next) {
+        next = o->next;
+        if (!kill_matches(&f, o) || (o == c && f.skipme))
+            continue;
+        killed++;
+        if (o == c)
+            self = true;
+        else
+            zos_client_free(o);
+    }
+    if (old && killed == 0)
+        zos_slot_error(s, "ERR No such client");
+    else if (old)
+        zos_slot_status(s, "OK");
+    else {
+        zos_resp_add_int(zos_slot_buf(s), killed);
+        zos_slot_done(s);
+    }
+    if (self)
+        zos_client_close_after_flush(c);
+}
+
 static void verb_client(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     const char *sub = av->argv[1];
-    if (strcasecmp(sub, "setname") == 0 && av->argc == 3) {
+    size_t argc = av->argc;
+    if (strcasecmp(sub, "setname") == 0 && argc == 3) {
         if (set_name(c, s, av->argv[2], av->argvlen[2]))
             zos_slot_status(s, "OK");
-    } else if (strcasecmp(sub, "getname") == 0 && av->argc == 2) {
+    } else if (strcasecmp(sub, "getname") == 0 && argc == 2) {
         if (c->name != NULL)
             zos_resp_add_cstr(zos_slot_buf(s), c->name);
         else
-            zos_resp_add_nil(zos_slot_buf(s));
+            zos_resp_add_null(zos_slot_buf(s), c->resp3);
         zos_slot_done(s);
-    } else if (strcasecmp(sub, "id") == 0 && av->argc == 2) {
+    } else if (strcasecmp(sub, "id") == 0 && argc == 2) {
         zos_resp_add_int(zos_slot_buf(s), (long long)c->id);
         zos_slot_done(s);
-    } else if (strcasecmp(sub, "setinfo") == 0 && av->argc == 4) {
+    } else if (strcasecmp(sub, "setinfo") == 0 && argc == 4) {
         zos_slot_status(s, "OK");
+    } else if (strcasecmp(sub, "info") == 0 && argc == 2) {
+        struct evbuffer *text = evbuffer_new();
+        if (text != NULL)
+            client_line(text, c);
+        client_text(c, s, text);
+    } else if (strcasecmp(sub, "list") == 0) {
+        client_list(c, s, av);
+    } else if (strcasecmp(sub, "kill") == 0 && argc >= 3) {
+        client_kill(c, s, av);
+    } else if ((strcasecmp(sub, "no-evict") == 0 || strcasecmp(sub, "no-touch") == 0) &&
+               argc == 3) {
+        if (strcasecmp(av->argv[2], "on") == 0 || strcasecmp(av->argv[2], "off") == 0)
+            zos_slot_status(s, "OK");
+        else
+            zos_slot_error(s, "ERR syntax error");
+    } else if (strcasecmp(sub, "setname") == 0 || strcasecmp(sub, "getname") == 0 ||
+               strcasecmp(sub, "id") == 0 || strcasecmp(sub, "setinfo") == 0 ||
+               strcasecmp(sub, "info") == 0 || strcasecmp(sub, "kill") == 0 ||
+               strcasecmp(sub, "no-evict") == 0 || strcasecmp(sub, "no-touch") == 0) {
+        char lower[32];
+        size_t i;
+        for (i = 0; sub[i] != '\0' && i < sizeof(lower) - 1; i++)
+            lower[i] = (char)tolower((unsigned char)sub[i]);
+        lower[i] = '\0';
+        zos_slot_error(s, "ERR wrong number of arguments for 'client|%s' command", lower);
     } else {
-        zos_slot_error(s,
-                       "ERR CLIENT %s is not supported by zos-proxy (SETNAME, GETNAME, ID and "
-                       "SETINFO are)",
-                       sub);
+        zos_slot_error(s, "ERR unknown subcommand '%.128s'. Try CLIENT HELP.", sub);
     }
+}
+
+static void verb_reset(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    zos_client_reset(c, s);
 }
 
 /* COMMAND [DOCS|COUNT|INFO ...]: an empty answer that keeps redis-cli happy. */
@@ -231,21 +442,21 @@ static void node_addr(const struct zos_node *n, char *buf, size_t len)
              n->conf->port);
 }
 
-static void verb_info(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+void zos_verbs_info_proxy(struct zos_client *c, struct evbuffer *text)
 {
     struct zos_server *srv = c->srv;
-    struct evbuffer *text = evbuffer_new();
     long uptime = (long)(time(NULL) - srv->started);
 
     evbuffer_add_printf(text,
-                        "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n"
-                        "zos_version:%s\r\nprocess_id:%ld\r\nuptime_in_seconds:%ld\r\n\r\n"
-                        "# Clients\r\nconnected_clients:%zu\r\n\r\n"
-                        "# Stats\r\ntotal_connections_received:%llu\r\n"
-                        "total_commands_processed:%llu\r\nrejected_connections:%llu\r\n\r\n"
-                        "# Proxy\r\nnodes:%zu\r\ndefault_node:%s\r\n",
+                        "# Proxy\r\nzos_version:%s\r\nprocess_id:%ld\r\nuptime_in_seconds:%ld\r\n"
+                        "connected_clients:%zu\r\ntotal_connections_received:%llu\r\n"
+                        "total_commands_processed:%llu\r\nrejected_connections:%llu\r\n"
+                        "node_links_open:%zu\r\nnode_links_budget:%zu\r\n"
+                        "nodes:%zu\r\ndefault_node:%s\r\n",
                         ZOS_VERSION, (long)getpid(), uptime, srv->nclients, srv->total_connections,
-                        srv->total_commands, srv->rejected_connections, srv->router->nnodes,
+                        srv->total_commands, srv->rejected_connections,
+                        zos_link_gate_open(srv->router->gate), srv->link_budget,
+                        srv->router->nnodes,
                         srv->router->default_node ? srv->router->default_node->conf->name : "");
     for (size_t i = 0; i < srv->router->nnodes; i++) {
         struct zos_node *n = &srv->router->nodes[i];
@@ -258,10 +469,20 @@ static void verb_info(struct zos_client *c, struct zos_slot *s, const struct zos
                             zos_link_state_name(zos_link_state(n->shared)),
                             zos_link_inflight(n->shared), n->pinned, n->requests, n->errors);
     }
-    struct evbuffer *out = zos_slot_buf(s);
-    evbuffer_add_printf(out, "$%zu\r\n", evbuffer_get_length(text));
-    evbuffer_add_buffer(out, text);
-    evbuffer_add(out, "\r\n", 2);
+}
+
+/* INFO proxy, or INFO with no node to ask: the proxy's section alone. */
+static void verb_info(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
+{
+    struct evbuffer *text = evbuffer_new();
+    if (text == NULL) {
+        zos_slot_error(s, "ERR out of memory");
+        return;
+    }
+    zos_verbs_info_proxy(c, text);
+    size_t n = evbuffer_get_length(text);
+    zos_resp_add_verbatim(zos_slot_buf(s), (const char *)evbuffer_pullup(text, (ev_ssize_t)n), n,
+                          c->resp3);
     evbuffer_free(text);
     zos_slot_done(s);
 }
@@ -276,7 +497,7 @@ static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zo
         struct zos_node *n = &r->nodes[i];
         char addr[300];
         node_addr(n, addr, sizeof(addr));
-        zos_resp_add_array(out, 14);
+        zos_resp_add_map(out, 7, c->resp3);
         add_kv(out, "name", n->conf->name);
         add_kv(out, "address", addr);
         add_kv(out, "state", zos_link_state_name(zos_link_state(n->shared)));
@@ -315,6 +536,7 @@ static const struct zos_verb verbs[] = {
     {"info", 1, -1, ZOS_VERB_NODE, verb_info},
     {"ping", 1, 2, ZOS_VERB_NODE, verb_ping},
     {"quit", 1, -1, ZOS_VERB_NOAUTH, verb_quit},
+    {"reset", 1, 1, ZOS_VERB_NOAUTH, verb_reset},
     {"zos.all", 2, -1, ZOS_VERB_ROUTE, NULL},
     {"zos.at", 3, -1, ZOS_VERB_ROUTE, NULL},
     {"zos.nodes", 1, 1, 0, verb_nodes},

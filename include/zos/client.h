@@ -37,6 +37,10 @@ struct zos_pin {
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
     size_t nchan, npat, nshard; /* subscriptions, from the node's confirmations */
+    bool resp3;                /* the link speaks RESP3 (the client's protocol when opened) */
+    bool tracking;             /* CLIENT TRACKING ON: invalidations come on this link */
+    struct zos_slot *confirm;  /* RESP3: (un)subscribe slots waiting for their pushes */
+    struct zos_slot *confirm_tail;
     size_t nqueued; /* commands queued since MULTI */
     bool *queued_config; /* [i]: queued command i is a CONFIG GET (NULL: none is) */
     bool queued_oom;     /* queued_config could not grow: EXEC answers an error */
@@ -56,6 +60,13 @@ struct zos_client {
     struct zos_pin *pins;
     char *name; /* CLIENT SETNAME */
     unsigned long long id;
+    bool resp3; /* HELLO 3: replies in RESP3 */
+    /* For CLIENT LIST / INFO / KILL: */
+    int fd;
+    char addr[64], laddr[64]; /* "ip:port" ("[v6]:port" as redis writes them), "path:0" */
+    long long created_ms, last_ms; /* when it connected, and sent its last command */
+    char cmd[40];                  /* the last command, lower case ("client|list") */
+    int db;                        /* from its last SELECT */
     bool auth_all;              /* AUTH matched requirepass: every node */
     struct zos_node *auth_node; /* AUTH matched this node's own password: that node only */
     bool closing;               /* stop reading; close once the output drained */
@@ -74,6 +85,19 @@ struct zos_client {
  * listener or NULL.  The client is linked into SRV's list.  NULL on failure
  * (FD closed). */
 struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_node *fixed);
+/* Milliseconds of a monotonic clock (ages and idle times of clients). */
+long long zos_client_now_ms(void);
+
+/* HELLO 2/3: the protocol of C's replies and of the node links it uses.
+ * -1 while a pinned link holds state for C (it would have to change under
+ * a transaction or subscriptions). */
+int zos_client_switch_protocol(struct zos_client *c, bool resp3);
+
+/* RESET for C, as redis does: back to RESP2, the default node, no name, not
+ * authenticated, out of MULTI, pub/sub and MONITOR (its pinned links
+ * released).  Answers +RESET in S. */
+void zos_client_reset(struct zos_client *c, struct zos_slot *s);
+
 /* Closes at once, orphaning slots whose replies are still on their way. */
 void zos_client_free(struct zos_client *c);
 /* Stop reading, flush what is complete, then close. */

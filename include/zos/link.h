@@ -49,6 +49,8 @@ struct zos_link_opts {
     int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
     const struct zos_resp_reply_limits *reply_limits; /* borrowed; NULL: the defaults */
     struct zos_link_gate *gate; /* borrowed; NULL: connect at once, no descriptor budget */
+    bool resp3; /* speak RESP3: "HELLO 3 [AUTH user secret]" instead of AUTH; push
+                   frames (">") go to the push callback whatever is in flight */
     SSL_SESSION **session;      /* borrowed: the node's last TLS session, for resumption */
     const char *auth_user;  /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
                                names the node); NULL: "AUTH <secret>" when a secret is set */
@@ -105,7 +107,9 @@ void zos_link_drop(struct zos_link *l, const char *what, struct evbuffer *reply,
 /* True for the reason of a link dropped for a protocol error. */
 bool zos_link_is_protocol_error(const char *err);
 
-/* Replies that arrive with no pending request (pub/sub messages) go to FN. */
+/* Replies that arrive with no pending request (RESP2 pub/sub, MONITOR), and
+ * on a RESP3 link every push frame, go to FN.  Without FN they are protocol
+ * errors of the link. */
 void zos_link_set_push(struct zos_link *l, zos_link_reply_fn fn, void *arg);
 
 /* Pinned links: FN(ARG) runs once when the link fails or closes by itself. */

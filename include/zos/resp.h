@@ -197,7 +197,8 @@ bool zos_resp_reply_is_ok(struct evbuffer *reply, size_t len);
 bool zos_resp_reply_error(struct evbuffer *reply, size_t len, char *buf, size_t buflen);
 /* An integer reply (':'). */
 bool zos_resp_reply_int(struct evbuffer *reply, size_t len, long long *out);
-/* A string reply ('$' '+' '='): a malloc'd NUL-terminated copy of it in
+/* A string reply ('$' '+' '=', the latter without its "txt:" format
+ * prefix): a malloc'd NUL-terminated copy of it in
  * *OUT (*OUTLEN its length); with PAIR, the second element of a 2-element
  * array is taken ([key, value] of BLPOP).  False for nil, other types, or
  * no memory. */
@@ -227,6 +228,14 @@ void zos_resp_add_bulk(struct evbuffer *out, const char *s, size_t len);
 void zos_resp_add_cstr(struct evbuffer *out, const char *s); /* bulk of strlen(s); NULL: $-1 */
 void zos_resp_add_nil(struct evbuffer *out);                 /* $-1 */
 void zos_resp_add_array(struct evbuffer *out, long long n);  /* header of n elements */
+/* Writers that follow the client's protocol (RESP3 when R3, else RESP2). */
+void zos_resp_add_null(struct evbuffer *out, bool r3);          /* "_" or "$-1" */
+void zos_resp_add_map(struct evbuffer *out, long long n, bool r3); /* n pairs: "%n" or "*2n" */
+/* Text (INFO, CLIENT LIST): a verbatim string "=len\r\ntxt:..." or a bulk. */
+void zos_resp_add_verbatim(struct evbuffer *out, const char *s, size_t len, bool r3);
+/* A push frame header of n elements (RESP3 ">n"; RESP2 has only arrays: "*n"). */
+void zos_resp_add_push(struct evbuffer *out, long long n, bool r3);
+
 /* A command as a RESP array of bulk strings (what a node expects). */
 void zos_resp_add_command(struct evbuffer *out, size_t argc, const char *const *argv,
                           const size_t *argvlen);

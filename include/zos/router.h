@@ -22,7 +22,8 @@ struct evdns_base;
 
 struct zos_node {
     struct zos_node_conf *conf; /* borrowed from the router's conf */
-    struct zos_link *shared;
+    struct zos_link *shared;  /* RESP2 clients */
+    struct zos_link *shared3; /* RESP3 clients; NULL until one comes */
     SSL_CTX *ssl; /* NULL for a plain node; borrowed from the router's set */
     SSL_SESSION *session; /* the last TLS session with the node, offered on reconnect */
     int pinned;   /* pinned links open now */
@@ -52,9 +53,15 @@ void zos_router_free(struct zos_router *r);
 /* Node by name (LEN bytes, not NUL-terminated), or NULL. */
 struct zos_node *zos_router_node(const struct zos_router *r, const char *name, size_t len);
 
-/* A new link to NODE with the proxy's settings; PINNED for one client. */
-struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node,
-                                     bool pinned);
+/* A new link to NODE with the proxy's settings; PINNED for one client;
+ * RESP3: the link speaks RESP3 (HELLO 3). */
+struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node, bool pinned,
+                                     bool resp3);
+
+/* NODE's shared link for clients of that protocol: RESP2 clients share one,
+ * RESP3 clients another (made on first need), so neither ever sees the
+ * other's bytes.  NULL only when out of memory. */
+struct zos_link *zos_router_shared(const struct zos_router *r, struct zos_node *n, bool resp3);
 
 /* Routing classes of commands. */
 enum zos_route {
@@ -69,7 +76,8 @@ enum zos_route {
     ZOS_ROUTE_UNSUB,   /* UNSUBSCRIBE, PUNSUBSCRIBE */
     ZOS_ROUTE_MONITOR, /* tunnel until the client closes */
     ZOS_ROUTE_XREAD,   /* XREAD/XREADGROUP: blocking only with BLOCK */
-    ZOS_ROUTE_REFUSED, /* would break a connection: RESET, SYNC, PSYNC, REPLCONF */
+    ZOS_ROUTE_REFUSED, /* would break a connection: SYNC, PSYNC, REPLCONF */
+    ZOS_ROUTE_TRACKING, /* CLIENT TRACKING: pinned while on (never from the table) */
 };
 
 /* The class of command NAME (LEN bytes, any case). */

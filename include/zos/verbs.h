@@ -53,4 +53,8 @@ char *zos_verbs_join(const struct zos_resp_argv *av, size_t first, size_t last);
 int zos_verbs_run_all(const struct zos_verb *v, struct zos_client *c,
                       const struct zos_resp_argv *av, size_t first);
 
+/* Appends the proxy's own INFO section ("# Proxy": its figures and one line
+ * per node) to TEXT. */
+void zos_verbs_info_proxy(struct zos_client *c, struct evbuffer *text);
+
 #endif
