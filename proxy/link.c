@@ -156,11 +156,14 @@ static void retry_in(struct zos_link *l, int ms)
 struct zos_link_gate {
     int max_connecting, connecting;
     size_t budget, open; /* node connections: allowed (0: no bound) and open */
+    size_t closing;      /* freed, but libevent closes their sockets later in the loop */
+    struct event *reap;  /* next loop turn: those are closed by then */
     struct zos_link *whead, *wtail; /* waiting for a connect slot, in order */
     struct zos_link *ohead, *otail; /* open, least recently used first */
     struct event *pump;
 };
 
+enum { ENTER_OK, ENTER_WAIT, ENTER_FAIL };
 static int really_connect(struct zos_link *l);
 
 #define LIST_UNLINK(g, l, prev, next, head, tail)                                                  \
@@ -174,6 +177,17 @@ static int really_connect(struct zos_link *l);
         else                                                                                       \
             (g)->tail = (l)->prev;                                                                 \
         (l)->prev = (l)->next = NULL;                                                              \
+    } while (0)
+
+#define LIST_PREPEND(g, l, prev, next, head, tail)                                                 \
+    do {                                                                                           \
+        (l)->next = (g)->head;                                                                     \
+        (l)->prev = NULL;                                                                          \
+        if ((g)->head != NULL)                                                                     \
+            (g)->head->prev = (l);                                                                 \
+        else                                                                                       \
+            (g)->tail = (l);                                                                       \
+        (g)->head = (l);                                                                           \
     } while (0)
 
 #define LIST_APPEND(g, l, prev, next, head, tail)                                                  \
@@ -203,15 +217,26 @@ static void gate_pump_cb(evutil_socket_t fd, short what, void *arg)
         struct zos_link *l = g->whead;
         LIST_UNLINK(g, l, wprev, wnext, whead, wtail);
         l->waiting = false;
-        really_connect(l);
+        if (really_connect(l) == ENTER_WAIT)
+            break; /* back at the head: descriptors are being closed */
     }
+}
+
+static void gate_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct zos_link_gate *g = arg;
+    g->closing = 0;
+    gate_pump_soon(g);
 }
 
 struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting,
                                         size_t budget)
 {
     struct zos_link_gate *g = calloc(1, sizeof(*g));
-    if (g == NULL || (g->pump = event_new(base, -1, 0, gate_pump_cb, g)) == NULL) {
+    if (g == NULL || (g->pump = event_new(base, -1, 0, gate_pump_cb, g)) == NULL ||
+        (g->reap = evtimer_new(base, gate_reap_cb, g)) == NULL) {
+        if (g != NULL && g->pump != NULL)
+            event_free(g->pump);
         free(g);
         return NULL;
     }
@@ -225,6 +250,7 @@ void zos_link_gate_free(struct zos_link_gate *g)
     if (g == NULL)
         return;
     event_free(g->pump);
+    event_free(g->reap);
     free(g);
 }
 
@@ -253,9 +279,12 @@ static void gate_leave(struct zos_link *l)
         g->connecting--;
     }
     if (l->listed && l->bev == NULL) {
+        static const struct timeval next_turn = {0, 0};
         LIST_UNLINK(g, l, oprev, onext, ohead, otail);
         l->listed = false;
         g->open--;
+        g->closing++; /* its socket is closed by libevent later in this turn */
+        evtimer_add(g->reap, &next_turn);
     }
     gate_pump_soon(g);
 }
@@ -601,46 +630,56 @@ static int start_connect(struct zos_link *l)
         l->waiting = true;
         return 0;
     }
-    return really_connect(l);
+    return really_connect(l) == ENTER_FAIL ? -1 : 0;
 }
 
 static void new_session_slot(struct zos_link *l, SSL *ssl);
 
-/* Takes a descriptor of the budget (closing an idle link if need be) and a
- * connect slot; false, with the link failed, when none is to be had. */
-static bool gate_enter(struct zos_link *l)
+/* Takes a descriptor of the budget and a connect slot.  Past the budget an
+ * idle link is closed to make room, and the connect waits (ENTER_WAIT, back
+ * at the head of the queue) until libevent has really closed the sockets
+ * freed; ENTER_FAIL, with the link failed, when every open link is busy. */
+static int gate_enter(struct zos_link *l)
 {
     struct zos_link_gate *g = l->opts.gate;
     if (g == NULL)
-        return true;
-    if (g->budget > 0 && g->open >= g->budget && !gate_evict(g, l)) {
-        l->over_budget = true;
-        link_fail(l, "no descriptor left for another node connection (%zu open, the budget)",
-                  g->open);
-        return false;
+        return ENTER_OK;
+    if (g->budget > 0 && g->open + g->closing >= g->budget) {
+        if (!gate_evict(g, l) && g->closing == 0) {
+            l->over_budget = true;
+            link_fail(l, "no descriptor left for another node connection (%zu open, the budget)",
+                      g->open);
+            return ENTER_FAIL;
+        }
+        LIST_PREPEND(g, l, wprev, wnext, whead, wtail);
+        l->waiting = true;
+        return ENTER_WAIT;
     }
     g->connecting++;
     l->slot = true;
     g->open++;
     l->listed = true;
     LIST_APPEND(g, l, oprev, onext, ohead, otail);
-    return true;
+    return ENTER_OK;
 }
 
+/* ENTER_OK: connecting (or failed after it started: the link says so);
+ * ENTER_WAIT: queued for descriptors; ENTER_FAIL: failed at once. */
 static int really_connect(struct zos_link *l)
 {
     int opts = BEV_OPT_CLOSE_ON_FREE;
-    if (!gate_enter(l))
-        return -1;
+    int enter = gate_enter(l);
+    if (enter != ENTER_OK)
+        return enter;
     if (l->node->tls && l->ssl == NULL) {
         link_fail(l, "no TLS context for a TLS node");
-        return -1;
+        return ENTER_FAIL;
     }
     if (l->ssl != NULL) {
         SSL *ssl = SSL_new(l->ssl);
         if (ssl == NULL) {
             link_fail(l, "cannot create a TLS session");
-            return -1;
+            return ENTER_FAIL;
         }
         SSL_set_tlsext_host_name(ssl, l->node->address);
         new_session_slot(l, ssl);
@@ -657,25 +696,25 @@ static int really_connect(struct zos_link *l)
     }
     if (l->bev == NULL) {
         link_fail(l, "out of memory");
-        return -1;
+        return ENTER_FAIL;
     }
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     if (write_handshake(l) != 0) {
         link_fail(l, "out of memory");
-        return -1;
+        return ENTER_FAIL;
     }
     timer_arm(l, l->opts.connect_timeout_ms);
     unsigned epoch = l->epoch;
     int rc = bufferevent_socket_connect_hostname(l->bev, l->dns, AF_UNSPEC, l->node->address,
                                                  l->node->port);
     if (epoch != l->epoch)
-        return -1; /* failed inside the call (a name resolved without evdns) */
+        return ENTER_FAIL; /* failed inside the call (a name resolved without evdns) */
     if (rc != 0) {
         describe_error(l, l->bev, BEV_EVENT_ERROR);
-        return -1;
+        return ENTER_FAIL;
     }
-    return 0;
+    return ENTER_OK;
 }
 
 int zos_link_attach(struct zos_link *l, struct bufferevent *bev)

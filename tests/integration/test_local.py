@@ -2,7 +2,7 @@
 import pytest
 import redis
 
-from conftest import info_text, raw_cmd, recv_until_closed
+from conftest import info_text, raw_cmd, raw_connect, recv_exactly_lines, recv_until_closed
 
 
 def test_ping_and_echo(open_proxy):
@@ -12,15 +12,28 @@ def test_ping_and_echo(open_proxy):
     assert r.echo("hello world") == "hello world"
 
 
-def test_hello_2_is_accepted_and_hello_3_answers_noproto(open_proxy):
+def test_hello_2_and_3_switch_protocols_and_other_versions_answer_noproto(open_proxy):
     r = open_proxy.client()
     reply = r.execute_command("HELLO", "2")
     fields = dict(zip(reply[::2], reply[1::2]))
     assert fields["proto"] == 2
     with pytest.raises(redis.ResponseError) as ei:
-        r.execute_command("HELLO", "3")
+        r.execute_command("HELLO", "4")
     assert str(ei.value).startswith("NOPROTO")
     assert r.set("hello-still-works", "1") is True  # the connection goes on in RESP2
+
+    # HELLO 3 answers a RESP3 map, and replies stay RESP3 until HELLO 2.
+    s = raw_connect(open_proxy.port)
+    try:
+        s.sendall(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
+                  b"*2\r\n$3\r\nGET\r\n$13\r\nno-such-key-3\r\n"
+                  b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n")
+        got = recv_exactly_lines(s, 26 + 1 + 26)  # each HELLO reply is 26 lines
+        resp3_hello, rest = got.split(b"$7\r\nmodules\r\n*0\r\n", 1)
+        assert resp3_hello.startswith(b"%7\r\n") and b":3\r\n" in resp3_hello
+        assert rest.startswith(b"_\r\n*14\r\n")  # RESP3 null, then the RESP2 HELLO array
+    finally:
+        s.close()
 
 
 def test_client_setname_getname_id(open_proxy):
