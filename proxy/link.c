@@ -301,6 +301,16 @@ static void gate_touch(struct zos_link *l)
 
 static void close_idle(struct zos_link *l);
 
+/* Whether a shared link is open with requests in flight: it will be idle,
+ * so closable, once they are answered. */
+static bool gate_busy_shared(const struct zos_link_gate *g)
+{
+    for (const struct zos_link *c = g->ohead; c != NULL; c = c->onext)
+        if (!c->opts.pinned && c->state == ZOS_LINK_READY)
+            return true;
+    return false;
+}
+
 /* The budget is full: closes the least recently used idle shared link.
  * False when every open link is busy (or one's own). */
 static bool gate_evict(struct zos_link_gate *g, const struct zos_link *self)
@@ -425,7 +435,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     struct zos_link *l = arg;
     switch (l->state) {
     case ZOS_LINK_CONNECTING:
-        link_fail(l, "connect timeout after %d ms", l->opts.connect_timeout_ms);
+        if (l->waiting) {
+            l->over_budget = true; /* not the node's fault */
+            link_fail(l, "no descriptor left for another node connection within %d ms",
+                      l->opts.connect_timeout_ms);
+        } else {
+            link_fail(l, "connect timeout after %d ms", l->opts.connect_timeout_ms);
+        }
         break;
     case ZOS_LINK_DOWN: /* backoff over: try again if anyone asked, else on next use */
         if (l->demand)
@@ -508,6 +524,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         } else if (!push && l->count > 0) {
             struct pending p = fifo_pop(l);
+            if (l->count == 0 && l->opts.gate != NULL && !l->opts.pinned)
+                gate_pump_soon(l->opts.gate); /* idle now: closable for a link that waits */
             if (p.fn != NULL)
                 p.fn(p.arg, in, len, NULL);
         } else if (l->push_fn != NULL) {
@@ -645,16 +663,21 @@ static int gate_enter(struct zos_link *l)
     if (g == NULL)
         return ENTER_OK;
     if (g->budget > 0 && g->open + g->closing >= g->budget) {
-        if (!gate_evict(g, l) && g->closing == 0) {
+        if (!gate_evict(g, l) && g->closing == 0 && !gate_busy_shared(g)) {
             l->over_budget = true;
             link_fail(l, "no descriptor left for another node connection (%zu open, the budget)",
                       g->open);
             return ENTER_FAIL;
         }
+        /* A descriptor is being freed, or will be when a shared link's
+         * replies are in: wait for it, at most connect-timeout. */
         LIST_PREPEND(g, l, wprev, wnext, whead, wtail);
         l->waiting = true;
+        if (!evtimer_pending(l->timer, NULL))
+            timer_arm(l, l->opts.connect_timeout_ms);
         return ENTER_WAIT;
     }
+    evtimer_del(l->timer); /* a wait for a descriptor is over */
     g->connecting++;
     l->slot = true;
     g->open++;
