@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # passthrough.sh -- zos-proxy vs direct redis vs nutcracker (twemproxy), and
-# memory per idle client.  A benchmark, not a test: targets are printed as
+# memory per idle client; RESP3 clients too.  A benchmark, not a test: targets are printed as
 # "met" / "not met" and never change the exit status.  See bench/README.md.
 #
 #   bench/passthrough.sh             (make bench runs it; builds nothing itself)
@@ -227,6 +227,8 @@ target_args() {
     proxy) echo "-p $P_PROXY" ;;
     tlsdirect) echo "-p $P_TLSREDIS --tls --insecure -a $SECRET" ;;
     tlsproxy) echo "-p $P_TLSPROXY" ;;
+    direct3) echo "-p $P_REDIS -3" ;;
+    proxy3) echo "-p $P_PROXY -3" ;;
     esac
 }
 bench() {
@@ -342,6 +344,17 @@ report_and_exit() {
         done
     done
     echo
+    echo "RESP3 clients (redis-benchmark -3: HELLO 3 first), straight to redis and through zos-proxy"
+    echo
+    printf '%-6s %-4s %11s %11s %13s\n' pipe test direct-3 proxy-3 proxy/direct
+    for pl in 1 16; do
+        for f in 1 2; do
+            [ $f = 1 ] && name=SET || name=GET
+            d=$(med direct3 $pl $f) p=$(med proxy3 $pl $f)
+            printf '%-6s %-4s %11s %11s %13s\n' "-P $pl" $name "$(fmt "$d")" "$(fmt "$p")" "$(ratio "$p" "$d")"
+        done
+    done
+    echo
     echo "Targets (information, not pass/fail):"
     for pl in 16 1; do
         [ $pl = 16 ] && w=2 || w=1
@@ -394,6 +407,11 @@ done
 for r in $(seq "$ROUNDS"); do
     for pl in 1 16; do
         for t in tlsdirect tlsproxy; do bench $t $pl "$r"; done
+    done
+done
+for r in $(seq "$ROUNDS"); do
+    for pl in 1 16; do
+        for t in direct3 proxy3; do bench $t $pl "$r"; done
     done
 done
 busy1=$(cpu_busy)
