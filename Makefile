@@ -5,7 +5,7 @@
 #   make test       unit, conformance and integration suites (installs deps first)
 #   make demo       a simulated node and a TLS redis behind the proxy, driven by the CLI
 #   make bench      benchmarks of bench/ (figures and ratios, never pass/fail)
-#   make fuzz       libFuzzer target of the request parser (clang)
+#   make fuzz       libFuzzer targets of tests/fuzz (clang); FUZZ_TIME=N runs each N s
 #   make install    PREFIX=/usr/local DESTDIR=
 #   SANITIZER=address,undefined   build everything with sanitizers;  V=1  full command lines
 
@@ -118,12 +118,25 @@ bench: deps
 	$(Q)if [ -x bench/jobs.sh ]; then bench/jobs.sh; fi
 	$(Q)if [ -x bench/fanout.sh ]; then ZOS_PROXY=$(abspath $(BUILD))/zos-proxy bench/fanout.sh; fi
 
-FUZZ := $(BUILD)/fuzz/fuzz_resp
+# Every tests/fuzz/fuzz_*.c is a libFuzzer target, linked with the library's
+# sources (built again with the fuzzer's instrumentation).  With FUZZ_TIME=N,
+# `make fuzz` then runs each one N seconds (see fuzz-run).
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ      := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_TIME ?=
 fuzz: $(FUZZ)
-$(FUZZ): tests/fuzz/fuzz_resp.c $(LIB_SRC)
+	$(Q)$(if $(FUZZ_TIME),$(MAKE) --no-print-directory fuzz-run)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard include/zos/*.h)
 	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
-	    $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_resp.c $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+	    $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+
+# Each target FUZZ_TIME seconds (default 60), one after the other, on a working
+# copy of its seed corpus in $(BUILD)/fuzz/work/ (kept between runs; crashes there too).
+.PHONY: fuzz-run
+fuzz-run: $(FUZZ)
+	$(Q)tests/fuzz/run.sh $(or $(FUZZ_TIME),60) $(BUILD)/fuzz/work $(FUZZ)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -342,7 +342,30 @@ static int ref_parse(const char *d, size_t n, const struct zos_resp_limits *lim,
     return REF_OK;
 }
 
-/* ---- reference reply scanner: recursive ---- */
+/* ---- reference reply scanner: recursive, at the default reply limits ---- */
+
+#define REF_MAX_BULK     (512u * 1024 * 1024)
+#define REF_MAX_ELEMENTS 2147483647
+
+/* A RESP3 double: inf, -inf, nan, or up to 64 of [0-9.eE+-] with a digit;
+ * a big number: digits after an optional '-'. */
+static bool ref_numtext(const char *s, size_t len, bool dbl)
+{
+    size_t digits = 0;
+
+    if (dbl && ((len == 3 && (memcmp(s, "inf", 3) == 0 || memcmp(s, "nan", 3) == 0)) ||
+                (len == 4 && memcmp(s, "-inf", 4) == 0)))
+        return true;
+    if (dbl && len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] >= '0' && s[i] <= '9')
+            digits++;
+        else if (!(i == 0 && s[i] == '-') && !(dbl && strchr(".eE+-", s[i]) != NULL && s[i]))
+            return false;
+    }
+    return digits > 0;
+}
 
 static bool num_type(char t)
 {
@@ -378,9 +401,10 @@ static int ref_reply(const char *d, size_t n, size_t *pos, int depth)
     switch (t) {
     case '+':
     case '-':
+        return memchr(s, '\n', len) ? REF_ERR : REF_OK;
     case ',':
     case '(':
-        return memchr(s, '\n', len) || (len == 0 && (t == ',' || t == '(')) ? REF_ERR : REF_OK;
+        return ref_numtext(s, len, t == ',') ? REF_OK : REF_ERR;
     case '#':
         return len == 1 && (s[0] == 't' || s[0] == 'f') ? REF_OK : REF_ERR;
     case '_':
@@ -393,14 +417,21 @@ static int ref_reply(const char *d, size_t n, size_t *pos, int depth)
     if (v < 0)
         return REF_ERR;
     if (t == '$' || t == '!' || t == '=') {
+        if (v > REF_MAX_BULK || (t == '=' && v < 4))
+            return REF_ERR;
         if (n - *pos < (size_t)v + 2)
             return REF_AGAIN;
+        const char *payload = d + *pos;
         *pos += (size_t)v + 2;
-        return d[*pos - 2] == '\r' && d[*pos - 1] == '\n' ? REF_OK : REF_ERR;
+        if (d[*pos - 2] != '\r' || d[*pos - 1] != '\n' || (t == '=' && payload[3] != ':'))
+            return REF_ERR;
+        return REF_OK;
     }
     if (v > (INT64_MAX - 1) / 2)
         return REF_ERR;
     long long count = t == '%' ? 2 * v : t == '|' ? 2 * v + 1 : v;
+    if (count > REF_MAX_ELEMENTS)
+        return REF_ERR;
     if (count > 0 && depth >= 64)
         return REF_ERR;
     for (long long i = 0; i < count; i++) {

@@ -1562,7 +1562,10 @@ static void test_reply_string(void **state)
     assert_string_equal(string_of(S("$0\r\n\r\n"), false), "[]");
     assert_string_equal(string_of(S("$3\r\na\0b\r\n"), false), "[a\\x00b]");
     assert_string_equal(string_of(S("+OK\r\n"), false), "[OK]");
-    assert_string_equal(string_of(S("=8\r\ntxt:abcd\r\n"), false), "[txt:abcd]");
+    /* A verbatim string without its format prefix. */
+    assert_string_equal(string_of(S("=8\r\ntxt:abcd\r\n"), false), "[abcd]");
+    assert_string_equal(string_of(S("=4\r\nmkd:\r\n"), false), "[]");
+    assert_string_equal(string_of(S("*2\r\n+k\r\n=5\r\ntxt:v\r\n"), true), "[v]");
     assert_string_equal(string_of(S("|1\r\n+k\r\n+v\r\n$1\r\nx\r\n"), false), "[x]");
     assert_string_equal(string_of(S("$-1\r\n"), false), "-");
     assert_string_equal(string_of(S("_\r\n"), false), "-");
@@ -1643,7 +1646,7 @@ static void test_reply_strings(void **state)
     /* Anything not a string is a NULL, aggregates included (skipped whole). */
     assert_string_equal(strings_of(S("*4\r\n:1\r\n*2\r\n+x\r\n+y\r\n+s\r\n_\r\n"), 4),
                         "nilnil[s]nil");
-    assert_string_equal(strings_of(S("~2\r\n+a\r\n=5\r\ntxt:b\r\n"), 2), "[a][txt:b]");
+    assert_string_equal(strings_of(S("~2\r\n+a\r\n=5\r\ntxt:b\r\n"), 2), "[a][b]");
     assert_string_equal(strings_of(S(">1\r\n$0\r\n\r\n"), 1), "[]");
     assert_string_equal(strings_of(S("|1\r\n+k\r\n+v\r\n*1\r\n+a\r\n"), 1), "[a]");
     assert_string_equal(strings_of(S("*2\r\n+a\r\n"), 2), "-"); /* not whole */
