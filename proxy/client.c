@@ -330,8 +330,7 @@ static void info_merge(struct zos_client *c, struct evbuffer *reply, size_t len,
     free(text);
     evbuffer_add(all, "\r\n", 2);
     zos_verbs_info_proxy(c, all);
-    size_t n = evbuffer_get_length(all);
-    zos_resp_add_verbatim(dst, (const char *)evbuffer_pullup(all, (ev_ssize_t)n), n, c->resp3);
+    zos_resp_add_verbatim_buffer(dst, all, c->resp3);
     evbuffer_free(all);
 }
 

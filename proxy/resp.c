@@ -1445,16 +1445,25 @@ void zos_resp_add_map(struct evbuffer *out, long long n, bool r3)
     evbuffer_add(out, buf, fmt_num(buf, r3 ? '%' : '*', r3 ? n : 2 * n));
 }
 
-void zos_resp_add_verbatim(struct evbuffer *out, const char *s, size_t len, bool r3)
+static void verbatim_header(struct evbuffer *out, size_t len, bool r3)
 {
     char hdr[32];
-    if (!r3) {
-        zos_resp_add_bulk(out, s, len);
-        return;
-    }
-    evbuffer_add(out, hdr, fmt_num(hdr, '=', (long long)len + 4));
-    evbuffer_add(out, "txt:", 4);
+    evbuffer_add(out, hdr, fmt_num(hdr, r3 ? '=' : '$', (long long)len + (r3 ? 4 : 0)));
+    if (r3)
+        evbuffer_add(out, "txt:", 4);
+}
+
+void zos_resp_add_verbatim(struct evbuffer *out, const char *s, size_t len, bool r3)
+{
+    verbatim_header(out, len, r3);
     evbuffer_add(out, s, len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void zos_resp_add_verbatim_buffer(struct evbuffer *out, struct evbuffer *text, bool r3)
+{
+    verbatim_header(out, evbuffer_get_length(text), r3);
+    evbuffer_add_buffer(out, text);
     evbuffer_add(out, "\r\n", 2);
 }
 

@@ -257,11 +257,14 @@ static void client_line(struct evbuffer *out, const struct zos_client *c)
                         c->resp3 ? 3 : 2, c->node != NULL ? c->node->conf->name : "");
 }
 
-static void client_text(struct zos_client *c, struct zos_slot *s, struct evbuffer *text)
+/* TEXT (taken; NULL when it could not be made) as C's protocol writes text. */
+static void text_reply(struct zos_client *c, struct zos_slot *s, struct evbuffer *text)
 {
-    size_t n = evbuffer_get_length(text);
-    zos_resp_add_verbatim(zos_slot_buf(s), (const char *)evbuffer_pullup(text, (ev_ssize_t)n), n,
-                          c->resp3);
+    if (text == NULL) {
+        zos_slot_error(s, "ERR out of memory");
+        return;
+    }
+    zos_resp_add_verbatim_buffer(zos_slot_buf(s), text, c->resp3);
     evbuffer_free(text);
     zos_slot_done(s);
 }
@@ -279,10 +282,7 @@ static void client_list(struct zos_client *c, struct zos_slot *s, const struct z
         if (match)
             client_line(text, o);
     }
-    if (text == NULL)
-        zos_slot_error(s, "ERR out of memory");
-    else
-        client_text(c, s, text);
+    text_reply(c, s, text);
 }
 
 /* The filters of CLIENT KILL's new form; false with the error in S. */
@@ -395,7 +395,7 @@ static void verb_client(struct zos_client *c, struct zos_slot *s, const struct z
         struct evbuffer *text = evbuffer_new();
         if (text != NULL)
             client_line(text, c);
-        client_text(c, s, text);
+        text_reply(c, s, text);
     } else if (strcasecmp(sub, "list") == 0) {
         client_list(c, s, av);
     } else if (strcasecmp(sub, "kill") == 0 && argc >= 3) {
@@ -475,16 +475,9 @@ void zos_verbs_info_proxy(struct zos_client *c, struct evbuffer *text)
 static void verb_info(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     struct evbuffer *text = evbuffer_new();
-    if (text == NULL) {
-        zos_slot_error(s, "ERR out of memory");
-        return;
-    }
-    zos_verbs_info_proxy(c, text);
-    size_t n = evbuffer_get_length(text);
-    zos_resp_add_verbatim(zos_slot_buf(s), (const char *)evbuffer_pullup(text, (ev_ssize_t)n), n,
-                          c->resp3);
-    evbuffer_free(text);
-    zos_slot_done(s);
+    if (text != NULL)
+        zos_verbs_info_proxy(c, text);
+    text_reply(c, s, text);
 }
 
 /* ZOS.NODES: one [field, value, ...] array per node. */

@@ -233,6 +233,8 @@ void zos_resp_add_null(struct evbuffer *out, bool r3);          /* "_" or "$-1" 
 void zos_resp_add_map(struct evbuffer *out, long long n, bool r3); /* n pairs: "%n" or "*2n" */
 /* Text (INFO, CLIENT LIST): a verbatim string "=len\r\ntxt:..." or a bulk. */
 void zos_resp_add_verbatim(struct evbuffer *out, const char *s, size_t len, bool r3);
+/* The same for the bytes of TEXT (moved: TEXT is left empty). */
+void zos_resp_add_verbatim_buffer(struct evbuffer *out, struct evbuffer *text, bool r3);
 /* A push frame header of n elements (RESP3 ">n"; RESP2 has only arrays: "*n"). */
 void zos_resp_add_push(struct evbuffer *out, long long n, bool r3);
 
