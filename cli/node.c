@@ -214,7 +214,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
 /* Sends ARGV and waits up to TIMEOUT_MS: the reply (which may be an error
  * reply; reply_free), or NULL with ERR set (transport). */
 static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const *argv,
-                        int timeout_ms, char *err, size_t errlen)
+                          int timeout_ms, char *err, size_t errlen)
 {
     size_t lens[8];
     bool timed_out = false;
@@ -452,7 +452,8 @@ static int ping_check(struct zos_cli_node *n)
     char err[256], w[400];
     bool proxy = n->cli->proxy != NULL;
     int rc = 0;
-    struct reply *r = call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, err, sizeof(err));
+    struct reply *r =
+        call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, err, sizeof(err));
 
     if (r == NULL)
         return transport_error(n, err);

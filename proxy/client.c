@@ -51,16 +51,16 @@ struct zos_slot {
     unsigned waiting;      /* replies still due (ZOS.ALL: one per node) */
     unsigned char kind;
     bool done;
-    bool counted; /* counted in shared_inflight / pin->inflight */
+    bool counted;            /* counted in shared_inflight / pin->inflight */
     struct all_group *group; /* SLOT_ALL: its parts, until the reply left */
     struct all_part *part;   /* a detached slot for one part of a group */
     void (*orphan_fn)(void *arg);
     void *orphan_arg;
     unsigned pushes_due;           /* RESP3 (un)subscribe: confirmations still to come */
     struct zos_slot *next_confirm; /* the pin's queue of those */
-    bool info;          /* the reply answers INFO: the proxy's section is added */
-    bool seal;          /* the reply answers CONFIG GET, or EXEC with one in it */
-    bool *seal_which;   /* EXEC: which elements answer a CONFIG GET (owned) */
+    bool info;                     /* the reply answers INFO: the proxy's section is added */
+    bool seal;                     /* the reply answers CONFIG GET, or EXEC with one in it */
+    bool *seal_which;              /* EXEC: which elements answer a CONFIG GET (owned) */
     size_t seal_n;
 };
 
@@ -839,7 +839,7 @@ struct request {
     size_t first;
     const char *name;
     size_t namelen;
-    bool block;  /* XREAD with BLOCK */
+    bool block;         /* XREAD with BLOCK */
     enum conn_cmd conn; /* CLIENT sub-commands about the node connection itself */
     bool info;          /* INFO: the proxy's section goes after the node's */
 };

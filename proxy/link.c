@@ -29,7 +29,7 @@
 
 #define BACKOFF_MIN_MS  100
 #define DEMAND_RETRY_MS 500 /* retry delay of a node clients ask for while it is down */
-#define PROTO_ERR      "protocol error: "
+#define PROTO_ERR       "protocol error: "
 
 struct pending {
     zos_link_reply_fn fn;
@@ -56,13 +56,13 @@ struct zos_link {
     int backoff_ms;
     bool ping_out;
     bool activity;
-    int stalled; /* ping intervals with requests in flight and nothing read */
-    bool demand;            /* asked for while down: retry soon */
-    bool over_budget;       /* the failure is the descriptor budget's, not the node's */
-    long long retry_at_ms;  /* when the backoff timer fires */
-    bool slot;              /* holds one of the gate's connect slots */
-    bool waiting;           /* in the gate's queue for a slot */
-    bool listed;            /* in the gate's list of open links */
+    int stalled;                    /* ping intervals with requests in flight and nothing read */
+    bool demand;                    /* asked for while down: retry soon */
+    bool over_budget;               /* the failure is the descriptor budget's, not the node's */
+    long long retry_at_ms;          /* when the backoff timer fires */
+    bool slot;                      /* holds one of the gate's connect slots */
+    bool waiting;                   /* in the gate's queue for a slot */
+    bool listed;                    /* in the gate's list of open links */
     struct zos_link *wprev, *wnext; /* the gate's queue */
     struct zos_link *oprev, *onext; /* the gate's open links, least recently used first */
     zos_link_reply_fn push_fn;
@@ -155,9 +155,9 @@ static void retry_in(struct zos_link *l, int ms)
 
 struct zos_link_gate {
     int max_connecting, connecting;
-    size_t budget, open; /* node connections: allowed (0: no bound) and open */
-    size_t closing;      /* freed, but libevent closes their sockets later in the loop */
-    struct event *reap;  /* next loop turn: those are closed by then */
+    size_t budget, open;            /* node connections: allowed (0: no bound) and open */
+    size_t closing;                 /* freed, but libevent closes their sockets later in the loop */
+    struct event *reap;             /* next loop turn: those are closed by then */
     struct zos_link *whead, *wtail; /* waiting for a connect slot, in order */
     struct zos_link *ohead, *otail; /* open, least recently used first */
     struct event *pump;
@@ -229,8 +229,7 @@ static void gate_reap_cb(evutil_socket_t fd, short what, void *arg)
     gate_pump_soon(g);
 }
 
-struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting,
-                                        size_t budget)
+struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting, size_t budget)
 {
     struct zos_link_gate *g = calloc(1, sizeof(*g));
     if (g == NULL || (g->pump = event_new(base, -1, 0, gate_pump_cb, g)) == NULL ||
@@ -371,7 +370,7 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
             l->demand = false;
             retry_in(l, jitter(l->backoff_ms));
             l->backoff_ms = l->backoff_ms * 2 > l->opts.backoff_max_ms ? l->opts.backoff_max_ms
-                                                                        : l->backoff_ms * 2;
+                                                                       : l->backoff_ms * 2;
         }
     }
     /* Copy the reason: a callback may not touch errstr, but keep it stable. */
@@ -814,8 +813,7 @@ static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     if (l->state == ZOS_LINK_DOWN) {
         /* Refused at once; but someone wants the node: retry within
          * DEMAND_RETRY_MS, so traffic resumes soon after it is back. */
-        if (!l->opts.pinned && !l->demand &&
-            l->retry_at_ms - mono_ms() > DEMAND_RETRY_MS) {
+        if (!l->opts.pinned && !l->demand && l->retry_at_ms - mono_ms() > DEMAND_RETRY_MS) {
             retry_in(l, jitter(DEMAND_RETRY_MS));
         }
         l->demand = true;

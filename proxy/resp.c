@@ -22,8 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define HDR_MAX   (64u * 1024) /* longest "*N" / "$N" line, as redis PROTO_INLINE_MAX_SIZE */
-#define NUM_MAX   20           /* "-9223372036854775808" */
+#define HDR_MAX (64u * 1024) /* longest "*N" / "$N" line, as redis PROTO_INLINE_MAX_SIZE */
+#define NUM_MAX 20           /* "-9223372036854775808" */
 
 enum { P_START, P_INLINE, P_MBULK, P_BULKHDR, P_BULK, P_FAILED };
 enum { STEP = 2, ELEM = 3 }; /* internal step results beside ZOS_OK/ERR/AGAIN */
@@ -534,8 +534,8 @@ static bool parse_fast(const struct zos_resp_limits *lim, const char *m, size_t 
         return false;
     for (i = 0; i < argc; i++) {
         if (p == end || *p++ != '$' || !fast_num(&p, end, &len) || len > lim->max_bulk ||
-            (lim->unauth && len > ZOS_RESP_UNAUTH_MAX_BULK) ||
-            (size_t)(end - p) < len + 2 || p[len] != '\r' || p[len + 1] != '\n')
+            (lim->unauth && len > ZOS_RESP_UNAUTH_MAX_BULK) || (size_t)(end - p) < len + 2 ||
+            p[len] != '\r' || p[len + 1] != '\n')
             return false;
         if (i < ZOS_RESP_KEEP) {
             req->arg_off[i] = (size_t)(p - m);
@@ -812,8 +812,8 @@ static bool number_text(struct rd *r, size_t a, size_t n, bool dbl)
         char c = d[i];
         if (c >= '0' && c <= '9')
             digits++;
-        else if (!(i == 0 && c == '-') && !(dbl && (c == '.' || c == 'e' || c == 'E' || c == '+' ||
-                                                     c == '-')))
+        else if (!(i == 0 && c == '-') &&
+                 !(dbl && (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')))
             return false;
     }
     return digits > 0;
@@ -921,7 +921,7 @@ static int tok_read(struct zos_resp_scanner *s, struct rd *r, struct tok *t)
     t->num = 0;
     if (!tok_check(s, r, t))
         return scan_fail(s, is_num_type(type) && type != ':' ? "bad or over-limit length"
-                                                              : "malformed value");
+                                                             : "malformed value");
     s->pos = cr + 2;
     return ZOS_OK;
 }

@@ -24,13 +24,12 @@ static const struct route_entry routes[] = {
     {"monitor", ZOS_ROUTE_MONITOR},     {"multi", ZOS_ROUTE_MULTI},
     {"psubscribe", ZOS_ROUTE_PUBSUB},   {"psync", ZOS_ROUTE_REFUSED},
     {"punsubscribe", ZOS_ROUTE_UNSUB},  {"replconf", ZOS_ROUTE_REFUSED},
-    {"select", ZOS_ROUTE_SELECT},
-    {"ssubscribe", ZOS_ROUTE_PUBSUB},   {"subscribe", ZOS_ROUTE_PUBSUB},
-    {"sunsubscribe", ZOS_ROUTE_UNSUB},  {"sync", ZOS_ROUTE_REFUSED},
-    {"unsubscribe", ZOS_ROUTE_UNSUB},   {"unwatch", ZOS_ROUTE_UNWATCH},
-    {"wait", ZOS_ROUTE_BLOCKING},       {"waitaof", ZOS_ROUTE_BLOCKING},
-    {"watch", ZOS_ROUTE_WATCH},         {"xread", ZOS_ROUTE_XREAD},
-    {"xreadgroup", ZOS_ROUTE_XREAD},
+    {"select", ZOS_ROUTE_SELECT},       {"ssubscribe", ZOS_ROUTE_PUBSUB},
+    {"subscribe", ZOS_ROUTE_PUBSUB},    {"sunsubscribe", ZOS_ROUTE_UNSUB},
+    {"sync", ZOS_ROUTE_REFUSED},        {"unsubscribe", ZOS_ROUTE_UNSUB},
+    {"unwatch", ZOS_ROUTE_UNWATCH},     {"wait", ZOS_ROUTE_BLOCKING},
+    {"waitaof", ZOS_ROUTE_BLOCKING},    {"watch", ZOS_ROUTE_WATCH},
+    {"xread", ZOS_ROUTE_XREAD},         {"xreadgroup", ZOS_ROUTE_XREAD},
 };
 
 static int route_cmp(const void *key, const void *elem)

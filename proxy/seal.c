@@ -65,8 +65,8 @@ enum zos_seal zos_seal_check(const struct zos_resp_argv *av, size_t first, bool 
                 return ZOS_SEAL_REFUSE;
             }
         }
-    } else if (word(a[0], l[0], "acl") && in_list(acl_guarded, ZOS_ARRAY_LEN(acl_guarded), a[1],
-                                                  l[1])) {
+    } else if (word(a[0], l[0], "acl") &&
+               in_list(acl_guarded, ZOS_ARRAY_LEN(acl_guarded), a[1], l[1])) {
         snprintf(err, errlen,
                  "NOPERM zos-proxy keeps this node's users: 'ACL %s' needs admin = yes in its "
                  "section",
@@ -137,16 +137,16 @@ static int filter(const char *mem, size_t len, struct evbuffer *out, const bool 
         const char *at = zos_resp_reader_at(&r);
         if (zos_resp_next(&r, &e) != ZOS_OK)
             return ZOS_ERR;
-        int rc = i < nwhich && which[i] ? filter_config(&r, &e, at, out)
-                                         : copy_value(&r, &e, at, out);
+        int rc =
+            i < nwhich && which[i] ? filter_config(&r, &e, at, out) : copy_value(&r, &e, at, out);
         if (rc != ZOS_OK)
             return rc;
     }
     return ZOS_OK;
 }
 
-void zos_seal_filter(struct evbuffer *reply, size_t len, struct evbuffer *out,
-                     const bool *which, size_t nwhich)
+void zos_seal_filter(struct evbuffer *reply, size_t len, struct evbuffer *out, const bool *which,
+                     size_t nwhich)
 {
     struct zos_resp_reader r;
     struct zos_resp_val v;

@@ -336,8 +336,7 @@ static int index_grow(struct zos_index *x)
         return -1;
     for (size_t i = 0; i < x->cap; i++)
         if (x->slots[i].name != NULL)
-            *index_find(&bigger, x->slots[i].name, x->slots[i].len, x->slots[i].hash) =
-                x->slots[i];
+            *index_find(&bigger, x->slots[i].name, x->slots[i].len, x->slots[i].hash) = x->slots[i];
     free(x->slots);
     bigger.n = x->n;
     *x = bigger;

@@ -278,7 +278,8 @@ static void client_list(struct zos_client *c, struct zos_slot *s, const struct z
         for (size_t i = 3; i < av->argc && strcasecmp(av->argv[2], "id") == 0; i++)
             match = match || strtoull(av->argv[i], NULL, 10) == o->id;
         if (av->argc == 4 && strcasecmp(av->argv[2], "type") == 0)
-            match = strcasecmp(av->argv[3], "normal") == 0 || strcasecmp(av->argv[3], "pubsub") == 0;
+            match =
+                strcasecmp(av->argv[3], "normal") == 0 || strcasecmp(av->argv[3], "pubsub") == 0;
         if (match)
             client_line(text, o);
     }

@@ -21,7 +21,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-
 #include "zos/server.h"
 #include "zos/ssh.h"
 #include "zos/util.h"

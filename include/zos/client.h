@@ -37,11 +37,11 @@ struct zos_pin {
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
     size_t nchan, npat, nshard; /* subscriptions, from the node's confirmations */
-    bool resp3;                /* the link speaks RESP3 (the client's protocol when opened) */
-    bool tracking;             /* CLIENT TRACKING ON: invalidations come on this link */
-    struct zos_slot *confirm;  /* RESP3: (un)subscribe slots waiting for their pushes */
+    bool resp3;                 /* the link speaks RESP3 (the client's protocol when opened) */
+    bool tracking;              /* CLIENT TRACKING ON: invalidations come on this link */
+    struct zos_slot *confirm;   /* RESP3: (un)subscribe slots waiting for their pushes */
     struct zos_slot *confirm_tail;
-    size_t nqueued; /* commands queued since MULTI */
+    size_t nqueued;      /* commands queued since MULTI */
     bool *queued_config; /* [i]: queued command i is a CONFIG GET (NULL: none is) */
     bool queued_oom;     /* queued_config could not grow: EXEC answers an error */
     char errstr[128];
@@ -63,21 +63,21 @@ struct zos_client {
     bool resp3; /* HELLO 3: replies in RESP3 */
     /* For CLIENT LIST / INFO / KILL: */
     int fd;
-    char addr[64], laddr[64]; /* "ip:port" ("[v6]:port" as redis writes them), "path:0" */
+    char addr[64], laddr[64];      /* "ip:port" ("[v6]:port" as redis writes them), "path:0" */
     long long created_ms, last_ms; /* when it connected, and sent its last command */
     char cmd[40];                  /* the last command, lower case ("client|list") */
     int db;                        /* from its last SELECT */
-    bool auth_all;              /* AUTH matched requirepass: every node */
-    struct zos_node *auth_node; /* AUTH matched this node's own password: that node only */
-    bool closing;               /* stop reading; close once the output drained */
-    bool held;                  /* a request waits for replies on another link */
-    bool paused;                /* reading stopped for backpressure */
-    bool dirty;                 /* in the server's list for the flush event */
-    bool resume;                /* held, and its replies came: read on from the flush event */
-    bool kill;                  /* over an output limit: freed by the flush event */
-    size_t slot_bytes;          /* reply bytes waiting in slots behind the head */
-    struct event *linger;       /* closing: reads the client's last bytes, then frees */
-    bool writing;               /* the socket was full: the bufferevent writes the rest */
+    bool auth_all;                 /* AUTH matched requirepass: every node */
+    struct zos_node *auth_node;    /* AUTH matched this node's own password: that node only */
+    bool closing;                  /* stop reading; close once the output drained */
+    bool held;                     /* a request waits for replies on another link */
+    bool paused;                   /* reading stopped for backpressure */
+    bool dirty;                    /* in the server's list for the flush event */
+    bool resume;                   /* held, and its replies came: read on from the flush event */
+    bool kill;                     /* over an output limit: freed by the flush event */
+    size_t slot_bytes;             /* reply bytes waiting in slots behind the head */
+    struct event *linger;          /* closing: reads the client's last bytes, then frees */
+    bool writing;                  /* the socket was full: the bufferevent writes the rest */
     struct zos_client *next_dirty;
 };
 

@@ -53,10 +53,10 @@ struct zos_proxy_conf {
     size_t max_bulk;    /* request limits, see resp.h */
     size_t max_args;
     size_t max_inline;
-    size_t reply_max_bulk;     /* node reply limits, see resp.h */
+    size_t reply_max_bulk; /* node reply limits, see resp.h */
     size_t reply_max_elements;
     int reply_max_depth;
-    bool core_dump; /* debug: leave the process dumpable, secrets included */
+    bool core_dump;          /* debug: leave the process dumpable, secrets included */
     int max_clients;         /* default 10000 */
     int max_pinned;          /* pinned (blocking/stateful) links per node, default 256 */
     int job_links;           /* waiting links per node for ZOS job verbs, default 16 */

@@ -49,11 +49,11 @@ struct zos_link_opts {
     int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
     const struct zos_resp_reply_limits *reply_limits; /* borrowed; NULL: the defaults */
     struct zos_link_gate *gate; /* borrowed; NULL: connect at once, no descriptor budget */
-    bool resp3; /* speak RESP3: "HELLO 3 [AUTH user secret]" instead of AUTH; push
-                   frames (">") go to the push callback whatever is in flight */
+    bool resp3;                 /* speak RESP3: "HELLO 3 [AUTH user secret]" instead of AUTH; push
+                                   frames (">") go to the push callback whatever is in flight */
     SSL_SESSION **session;      /* borrowed: the node's last TLS session, for resumption */
-    const char *auth_user;  /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
-                               names the node); NULL: "AUTH <secret>" when a secret is set */
+    const char *auth_user;      /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
+                                   names the node); NULL: "AUTH <secret>" when a secret is set */
 };
 
 /* Connect admission shared by the links of one loop: at most MAX_CONNECTING
@@ -64,8 +64,7 @@ struct zos_link_opts {
  * the new connect fails ("no descriptor left ...") and the link stays IDLE.
  * The gate must outlive its links.  NULL when out of memory. */
 struct zos_link_gate;
-struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting,
-                                        size_t budget);
+struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting, size_t budget);
 void zos_link_gate_free(struct zos_link_gate *g); /* accepts NULL */
 void zos_link_gate_set_budget(struct zos_link_gate *g, size_t budget);
 /* Node connections open now. */

@@ -123,9 +123,9 @@ void zos_resp_reply_limits_default(struct zos_resp_reply_limits *lim);
 /* The state both front ends share.  Treat as opaque. */
 struct zos_resp_scanner {
     struct zos_resp_reply_limits lim;
-    int depth;                           /* open aggregates */
-    int64_t left[ZOS_RESP_MAX_DEPTH];    /* elements still expected at each depth */
-    size_t pos;                          /* bytes of the current reply read so far */
+    int depth;                        /* open aggregates */
+    int64_t left[ZOS_RESP_MAX_DEPTH]; /* elements still expected at each depth */
+    size_t pos;                       /* bytes of the current reply read so far */
     int state;
     size_t bulk_left;
     size_t bulk_start; /* where the current payload starts */
@@ -229,7 +229,7 @@ void zos_resp_add_cstr(struct evbuffer *out, const char *s); /* bulk of strlen(s
 void zos_resp_add_nil(struct evbuffer *out);                 /* $-1 */
 void zos_resp_add_array(struct evbuffer *out, long long n);  /* header of n elements */
 /* Writers that follow the client's protocol (RESP3 when R3, else RESP2). */
-void zos_resp_add_null(struct evbuffer *out, bool r3);          /* "_" or "$-1" */
+void zos_resp_add_null(struct evbuffer *out, bool r3);             /* "_" or "$-1" */
 void zos_resp_add_map(struct evbuffer *out, long long n, bool r3); /* n pairs: "%n" or "*2n" */
 /* Text (INFO, CLIENT LIST): a verbatim string "=len\r\ntxt:..." or a bulk. */
 void zos_resp_add_verbatim(struct evbuffer *out, const char *s, size_t len, bool r3);

@@ -22,11 +22,11 @@ struct evdns_base;
 
 struct zos_node {
     struct zos_node_conf *conf; /* borrowed from the router's conf */
-    struct zos_link *shared;  /* RESP2 clients */
-    struct zos_link *shared3; /* RESP3 clients; NULL until one comes */
-    SSL_CTX *ssl; /* NULL for a plain node; borrowed from the router's set */
-    SSL_SESSION *session; /* the last TLS session with the node, offered on reconnect */
-    int pinned;   /* pinned links open now */
+    struct zos_link *shared;    /* RESP2 clients */
+    struct zos_link *shared3;   /* RESP3 clients; NULL until one comes */
+    SSL_CTX *ssl;               /* NULL for a plain node; borrowed from the router's set */
+    SSL_SESSION *session;       /* the last TLS session with the node, offered on reconnect */
+    int pinned;                 /* pinned links open now */
     unsigned long long requests;
     unsigned long long errors;
     size_t index;
@@ -39,7 +39,7 @@ struct zos_router {
     const struct zos_conf *conf; /* borrowed */
     struct zos_node *nodes;
     size_t nnodes;
-    struct zos_node *default_node; /* NULL when none can be chosen */
+    struct zos_node *default_node;             /* NULL when none can be chosen */
     struct zos_resp_reply_limits reply_limits; /* of every link */
     struct zos_tls_set *tls;                   /* the nodes' SSL_CTXs, one per setting */
     struct zos_link_gate *gate;                /* connects in progress, descriptors open */
@@ -71,12 +71,12 @@ enum zos_route {
     ZOS_ROUTE_ENDMULTI, /* EXEC, DISCARD */
     ZOS_ROUTE_WATCH,    /* WATCH: pinned until EXEC/DISCARD/UNWATCH */
     ZOS_ROUTE_UNWATCH,
-    ZOS_ROUTE_SELECT,  /* pinned for good: the DB lives on that connection */
-    ZOS_ROUTE_PUBSUB,  /* SUBSCRIBE, PSUBSCRIBE: the pinned link becomes a tunnel */
-    ZOS_ROUTE_UNSUB,   /* UNSUBSCRIBE, PUNSUBSCRIBE */
-    ZOS_ROUTE_MONITOR, /* tunnel until the client closes */
-    ZOS_ROUTE_XREAD,   /* XREAD/XREADGROUP: blocking only with BLOCK */
-    ZOS_ROUTE_REFUSED, /* would break a connection: SYNC, PSYNC, REPLCONF */
+    ZOS_ROUTE_SELECT,   /* pinned for good: the DB lives on that connection */
+    ZOS_ROUTE_PUBSUB,   /* SUBSCRIBE, PSUBSCRIBE: the pinned link becomes a tunnel */
+    ZOS_ROUTE_UNSUB,    /* UNSUBSCRIBE, PUNSUBSCRIBE */
+    ZOS_ROUTE_MONITOR,  /* tunnel until the client closes */
+    ZOS_ROUTE_XREAD,    /* XREAD/XREADGROUP: blocking only with BLOCK */
+    ZOS_ROUTE_REFUSED,  /* would break a connection: SYNC, PSYNC, REPLCONF */
     ZOS_ROUTE_TRACKING, /* CLIENT TRACKING: pinned while on (never from the table) */
 };
 

@@ -35,7 +35,7 @@ bool zos_seal_candidate(const char *name, size_t len);
  * Otherwise REPLY answers EXEC and WHICH[i] (NWHICH entries) says whether its
  * element i answers a CONFIG GET.  A reply of another shape (an error, say)
  * is moved as it is; one that cannot be filtered becomes an error reply. */
-void zos_seal_filter(struct evbuffer *reply, size_t len, struct evbuffer *out,
-                     const bool *which, size_t nwhich);
+void zos_seal_filter(struct evbuffer *reply, size_t len, struct evbuffer *out, const bool *which,
+                     size_t nwhich);
 
 #endif
