@@ -17,7 +17,9 @@ PKGS    := libevent libevent_openssl hiredis libcjson libssh openssl inih
 
 DEB_PKGS := build-essential pkg-config libevent-dev libhiredis-dev libcjson-dev libssh-dev \
             libssl-dev libinih-dev redis-server redis-tools openssh-server libcmocka-dev
-DEB_TEST_PKGS := nutcracker clang python3-redis python3-pytest socat
+DEB_TEST_PKGS := nutcracker clang python3-redis python3-pytest socat \
+                 ruby-redis php-cli php-redis libredis-perl lua5.1 lua-redis \
+                 golang-go golang-github-gomodule-redigo-dev
 
 ifeq ($(V),1)
 Q :=
