@@ -1327,6 +1327,9 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
             rq.block = has_block_arg(&av);
         rc = route_request(c, c->node, &rq);
     }
+    if (is_word(rq.name, rq.namelen, "auth") || is_word(rq.name, rq.namelen, "hello"))
+        for (size_t i = 0; i < av.argc; i++) /* passwords do not linger in freed memory */
+            explicit_bzero(av.argv[i], av.argvlen[i]);
     zos_resp_argv_free(&av);
     return rc;
 }
