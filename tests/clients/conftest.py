@@ -45,7 +45,7 @@ PASSWORDS = {"plain": "plain-client-pw-81", "secure": "secure-client-pw-a7"}
 NODES = ("plain", "secure")
 WHOAMI = "clients:whoami"
 
-TIMEOUT = 20          # seconds one client read may take before we call it a hang
+TIMEOUT = 10          # seconds one client read may take before we call it a hang (loopback)
 SCRIPTS = os.path.join(HERE, "scripts")
 
 # Pinned npm packages: node-redis latest 6.x, ioredis latest (checked with `npm view`).

@@ -11,6 +11,23 @@ function args() {
     return { host, port: Number(port), node, password, prefix, mode, checks, url };
 }
 
+let connectHung = null; // set once a connect hung: later connects fail at once
+
+// Awaits a client's connect() under the guard; after one connect hung, the next ones fail
+// at once (a proxy that never completes a handshake costs one guard, not one per check).
+async function guardConnect(promise) {
+    if (connectHung) {
+        promise.catch(() => {});
+        throw new Error(`an earlier connect hung (${connectHung}); not waiting again`);
+    }
+    try {
+        return await guard(promise, 'connect');
+    } catch (e) {
+        if (/no answer within/.test(e.message)) connectHung = e.message;
+        throw e;
+    }
+}
+
 function guard(promise, what) {
     let timer;
     const t = new Promise((_, reject) => {
@@ -64,4 +81,4 @@ async function publishUntilHeard(publish, channel, message) {
     throw new Error(`PUBLISH ${channel} never reached a subscriber`);
 }
 
-module.exports = { assert, args, guard, sleep, runChecks, allBytes, bigValue, publishUntilHeard, GUARD_MS };
+module.exports = { assert, args, guard, guardConnect, sleep, runChecks, allBytes, bigValue, publishUntilHeard, GUARD_MS };

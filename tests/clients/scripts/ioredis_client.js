@@ -4,7 +4,7 @@
 // usage: node ioredis_client.js HOST PORT NODE PASSWORD PREFIX MODE CHECK...
 'use strict';
 const Redis = require('ioredis');
-const { assert, args, guard, sleep, runChecks, allBytes, bigValue, publishUntilHeard } = require('./common');
+const { assert, args, guard, guardConnect, sleep, runChecks, allBytes, bigValue, publishUntilHeard } = require('./common');
 
 const a = args();
 const clients = [];
@@ -13,7 +13,7 @@ async function connect(extra = {}, url = a.url) {
     const c = new Redis(url, { lazyConnect: true, ...extra });
     c.on('error', () => {}); // reported through the failing command
     clients.push(c);
-    await guard(c.connect(), 'connect');
+    await guardConnect(c.connect());
     return c;
 }
 

@@ -3,7 +3,7 @@
 // usage: node node_redis.js HOST PORT NODE PASSWORD PREFIX MODE CHECK...
 'use strict';
 const { createClient, RESP_TYPES } = require('redis');
-const { assert, args, guard, sleep, runChecks, allBytes, bigValue, publishUntilHeard } = require('./common');
+const { assert, args, guard, guardConnect, sleep, runChecks, allBytes, bigValue, publishUntilHeard } = require('./common');
 
 const a = args();
 const clients = [];
@@ -14,7 +14,7 @@ async function connect(extra = {}, url = a.url) {
     const c = createClient(opts);
     c.on('error', () => {}); // reported through the failing command
     clients.push(c);
-    await guard(c.connect(), 'connect');
+    await guardConnect(c.connect());
     return c;
 }
 
