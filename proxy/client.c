@@ -347,6 +347,7 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     }
     if (reply != NULL) {
         struct evbuffer *dst = zos_slot_buf(s);
+        size_t before = evbuffer_get_length(dst);
         if (s->info) {
             info_merge(c, reply, len, dst);
         } else if (s->seal && s->seal_n == SIZE_MAX) {
@@ -357,8 +358,8 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
         } else {
             evbuffer_remove_buffer(reply, dst, len);
         }
-        if (dst == s->buf)
-            c->slot_bytes += len; /* waits behind an earlier reply */
+        if (dst == s->buf) /* waits behind an earlier reply; filters change the length */
+            c->slot_bytes += evbuffer_get_length(dst) - before;
     } else {
         s->node->errors++;
         node_down_error(zos_slot_buf(s), s->node, err);
@@ -449,7 +450,7 @@ struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
         return NULL;
     s->kind = SLOT_ALL;
     if (n == 0) {
-        zos_resp_add_array(zos_slot_buf(s), 0);
+        zos_resp_add_map(zos_slot_buf(s), 0, c->resp3);
         zos_slot_done(s);
         return NULL;
     }
@@ -553,18 +554,30 @@ static void confirm_fail(struct zos_pin *p, const char *err);
 static void pin_closed(void *arg, const char *err)
 {
     struct zos_pin *p = arg;
+    /* What the node held for the client; a SUBSCRIBE or MONITOR it never
+     * confirmed held nothing yet. */
+    bool had_state = p->multi || p->watch || p->selected || p->tracking ||
+                     p->nchan + p->npat + p->nshard > 0 || (p->monitor && p->confirmed);
     if (zos_link_is_protocol_error(err))
         log_warn("node '%s': pinned link of client %llu dropped: %s", p->node->conf->name,
                  p->client->id, err);
     p->broken = true;
     snprintf(p->errstr, sizeof(p->errstr), "%s", err);
     confirm_fail(p, err);
+    p->nchan = p->npat = p->nshard = p->sub_due = 0;
+    p->tracking = false;
     if (p->tunnel != NULL) {
         struct zos_slot *s = p->tunnel;
         p->tunnel = NULL;
         node_down_error(zos_slot_buf(s), p->node, err);
         zos_slot_done(s);
     }
+    /* State the node held for this client (a transaction, subscriptions,
+     * tracking, a selected db) is gone: like a redis that restarted, the
+     * connection closes once the errors are out, and its library restores it. */
+    if (had_state)
+        zos_client_close_after_flush(p->client);
+    resume_soon(p->client);
 }
 
 /* The reply's count is the connection's channels + patterns (shard channels
@@ -586,7 +599,7 @@ static void tunnel_end(struct zos_pin *p)
 {
     struct zos_slot *s = p->tunnel;
     p->tunnel = NULL;
-    p->unsub_due = 0;
+    p->unsub_due = p->sub_due = 0;
     p->confirmed = false;
     zos_slot_done(s);
     resume_soon(p->client);
@@ -627,6 +640,8 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
     p->confirmed = p->confirmed || confirm || (p->monitor && first == '+');
     if (confirm)
         count_subscriptions(p, kind, count);
+    if (confirm && strstr(kind, "unsubscribe") == NULL && p->sub_due > 0 && --p->sub_due == 0)
+        resume_soon(c); /* an UNSUBSCRIBE that waited for the counts may go */
     if (confirm && strstr(kind, "unsubscribe") != NULL && p->unsub_due > 0 && --p->unsub_due == 0) {
         if (p->nchan + p->npat + p->nshard == 0) {
             tunnel_end(p); /* nothing left: back to ordinary replies */
@@ -642,6 +657,7 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
 static void confirm_wait(struct zos_pin *p, struct zos_slot *s, size_t n)
 {
     s->pushes_due = (unsigned)n;
+    s->pin = p;
     s->next_confirm = NULL;
     if (p->confirm_tail != NULL)
         p->confirm_tail->next_confirm = s;
@@ -674,6 +690,8 @@ static void confirm_fail(struct zos_pin *p, const char *err)
     }
 }
 
+static void confirm_reply_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
+
 /* Pushes of a RESP3 pinned link: confirmations go to the slot of the
  * request that asked for them, in order; messages and invalidations go to
  * the client as they come (RESP3 clients take pushes between replies). */
@@ -692,16 +710,46 @@ static void push3_cb(struct zos_pin *p, struct evbuffer *reply, size_t len)
             if (dst == s->buf)
                 c->slot_bytes += len;
             if (--s->pushes_due == 0) {
+                /* Its FIFO entry (for a non-push answer) is at the head: done with. */
+                zos_link_consume_head(p->link, confirm_reply_cb, s);
                 zos_slot_done(confirm_pop(p));
                 resume_soon(c);
             }
             return;
         }
     }
-    evbuffer_remove_buffer(reply, bufferevent_get_output(c->bev), len);
+    /* Out of band, but never ahead of replies still waiting for their turn
+     * (an invalidation must not overtake the stale value it invalidates). */
+    struct zos_slot *ps = c->head != NULL ? zos_slot_new(c) : NULL;
+    struct evbuffer *dst = ps != NULL ? zos_slot_buf(ps) : bufferevent_get_output(c->bev);
+    evbuffer_remove_buffer(reply, dst, len);
+    if (ps != NULL) {
+        c->slot_bytes += len;
+        zos_slot_done(ps);
+    }
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > TUNNEL_MAX)
         c->kill = true; /* like redis's pubsub output limit; freed by the flush event */
     schedule(c);
+}
+
+/* The FIFO entry of a RESP3 (un)subscribe: it only ever gets a reply that is
+ * no push (an error, +QUEUED) or the link's failure; either answers it. */
+static void confirm_reply_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_slot *s = arg;
+    struct zos_pin *p = s->pin;
+
+    if (p == NULL || p->confirm != s) /* the client left: S is answered by confirm_fail */
+        return;
+    bool orphan = zos_slot_orphaned(s); /* the client is being freed */
+    confirm_pop(p);
+    if (reply != NULL)
+        evbuffer_remove_buffer(reply, zos_slot_buf(s), len);
+    else
+        node_down_error(zos_slot_buf(s), p->node, err);
+    zos_slot_done(s);
+    if (!orphan)
+        resume_soon(p->client);
 }
 
 static void pin_push_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
@@ -715,12 +763,12 @@ static void pin_push_cb(void *arg, struct evbuffer *reply, size_t len, const cha
 
 static void pin_free(struct zos_pin *p)
 {
-    confirm_fail(p, NULL);
-    free(p->queued_config);
     if (p->link != NULL) {
-        zos_link_free(p->link);
+        zos_link_free(p->link); /* confirmations still due are answered "link closed" */
         p->node->pinned--;
     }
+    confirm_fail(p, NULL);
+    free(p->queued_config);
     free(p);
 }
 
@@ -740,7 +788,8 @@ static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct 
         zos_link_free(p->link);
         n->pinned--;
         p->link = NULL;
-        p->broken = p->multi = p->watch = p->selected = p->monitor = false;
+        p->broken = p->multi = p->watch = p->selected = p->monitor = p->tracking = false;
+        p->nchan = p->npat = p->nshard = p->sub_due = p->unsub_due = 0;
         if (had_state)
             return NULL;
     }
@@ -950,8 +999,8 @@ static int route_subscribe3(struct zos_client *c, struct zos_pin *p, struct requ
                             enum zos_route route, struct zos_slot *s)
 {
     confirm_wait(p, s, route == ZOS_ROUTE_UNSUB ? unsubscribe_replies(p, rq) : rq->argc - 1);
-    if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
-        pin_closed(p, zos_link_errstr(p->link));
+    if (send_request(p->link, rq, confirm_reply_cb, s) != ZOS_OK)
+        confirm_reply_cb(s, NULL, 0, zos_link_errstr(p->link));
     return ZOS_OK;
 }
 
@@ -973,6 +1022,18 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     if (p != NULL && p->tunnel != NULL && p->unsub_due > 0)
         return ZOS_AGAIN; /* whether the tunnel stays open comes with the UNSUBSCRIBE's replies */
+    if (p != NULL && p->link != NULL && p->multi &&
+        (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_UNSUB || route == ZOS_ROUTE_MONITOR))
+        route = ZOS_ROUTE_BLOCKING; /* queued like any command: its reply is +QUEUED */
+    if (route == ZOS_ROUTE_UNSUB && p != NULL && (p->confirm != NULL || p->sub_due > 0))
+        return ZOS_AGAIN; /* how many replies it brings depends on subscribes still due */
+    if (seal == ZOS_SEAL_FILTER && p != NULL && p->tunnel != NULL) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR Can't execute 'config|get': zos-proxy cannot filter it on a "
+                              "subscribed or MONITOR connection");
+        return ZOS_ERR;
+    }
     bool subscribed3 = p != NULL && p->resp3 && p->nchan + p->npat + p->nshard > 0;
     if (route == ZOS_ROUTE_UNSUB && (p == NULL || p->tunnel == NULL) && !subscribed3) {
         local_unsubscribe(c, rq);
@@ -1036,6 +1097,8 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     if (p->tunnel != NULL) { /* already streaming: the reply arrives through the tunnel */
         if (route == ZOS_ROUTE_UNSUB)
             p->unsub_due += unsubscribe_replies(p, rq);
+        else if (route == ZOS_ROUTE_PUBSUB)
+            p->sub_due += rq->argc - 1;
         if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
             pin_closed(p, zos_link_errstr(p->link));
         return ZOS_OK;
@@ -1043,6 +1106,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     if (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_MONITOR) {
         s->kind = SLOT_TUNNEL;
         p->tunnel = s;
+        p->sub_due = route == ZOS_ROUTE_PUBSUB ? rq->argc - 1 : 0;
         if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
             pin_closed(p, zos_link_errstr(p->link));
         return ZOS_OK;
@@ -1093,11 +1157,18 @@ static struct zos_node *no_node_error(struct zos_client *c)
 
 /* ---- protocol and RESET ---- */
 
+bool zos_client_can_switch_protocol(const struct zos_client *c)
+{
+    for (const struct zos_pin *p = c->pins; p != NULL; p = p->next)
+        if (pin_holds_state(p) || p->inflight > 0)
+            return false;
+    return true;
+}
+
 int zos_client_switch_protocol(struct zos_client *c, bool resp3)
 {
-    for (struct zos_pin *p = c->pins; p != NULL; p = p->next)
-        if (pin_holds_state(p) || p->inflight > 0)
-            return -1;
+    if (!zos_client_can_switch_protocol(c))
+        return -1;
     while (c->pins != NULL) { /* links of the old protocol, holding nothing */
         struct zos_pin *p = c->pins;
         c->pins = p->next;
@@ -1293,8 +1364,8 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     note_command(c, rq.name, rq.namelen, sub);
     if (is_word(rq.name, rq.namelen, "client") && (rq.conn = conn_command(in, req, &av, sub)))
         v = NULL; /* about the node connection: forwarded */
-    if (v != NULL && is_word(rq.name, rq.namelen, "select") && req->argc == 2)
-        c->db = atoi(sub);
+    if (is_word(rq.name, rq.namelen, "select") && req->argc == 2)
+        c->db = atoi(sub); /* as CLIENT LIST shows it */
     if (v != NULL && is_word(rq.name, rq.namelen, "info") && c->node != NULL &&
         !(req->argc == 2 && strcasecmp(sub, "proxy") == 0)) {
         v = NULL; /* the node's INFO, with the proxy's section added (slot_reply_cb) */
@@ -1302,6 +1373,11 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     }
     if (v != NULL && is_word(rq.name, rq.namelen, "reset") && any_pinned_inflight(c))
         return ZOS_AGAIN; /* after the replies due on pinned links, as redis would */
+    bool to_r3 = is_word(rq.name, rq.namelen, "hello") && strcmp(sub, "3") == 0;
+    bool to_r2 = (is_word(rq.name, rq.namelen, "hello") && strcmp(sub, "2") == 0) ||
+                 is_word(rq.name, rq.namelen, "reset");
+    if (((to_r3 && !c->resp3) || (to_r2 && c->resp3)) && c->shared_inflight > 0)
+        return ZOS_AGAIN; /* the other protocol's link must not overtake them */
     if (c->srv->conf->proxy.requirepass != NULL && !zos_client_authed(c) &&
         (v == NULL || !(v->flags & ZOS_VERB_NOAUTH))) {
         struct zos_slot *s = zos_slot_new(c);

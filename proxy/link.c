@@ -305,7 +305,7 @@ static void close_idle(struct zos_link *l);
 static bool gate_busy_shared(const struct zos_link_gate *g)
 {
     for (const struct zos_link *c = g->ohead; c != NULL; c = c->onext)
-        if (!c->opts.pinned && c->state == ZOS_LINK_READY)
+        if (!c->opts.pinned && (c->state == ZOS_LINK_READY || c->state == ZOS_LINK_CONNECTING))
             return true;
     return false;
 }
@@ -495,6 +495,17 @@ void zos_link_drop(struct zos_link *l, const char *what, struct evbuffer *reply,
     snprintf(l->errstr, sizeof(l->errstr), "%.*s", (int)sizeof(l->errstr) - 1, why);
 }
 
+bool zos_link_consume_head(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+{
+    if (l->count <= l->handshake_left)
+        return false;
+    struct pending *h = &l->fifo[l->head];
+    if (h->fn != fn || h->arg != arg)
+        return false;
+    fifo_pop(l);
+    return true;
+}
+
 bool zos_link_is_protocol_error(const char *err)
 {
     return err != NULL && strncmp(err, PROTO_ERR, sizeof(PROTO_ERR) - 1) == 0;
@@ -662,7 +673,9 @@ static int gate_enter(struct zos_link *l)
     if (g == NULL)
         return ENTER_OK;
     if (g->budget > 0 && g->open + g->closing >= g->budget) {
-        if (!gate_evict(g, l) && g->closing == 0 && !gate_busy_shared(g)) {
+        /* One eviction at a time: the next waiter sees it counted in
+         * closing until libevent has closed it, and does not evict again. */
+        if (g->closing == 0 && !gate_evict(g, l) && !gate_busy_shared(g)) {
             l->over_budget = true;
             link_fail(l, "no descriptor left for another node connection (%zu open, the budget)",
                       g->open);

@@ -39,7 +39,8 @@ static bool word(const char *s, size_t len, const char *w)
 
 bool zos_seal_candidate(const char *name, size_t len)
 {
-    return word(name, len, "config") || word(name, len, "acl");
+    return word(name, len, "config") || word(name, len, "acl") || word(name, len, "replicaof") ||
+           word(name, len, "slaveof");
 }
 
 enum zos_seal zos_seal_check(const struct zos_resp_argv *av, size_t first, bool admin, char *err,
@@ -51,6 +52,14 @@ enum zos_seal zos_seal_check(const struct zos_resp_argv *av, size_t first, bool 
 
     if (argc < 2)
         return ZOS_SEAL_PASS; /* the node answers the arity error */
+    if (!admin && (word(a[0], l[0], "replicaof") || word(a[0], l[0], "slaveof"))) {
+        /* The node would send its masterauth to whatever host it is given. */
+        snprintf(err, errlen,
+                 "NOPERM zos-proxy: '%s' would hand this node's masterauth to another host; "
+                 "it needs admin = yes in the node's section",
+                 a[0]);
+        return ZOS_SEAL_REFUSE;
+    }
     if (word(a[0], l[0], "config") && word(a[1], l[1], "get"))
         return ZOS_SEAL_FILTER; /* even for admins: the secret is the proxy's to send */
     if (admin)

@@ -3,6 +3,7 @@
 #include "zos/zos.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +60,12 @@ static struct zos_node *node_of_password(const struct zos_client *c, const char 
     return matches == 1 ? found : NULL;
 }
 
-/* AUTH <password>: requirepass opens every node; a node's own password
- * opens that node and makes it the connection's (clients that cannot send a
- * username); on a node's own port, only that node's password. */
-static void auth_password(struct zos_client *c, struct zos_slot *s, const char *pass, size_t len)
+/* AUTH <password> (and AUTH default <password>): requirepass opens every
+ * node; a node's own password opens that node and makes it the
+ * connection's (clients that cannot send a username); on a node's own port,
+ * only that node's password.  0, or -1 with the error reply in ERR. */
+static int check_password(struct zos_client *c, const char *pass, size_t len, char *err,
+                          size_t errlen)
 {
     const char *own = c->fixed != NULL ? c->fixed->conf->password : NULL;
     struct zos_node *n = c->fixed == NULL ? node_of_password(c, pass, len) : NULL;
@@ -71,20 +74,20 @@ static void auth_password(struct zos_client *c, struct zos_slot *s, const char *
     if (n != NULL) {
         c->auth_node = n;
         c->node = n;
-        zos_slot_status(s, "OK");
-        return;
+        return 0;
     }
     if (requirepass(c) == NULL && own == NULL && !any_node_password(c)) {
-        zos_slot_error(s, "ERR AUTH <password> called without any password configured for the "
-                          "default user. Are you sure your configuration is correct?");
-        return;
+        snprintf(err, errlen,
+                 "ERR AUTH <password> called without any password configured for the default "
+                 "user. Are you sure your configuration is correct?");
+        return -1;
     }
     if (requirepass(c) == NULL || !secret_equal(pass, len, requirepass(c))) {
-        zos_slot_error(s, "%s", wrongpass);
-        return;
+        snprintf(err, errlen, "%s", wrongpass);
+        return -1;
     }
     c->auth_all = true;
-    zos_slot_status(s, "OK");
+    return 0;
 }
 
 /* AUTH <user> <password>: the username names a node ("default": the
@@ -97,6 +100,9 @@ static int check_user(struct zos_client *c, const char *user, size_t ulen, const
     struct zos_node *n = zos_router_node(c->srv->router, user, ulen);
     const char *own = n != NULL ? n->conf->password : NULL;
 
+    if (n == NULL && strcmp(user, "default") == 0 && (requirepass(c) != NULL || c->fixed != NULL ||
+                                                     any_node_password(c)))
+        return check_password(c, pass, plen, err, errlen); /* as AUTH <password> */
     if (n == NULL && strcmp(user, "default") != 0) {
         snprintf(err, errlen, "WRONGPASS unknown node '%s'", user);
         return -1;
@@ -122,10 +128,10 @@ static int check_user(struct zos_client *c, const char *user, size_t ulen, const
 static void verb_auth(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     char err[200];
-    if (av->argc == 2)
-        auth_password(c, s, av->argv[1], av->argvlen[1]);
-    else if (check_user(c, av->argv[1], av->argvlen[1], av->argv[2], av->argvlen[2], err,
-                        sizeof(err)) != 0)
+    int rc = av->argc == 2 ? check_password(c, av->argv[1], av->argvlen[1], err, sizeof(err))
+                           : check_user(c, av->argv[1], av->argvlen[1], av->argv[2],
+                                        av->argvlen[2], err, sizeof(err));
+    if (rc != 0)
         zos_slot_error(s, "%s", err);
     else
         zos_slot_status(s, "OK");
@@ -163,6 +169,12 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
         r3 = av->argv[1][0] == '3';
         i = 2;
     }
+    if (r3 != c->resp3 && !zos_client_can_switch_protocol(c)) {
+        zos_slot_error(s, "ERR zos-proxy cannot change the protocol while this connection holds "
+                          "state on a node (MULTI, WATCH, SELECT, subscriptions, tracking, or a "
+                          "blocked command): RESET first");
+        return;
+    }
     for (; i < av->argc; i++) {
         if (strcasecmp(av->argv[i], "auth") == 0 && i + 2 < av->argc) {
             char err[200];
@@ -188,12 +200,8 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
                           "same time");
         return;
     }
-    if (r3 != c->resp3 && zos_client_switch_protocol(c, r3) != 0) {
-        zos_slot_error(s, "ERR zos-proxy cannot change the protocol while this connection holds "
-                          "state on a node (MULTI, WATCH, SELECT, subscriptions, tracking, or a "
-                          "blocked command): RESET first");
-        return;
-    }
+    if (r3 != c->resp3)
+        zos_client_switch_protocol(c, r3); /* checked above */
     struct evbuffer *out = zos_slot_buf(s);
     zos_resp_add_map(out, 7, c->resp3);
     add_kv(out, "server", "redis");
@@ -269,17 +277,74 @@ static void text_reply(struct zos_client *c, struct zos_slot *s, struct evbuffer
     zos_slot_done(s);
 }
 
-/* CLIENT LIST [TYPE normal|pubsub|...] [ID id ...]: every client of the proxy. */
+static bool is_pubsub(const struct zos_client *o)
+{
+    for (const struct zos_pin *p = o->pins; p != NULL; p = p->next)
+        if (p->nchan + p->npat + p->nshard > 0)
+            return true;
+    return false;
+}
+
+/* A TYPE filter as redis knows them: 0 normal, 1 pubsub, 2 master/replica
+ * (none among the proxy's clients); -1 with redis's error in S. */
+static int client_type(struct zos_slot *s, const char *t)
+{
+    if (strcasecmp(t, "normal") == 0)
+        return 0;
+    if (strcasecmp(t, "pubsub") == 0)
+        return 1;
+    if (strcasecmp(t, "master") == 0 || strcasecmp(t, "replica") == 0 ||
+        strcasecmp(t, "slave") == 0)
+        return 2;
+    zos_slot_error(s, "ERR Unknown client type '%s'", t);
+    return -1;
+}
+
+static bool type_matches(int type, const struct zos_client *o)
+{
+    return type < 0 || (type < 2 && is_pubsub(o) == (type == 1));
+}
+
+/* A client id as redis reads one: digits, above 0. */
+static bool parse_id(const char *v, unsigned long long *id)
+{
+    char *end;
+    errno = 0;
+    *id = strtoull(v, &end, 10);
+    return *v >= '0' && *v <= '9' && *end == '\0' && errno == 0 && *id > 0;
+}
+
+/* CLIENT LIST [TYPE normal|pubsub|master|replica] | [ID id ...]. */
 static void client_list(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
+    int type = -1;
+    unsigned long long id;
+
+    if (av->argc == 4 && strcasecmp(av->argv[2], "type") == 0) {
+        if ((type = client_type(s, av->argv[3])) < 0)
+            return;
+    } else if (av->argc >= 4 && strcasecmp(av->argv[2], "id") == 0) {
+        for (size_t i = 3; i < av->argc; i++) {
+            if (!parse_id(av->argv[i], &id)) {
+                zos_slot_error(s, "ERR Invalid client ID");
+                return;
+            }
+        }
+    } else if (av->argc != 2) {
+        zos_slot_error(s, "ERR syntax error");
+        return;
+    }
     struct evbuffer *text = evbuffer_new();
-    for (struct zos_client *o = c->srv->clients; o != NULL && text != NULL; o = o->next) {
-        bool match = av->argc == 2;
-        for (size_t i = 3; i < av->argc && strcasecmp(av->argv[2], "id") == 0; i++)
-            match = match || strtoull(av->argv[i], NULL, 10) == o->id;
-        if (av->argc == 4 && strcasecmp(av->argv[2], "type") == 0)
-            match =
-                strcasecmp(av->argv[3], "normal") == 0 || strcasecmp(av->argv[3], "pubsub") == 0;
+    struct zos_client *o = c->srv->clients;
+    while (o != NULL && o->next != NULL)
+        o = o->next; /* the oldest: redis lists clients in the order they came */
+    for (; o != NULL && text != NULL; o = o->prev) {
+        bool match = type_matches(type, o);
+        if (av->argc >= 4 && strcasecmp(av->argv[2], "id") == 0) {
+            match = false;
+            for (size_t i = 3; i < av->argc; i++)
+                match = match || (parse_id(av->argv[i], &id) && id == o->id);
+        }
         if (match)
             client_line(text, o);
     }
@@ -290,13 +355,22 @@ static void client_list(struct zos_client *c, struct zos_slot *s, const struct z
 struct kill_filter {
     unsigned long long id;
     const char *addr, *laddr, *user;
+    int type; /* as client_type(); -1: any */
     bool skipme;
 };
 
-static bool kill_filter_parse(struct zos_slot *s, const struct zos_resp_argv *av,
-                              struct kill_filter *f)
+/* Users as the proxy knows them: "default" and every node's name. */
+static bool known_user(const struct zos_client *c, const char *user)
+{
+    return strcmp(user, "default") == 0 ||
+           zos_router_node(c->srv->router, user, strlen(user)) != NULL;
+}
+
+static bool kill_filter_parse(const struct zos_client *c, struct zos_slot *s,
+                              const struct zos_resp_argv *av, struct kill_filter *f)
 {
     f->skipme = true;
+    f->type = -1;
     for (size_t i = 2; i < av->argc; i += 2) {
         const char *k = av->argv[i], *v = i + 1 < av->argc ? av->argv[i + 1] : NULL;
         char *end;
@@ -310,6 +384,12 @@ static bool kill_filter_parse(struct zos_slot *s, const struct zos_resp_argv *av
                 zos_slot_error(s, "ERR client-id should be greater than 0");
                 return false;
             }
+        } else if (strcasecmp(k, "type") == 0) {
+            if ((f->type = client_type(s, v)) < 0)
+                return false;
+        } else if (strcasecmp(k, "user") == 0 && !known_user(c, v)) {
+            zos_slot_error(s, "ERR No such user '%s'", v);
+            return false;
         } else if (strcasecmp(k, "addr") == 0) {
             f->addr = v;
         } else if (strcasecmp(k, "laddr") == 0) {
@@ -330,7 +410,8 @@ static bool kill_filter_parse(struct zos_slot *s, const struct zos_resp_argv *av
 static bool kill_matches(const struct kill_filter *f, const struct zos_client *o)
 {
     const char *user = o->auth_node != NULL ? o->auth_node->conf->name : "default";
-    return (f->id == 0 || f->id == o->id) && (f->addr == NULL || strcmp(f->addr, o->addr) == 0) &&
+    return (f->id == 0 || f->id == o->id) && type_matches(f->type, o) &&
+           (f->addr == NULL || strcmp(f->addr, o->addr) == 0) &&
            (f->laddr == NULL || strcmp(f->laddr, o->laddr) == 0) &&
            (f->user == NULL || strcmp(f->user, user) == 0);
 }
@@ -347,7 +428,8 @@ static void client_kill(struct zos_client *c, struct zos_slot *s, const struct z
     if (old) {
         f.addr = av->argv[2];
         f.skipme = false;
-    } else if (!kill_filter_parse(s, av, &f)) {
+        f.type = -1;
+    } else if (!kill_filter_parse(c, s, av, &f)) {
         return;
     }
     struct zos_client *o = c->srv->clients, *next;

@@ -36,6 +36,7 @@ struct zos_pin {
     bool multi, watch, selected, monitor, broken;
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
+    size_t sub_due;             /* RESP2 (P|S)SUBSCRIBE confirmations still to come */
     size_t nchan, npat, nshard; /* subscriptions, from the node's confirmations */
     bool resp3;                 /* the link speaks RESP3 (the client's protocol when opened) */
     bool tracking;              /* CLIENT TRACKING ON: invalidations come on this link */
@@ -92,6 +93,7 @@ long long zos_client_now_ms(void);
  * -1 while a pinned link holds state for C (it would have to change under
  * a transaction or subscriptions). */
 int zos_client_switch_protocol(struct zos_client *c, bool resp3);
+bool zos_client_can_switch_protocol(const struct zos_client *c);
 
 /* RESET for C, as redis does: back to RESP2, the default node, no name, not
  * authenticated, out of MULTI, pub/sub and MONITOR (its pinned links

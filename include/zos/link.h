@@ -98,6 +98,11 @@ int zos_link_send(struct zos_link *l, struct evbuffer *req, size_t len, zos_link
 int zos_link_send_argv(struct zos_link *l, size_t argc, const char *const *argv,
                        const size_t *argvlen, zos_link_reply_fn fn, void *arg);
 
+/* Drops the FIFO's head entry without running it, when it is FN(ARG): a
+ * request whose answer came another way (RESP3 (un)subscribe confirmations
+ * are pushes).  False when the head is another entry. */
+bool zos_link_consume_head(struct zos_link *l, zos_link_reply_fn fn, void *arg);
+
 /* The owner found a reply it cannot use (REPLY: its first LEN bytes, shown
  * escaped in the reason): the connection is dropped as for a malformed reply,
  * every request in flight fails with "protocol error: WHAT (...)".  May be

@@ -2,8 +2,9 @@
  *
  * The proxy holds each node's secret (its requirepass) so that clients never
  * do.  CONFIG GET answers the parameters that hold secrets as if they were
- * empty; CONFIG SET of them and the ACL sub-commands that read or change
- * users are refused unless the node's section says `admin = yes`.
+ * empty; CONFIG SET of them, the ACL sub-commands that read or change users
+ * and REPLICAOF (the node would send its masterauth to the host given) are
+ * refused unless the node's section says `admin = yes`.
  */
 #ifndef ZOS_SEAL_H
 #define ZOS_SEAL_H
@@ -26,7 +27,8 @@ enum zos_seal {
 enum zos_seal zos_seal_check(const struct zos_resp_argv *av, size_t first, bool admin, char *err,
                              size_t errlen);
 
-/* Whether a command name (LEN bytes) may need zos_seal_check (CONFIG, ACL):
+/* Whether a command name (LEN bytes) may need zos_seal_check (CONFIG, ACL,
+ * REPLICAOF/SLAVEOF):
  * a cheap test so that other commands are never copied out. */
 bool zos_seal_candidate(const char *name, size_t len);
 
