@@ -107,9 +107,13 @@ static struct evconnlistener *bind_unix(struct zos_server *srv, const char *path
     }
     strcpy(sun.sun_path, path);
     unlink(path);
+    /* Created with PERM already (the umask masks what bind() creates): a
+     * client never finds it open wider, even for a moment. */
+    mode_t old = umask((mode_t)(~perm & 0777));
     struct evconnlistener *lev = evconnlistener_new_bind(
         srv->base, accept_cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
         (struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
     if (lev == NULL) {
         snprintf(err, errlen, "unixsocket '%s': %s", path, strerror(errno));
         return NULL;
