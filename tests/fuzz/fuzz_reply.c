@@ -575,7 +575,7 @@ static void check_helpers(const char *mem, const char *p, size_t len, size_t aft
         n = -12345;
         CHECK(zos_resp_reply_pubsub(b, len, kind, sizeof(kind), &n) == conf);
         if (conf) {
-            CHECK(n == cnt->integer && strlen(kind) == k->len);
+            CHECK(n == cnt->integer && kind[k->len] == '\0');
             for (size_t i = 0; i < k->len; i++)
                 CHECK((unsigned char)kind[i] == tolower((unsigned char)mem[k->off + i]));
         } else {
