@@ -100,8 +100,8 @@ static int check_user(struct zos_client *c, const char *user, size_t ulen, const
     struct zos_node *n = zos_router_node(c->srv->router, user, ulen);
     const char *own = n != NULL ? n->conf->password : NULL;
 
-    if (n == NULL && strcmp(user, "default") == 0 && (requirepass(c) != NULL || c->fixed != NULL ||
-                                                     any_node_password(c)))
+    if (n == NULL && strcmp(user, "default") == 0 &&
+        (requirepass(c) != NULL || c->fixed != NULL || any_node_password(c)))
         return check_password(c, pass, plen, err, errlen); /* as AUTH <password> */
     if (n == NULL && strcmp(user, "default") != 0) {
         snprintf(err, errlen, "WRONGPASS unknown node '%s'", user);
@@ -129,8 +129,8 @@ static void verb_auth(struct zos_client *c, struct zos_slot *s, const struct zos
 {
     char err[200];
     int rc = av->argc == 2 ? check_password(c, av->argv[1], av->argvlen[1], err, sizeof(err))
-                           : check_user(c, av->argv[1], av->argvlen[1], av->argv[2],
-                                        av->argvlen[2], err, sizeof(err));
+                           : check_user(c, av->argv[1], av->argvlen[1], av->argv[2], av->argvlen[2],
+                                        err, sizeof(err));
     if (rc != 0)
         zos_slot_error(s, "%s", err);
     else
