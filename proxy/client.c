@@ -993,11 +993,83 @@ static void note_queued(struct zos_pin *p, bool config_get)
     p->queued_config = q;
 }
 
+static void pin_id_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_pin *p = arg;
+    long long id;
+    if (reply != NULL && zos_resp_reply_int(reply, len, &id) && id > 0)
+        p->node_id = id;
+}
+
+/* Before P's first subscription: its id on the node, which CLIENT TRACKING
+ * ... REDIRECT of another client will name (redis refuses CLIENT ID once a
+ * RESP2 connection is subscribed). */
+static void learn_node_id(struct zos_pin *p)
+{
+    static const char *const argv[] = {"CLIENT", "ID"};
+    static const size_t lens[] = {6, 2};
+    if (p->node_id == 0)
+        zos_link_send_argv(p->link, 2, argv, lens, pin_id_cb, p);
+}
+
+/* CLIENT TRACKING ON ... REDIRECT <id>: <id> is a client of the proxy; the
+ * node knows its own connections, so it becomes the id of that client's
+ * pinned link to N (subscribed to __redis__:invalidate).  Fills TR (arrays
+ * to free) and IDBUF and points RQ at them; ZOS_ERR with the error answered. */
+static int tracking_redirect(struct zos_client *c, struct zos_node *n, struct request *rq,
+                             struct zos_resp_argv *own, struct zos_resp_argv *tr, char *idbuf,
+                             size_t idlen)
+{
+    const struct zos_resp_argv *av = rq->av;
+    size_t first = rq->first, i;
+    char *end;
+
+    if (av == NULL) {
+        if (zos_resp_argv(rq->in, rq->req, own) != 0)
+            return ZOS_OK; /* forwarded as it is */
+        av = own, first = 0;
+    }
+    for (i = first + 3; i + 1 < av->argc; i++)
+        if (strcasecmp(av->argv[i], "redirect") == 0)
+            break;
+    if (i + 1 >= av->argc)
+        return ZOS_OK;
+    unsigned long long id = strtoull(av->argv[i + 1], &end, 10);
+    if (*av->argv[i + 1] == '\0' || *end != '\0')
+        return ZOS_OK; /* the node says what is wrong with it */
+    struct zos_client *t = c->srv->clients;
+    while (t != NULL && t->id != id)
+        t = t->next;
+    struct zos_pin *tp = t != NULL ? pin_find(t, n) : NULL;
+    if (tp == NULL || tp->node_id <= 0 || tp->link == NULL) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR The client ID you want redirect to does not exist");
+        return ZOS_ERR;
+    }
+    size_t argc = av->argc - first;
+    tr->argc = argc;
+    tr->argv = malloc(argc * sizeof(char *));
+    tr->argvlen = malloc(argc * sizeof(size_t));
+    if (tr->argv == NULL || tr->argvlen == NULL)
+        return ZOS_OK; /* unchanged: the node will refuse the id */
+    memcpy(tr->argv, av->argv + first, argc * sizeof(char *));
+    memcpy(tr->argvlen, av->argvlen + first, argc * sizeof(size_t));
+    snprintf(idbuf, idlen, "%lld", tp->node_id);
+    tr->argv[i + 1 - first] = idbuf;
+    tr->argvlen[i + 1 - first] = strlen(idbuf);
+    rq->av = tr;
+    rq->first = 0;
+    return ZOS_OK;
+}
+
 /* RESP3 (P|S)SUBSCRIBE and their unsubscribes: no tunnel, the confirmations
  * are pushes that come to the request's slot; the link keeps serving. */
 static int route_subscribe3(struct zos_client *c, struct zos_pin *p, struct request *rq,
                             enum zos_route route, struct zos_slot *s)
 {
+    if (route == ZOS_ROUTE_PUBSUB)
+        learn_node_id(p);
     confirm_wait(p, s, route == ZOS_ROUTE_UNSUB ? unsubscribe_replies(p, rq) : rq->argc - 1);
     if (send_request(p->link, rq, confirm_reply_cb, s) != ZOS_OK)
         confirm_reply_cb(s, NULL, 0, zos_link_errstr(p->link));
@@ -1088,7 +1160,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     }
     if ((p = pin_get(c, n, s)) == NULL)
         return ZOS_ERR;
-    bool was_multi = p->multi;
+    bool was_multi = p->multi, was_tracking = p->tracking;
     pin_update(p, route);
     if (route == ZOS_ROUTE_TRACKING)
         p->tracking = rq->conn == CONN_TRACKING_ON;
@@ -1104,12 +1176,23 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_OK;
     }
     if (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_MONITOR) {
+        if (route == ZOS_ROUTE_PUBSUB)
+            learn_node_id(p); /* its reply comes before the tunnel opens */
         s->kind = SLOT_TUNNEL;
         p->tunnel = s;
         p->sub_due = route == ZOS_ROUTE_PUBSUB ? rq->argc - 1 : 0;
         if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
             pin_closed(p, zos_link_errstr(p->link));
         return ZOS_OK;
+    }
+    struct zos_resp_argv own = {0}, tr = {0};
+    char idbuf[24];
+    if (route == ZOS_ROUTE_TRACKING && rq->conn == CONN_TRACKING_ON &&
+        tracking_redirect(c, n, rq, &own, &tr, idbuf, sizeof(idbuf)) != ZOS_OK) {
+        zos_slot_done(s); /* answered by the error slot after it: nothing of its own */
+        zos_resp_argv_free(&own);
+        p->tracking = was_tracking;
+        return ZOS_ERR;
     }
     s->pin = p;
     s->counted = true;
@@ -1130,6 +1213,9 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     p->inflight++;
     if (send_request(p->link, rq, slot_reply_cb, s) != ZOS_OK)
         slot_reply_cb(s, NULL, 0, zos_link_errstr(p->link));
+    free(tr.argv);
+    free(tr.argvlen);
+    zos_resp_argv_free(&own);
     return ZOS_OK;
 }
 

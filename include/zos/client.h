@@ -40,6 +40,7 @@ struct zos_pin {
     size_t nchan, npat, nshard; /* subscriptions, from the node's confirmations */
     bool resp3;                 /* the link speaks RESP3 (the client's protocol when opened) */
     bool tracking;              /* CLIENT TRACKING ON: invalidations come on this link */
+    long long node_id;          /* the link's CLIENT ID on the node (0: not asked), for REDIRECT */
     struct zos_slot *confirm;   /* RESP3: (un)subscribe slots waiting for their pushes */
     struct zos_slot *confirm_tail;
     size_t nqueued;      /* commands queued since MULTI */

@@ -277,3 +277,32 @@ def test_pubsub_on_tls_node(open_proxy, uniq):
     assert msg["channel"] == ch and msg["data"] == "m"
     assert open_proxy.client().publish(ch, "wrong-node") == 0
     sub.close()
+
+
+def test_client_tracking_redirect_names_a_proxy_client(open_proxy, uniq):
+    """RESP2 client-side caching: B subscribes to __redis__:invalidate, A turns
+    tracking on with REDIRECT <B's CLIENT ID as the proxy gives it>; a write by
+    a third client to a key A read reaches B as an invalidation message."""
+    key = uniq + ":tracked"
+    b = open_proxy.client()
+    bid = b.client_id()
+    ps = b.pubsub()
+    ps.subscribe("__redis__:invalidate")
+    assert ps.get_message(timeout=TIMEOUT)["type"] == "subscribe"
+    a = open_proxy.client()
+    with pytest.raises(redis.ResponseError) as ei:
+        raw_cmd(a, "CLIENT", "TRACKING", "ON", "REDIRECT", "987654321")
+    assert str(ei.value) == "The client ID you want redirect to does not exist"
+    assert raw_cmd(a, "CLIENT", "TRACKING", "ON", "REDIRECT", str(bid)) == "OK"
+    assert a.get(key) is None  # now tracked for A
+    open_proxy.client().set(key, "1")
+    msg = None
+    for _ in range(20):  # the subscribe's own messages aside, wait for the invalidation
+        msg = ps.get_message(timeout=TIMEOUT)
+        if msg is not None and msg["type"] == "message":
+            break
+    assert msg is not None and msg["channel"] in ("__redis__:invalidate", b"__redis__:invalidate")
+    assert msg["data"] in ([key], [key.encode()]), msg
+    ps.close()
+    hangup(a)
+    hangup(b)
