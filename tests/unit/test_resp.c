@@ -1348,13 +1348,16 @@ static void test_decode_skip(void **state)
     char *mem = mem_copy(in, sizeof(in) - 1);
 
     zos_resp_reader_init(&r, mem, sizeof(in) - 1, NULL);
-    /* A whole reply at once. */
+    assert_ptr_equal(zos_resp_reader_at(&r), mem);
+    /* A whole reply at once; the cursor is where the next value starts. */
     assert_int_equal(zos_resp_next(&r, &v), ZOS_OK);
     assert_int_equal(v.count, 3);
+    assert_ptr_equal(zos_resp_reader_at(&r), mem + 4);
     assert_false(zos_resp_reader_between(&r));
     assert_int_equal(zos_resp_skip(&r, &v), ZOS_OK);
     assert_true(zos_resp_reader_between(&r));
     assert_int_equal(r.off, 30);
+    assert_ptr_equal(zos_resp_reader_at(&r), mem + 30);
     /* An attribute: its entries and the reply annotated. */
     assert_int_equal(zos_resp_next(&r, &v), ZOS_OK);
     assert_int_equal(v.type, '|');
@@ -1381,6 +1384,7 @@ static void test_decode_skip(void **state)
     /* An incomplete reply: not yet. */
     assert_int_equal(zos_resp_next(&r, &v), ZOS_OK);
     assert_int_equal(zos_resp_skip(&r, &v), ZOS_AGAIN);
+    assert_ptr_equal(zos_resp_reader_at(&r), mem + sizeof(in) - 1); /* at the missing value */
     mem_free(mem, sizeof(in) - 1);
 
     /* An error inside: skip says so, and the reader stays failed. */
