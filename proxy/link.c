@@ -59,6 +59,7 @@ struct zos_link {
     int stalled;                    /* ping intervals with requests in flight and nothing read */
     bool demand;                    /* asked for while down: retry soon */
     bool over_budget;               /* the failure is the descriptor budget's, not the node's */
+    bool failing;                   /* link_fail is failing the queue: no new request */
     long long retry_at_ms;          /* when the backoff timer fires */
     bool slot;                      /* holds one of the gate's connect slots */
     bool waiting;                   /* in the gate's queue for a slot */
@@ -376,11 +377,14 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     /* Copy the reason: a callback may not touch errstr, but keep it stable. */
     char why[sizeof(l->errstr)];
     memcpy(why, l->errstr, sizeof(why));
+    l->failing = true; /* a callback's send on L is refused, as while DOWN */
     while (l->count > 0) {
         struct pending p = fifo_pop(l);
         if (p.fn != NULL)
             p.fn(p.arg, NULL, 0, why);
     }
+    l->failing = false;
+    evbuffer_drain(l->outq, evbuffer_get_length(l->outq));
     if (l->opts.pinned && l->closed_fn != NULL) {
         void (*fn)(void *, const char *) = l->closed_fn;
         l->closed_fn = NULL;
@@ -823,6 +827,8 @@ void zos_link_free(struct zos_link *l)
 
 static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 {
+    if (l->failing)
+        return -1;
     if (l->state == ZOS_LINK_DOWN) {
         /* Refused at once; but someone wants the node: retry within
          * DEMAND_RETRY_MS, so traffic resumes soon after it is back. */
