@@ -128,7 +128,7 @@ FUZZ      := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_TIME ?=
 fuzz: $(FUZZ)
 	$(Q)$(if $(FUZZ_TIME),$(MAKE) --no-print-directory fuzz-run)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard include/zos/*.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_util.h $(LIB_SRC) $(wildcard include/zos/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
@@ -147,7 +147,7 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
-FORMAT_FILES = $(wildcard include/zos/*.h proxy/*.c cli/*.c cli/*.h tests/unit/*.c tests/sim/*.c tests/sim/*.h tests/fuzz/*.c)
+FORMAT_FILES = $(wildcard include/zos/*.h proxy/*.c cli/*.c cli/*.h tests/unit/*.c tests/sim/*.c tests/sim/*.h tests/fuzz/*.c tests/fuzz/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

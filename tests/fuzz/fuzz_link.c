@@ -38,15 +38,9 @@
 #include "zos/link.h"
 #include "zos/resp.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_REQS  256
 #define MAX_ARGS  4
@@ -66,25 +60,6 @@ struct req {
     bool accepted;
     int calls;
 };
-
-/* A growing byte log. */
-struct log {
-    char *s;
-    size_t n, cap;
-};
-
-static void log_add(struct log *l, const void *p, size_t n)
-{
-    if (n == 0)
-        return;
-    if (l->n + n > l->cap) {
-        l->cap = (l->n + n) * 2 + 64;
-        l->s = realloc(l->s, l->cap);
-        CHECK(l->s != NULL);
-    }
-    memcpy(l->s + l->n, p, n);
-    l->n += n;
-}
 
 /* Everything about one input. */
 struct fz {
@@ -524,11 +499,6 @@ static void node_read(void)
     }
 }
 
-static void free_piece(const void *data, size_t len, void *arg)
-{
-    free((void *)data);
-}
-
 /* The node writes P[0..N) in up to three exactly sized chains. */
 static void node_write(const char *p, size_t n)
 {
@@ -545,10 +515,7 @@ static void node_write(const char *p, size_t n)
         size_t k = cut[i + 1] - cut[i];
         if (k == 0)
             continue;
-        char *m = malloc(k);
-        CHECK(m != NULL);
-        memcpy(m, p + cut[i], k);
-        CHECK(evbuffer_add_reference(out, m, k, free_piece, NULL) == 0);
+        add_piece(out, p + cut[i], k);
     }
 }
 

@@ -32,6 +32,8 @@
 
 #include "zos/resp.h"
 
+#include "fuzz_util.h"
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define FUZZ_ASAN 1
@@ -45,14 +47,6 @@
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* ---- what a front end made of the stream ---- */
 
@@ -116,21 +110,6 @@ static void vals_add(struct vals *vs, const struct val *v)
 }
 
 /* ---- feeding ---- */
-
-static void free_piece(const void *data, size_t len, void *arg)
-{
-    free((void *)data);
-}
-
-static void add_piece(struct evbuffer *b, const char *p, size_t n)
-{
-    if (n == 0)
-        return;
-    char *m = malloc(n);
-    CHECK(m != NULL);
-    memcpy(m, p, n);
-    CHECK(evbuffer_add_reference(b, m, n, free_piece, NULL) == 0);
-}
 
 struct cuts {
     uint32_t rnd;

@@ -23,37 +23,13 @@
 
 #include "zos/resp.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define HDR_MAX (64u * 1024)
 
-/* ---- a growing byte log ---- */
-
-struct log {
-    char *s;
-    size_t n, cap;
-};
-
-static void log_add(struct log *l, const void *p, size_t n)
-{
-    if (n == 0)
-        return;
-    if (l->n + n > l->cap) {
-        l->cap = (l->n + n) * 2 + 64;
-        l->s = realloc(l->s, l->cap);
-        CHECK(l->s != NULL);
-    }
-    memcpy(l->s + l->n, p, n);
-    l->n += n;
-}
+/* ---- the byte log (fuzz_util.h): numbers ---- */
 
 static void log_num(struct log *l, size_t v)
 {
@@ -61,21 +37,6 @@ static void log_num(struct log *l, size_t v)
 }
 
 /* ---- feeding ---- */
-
-static void free_piece(const void *data, size_t len, void *arg)
-{
-    free((void *)data);
-}
-
-static void add_piece(struct evbuffer *b, const char *p, size_t n)
-{
-    if (n == 0)
-        return;
-    char *m = malloc(n);
-    CHECK(m != NULL);
-    memcpy(m, p, n);
-    CHECK(evbuffer_add_reference(b, m, n, free_piece, NULL) == 0);
-}
 
 struct cuts {
     uint32_t rnd;
