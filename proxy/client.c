@@ -34,11 +34,8 @@
 #include "zos/server.h"
 #include "zos/verbs.h"
 
-#define MAX_SLOTS     65536              /* stop reading past this many replies due */
-#define OUTPUT_HIGH   (8 * 1024 * 1024)  /* stop reading while the client lags this much */
-#define TUNNEL_MAX    (32 * 1024 * 1024) /* a subscriber this far behind is dropped */
-#define HELD_READ_MAX (64 * 1024)        /* read ahead of a client waiting for replies */
-#define LINGER_MS     500                /* a closed client's last bytes are read this long */
+#define SLOT_COST 192 /* what a reply slot costs beyond its bytes, for the output limit */
+#define LINGER_MS 500 /* a closed client's last bytes are read this long, at most */
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
 
@@ -62,6 +59,9 @@ struct zos_slot {
     bool seal;                     /* the reply answers CONFIG GET, or EXEC with one in it */
     bool *seal_which;              /* EXEC: which elements answer a CONFIG GET (owned) */
     size_t seal_n;
+    bool select;   /* the reply answers SELECT: undone if it failed */
+    bool blocking; /* a blocking command on a pinned link */
+    int db_before, db_after;
 };
 
 /* One node's share of a ZOS.ALL request. */
@@ -88,6 +88,7 @@ struct all_group {
 static void process_input(struct zos_client *c);
 static void flush(struct zos_client *c);
 static void schedule(struct zos_client *c);
+static bool over_output_limit(struct zos_client *c, bool pubsub);
 
 /* Replies arrived for a client that waits for them: read on, but from the
  * flush event, never from inside a link's callback (that link may be freed
@@ -290,15 +291,59 @@ static bool refuse_all(struct zos_client *c)
 
 /* ---- replies from links ---- */
 
+/* C's use of a lane at N (NULL: none yet). */
+static struct zos_lane_use *lane_use(struct zos_client *c, const struct zos_node *n)
+{
+    for (size_t i = 0; i < c->nuses; i++)
+        if (c->uses[i].node == n)
+            return &c->uses[i];
+    return NULL;
+}
+
 static void uncount(struct zos_slot *s)
 {
     if (!s->counted || s->c == NULL)
         return;
     s->counted = false;
-    if (s->pin != NULL)
+    if (s->pin != NULL) {
         s->pin->inflight--;
-    else
+        if (s->pin->inflight == 0)
+            s->c->release = true; /* the flush event gives it back if nothing is left on it */
+    } else {
+        struct zos_lane_use *u = lane_use(s->c, s->node);
         s->c->shared_inflight--;
+        if (u != NULL && u->inflight > 0)
+            u->inflight--;
+    }
+}
+
+/* The shared link for C's next request to N: the lane its unanswered
+ * requests to N are on (one client's requests reach a node in order), else
+ * the router's pick.  NULL with *AGAIN when those are on a lane of another
+ * db or protocol (wait for them), or out of memory. */
+static struct zos_link *client_lane(struct zos_client *c, struct zos_node *n, bool *again)
+{
+    int db = zos_router_db(n, c->db);
+    struct zos_lane_use *u = lane_use(c, n);
+    *again = false;
+    if (u != NULL && u->inflight > 0) {
+        if (u->db == db && u->resp3 == c->resp3)
+            return u->link;
+        *again = true;
+        return NULL;
+    }
+    if (u == NULL) {
+        struct zos_lane_use *nu = realloc(c->uses, (c->nuses + 1) * sizeof(*nu));
+        if (nu == NULL)
+            return NULL;
+        c->uses = nu;
+        u = &c->uses[c->nuses++];
+        *u = (struct zos_lane_use){.node = n};
+    }
+    u->link = zos_router_lane(c->srv->router, n, c->db, c->resp3);
+    u->db = db;
+    u->resp3 = c->resp3;
+    return u->link;
 }
 
 static void node_down_error(struct evbuffer *out, const struct zos_node *n, const char *err)
@@ -340,6 +385,8 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     struct zos_slot *s = arg;
     struct zos_client *c = s->c;
 
+    if (reply == NULL && s->pin != NULL && s->blocking)
+        s->pin->lost_blocked = true; /* pin_closed, right after, closes the client */
     uncount(s);
     if (c == NULL) {
         slot_free(s);
@@ -348,6 +395,8 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     if (reply != NULL) {
         struct evbuffer *dst = zos_slot_buf(s);
         size_t before = evbuffer_get_length(dst);
+        if (s->select && zos_resp_reply_type(reply, len) == '-' && c->db == s->db_after)
+            c->db = s->db_before; /* refused: the db stays what it was, as on redis */
         if (s->info) {
             info_merge(c, reply, len, dst);
         } else if (s->seal && s->seal_n == SIZE_MAX) {
@@ -360,11 +409,19 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
         }
         if (dst == s->buf) /* waits behind an earlier reply; filters change the length */
             c->slot_bytes += evbuffer_get_length(dst) - before;
+    } else if (s->select && strncmp(err, "SELECT failed: ", 15) == 0) {
+        /* The lane of that db could not select it: the node's own answer. */
+        if (c->db == s->db_after)
+            c->db = s->db_before;
+        zos_resp_add_error(zos_slot_buf(s), "%s", err + 15);
     } else {
         s->node->errors++;
+        if (s->select && c->db == s->db_after)
+            c->db = s->db_before;
         node_down_error(zos_slot_buf(s), s->node, err);
     }
     zos_slot_done(s);
+    over_output_limit(c, false);
     resume_soon(c);
 }
 
@@ -526,7 +583,7 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
         evtimer_add(g->deadline, &tv);
     for (size_t i = 0; i < r->nnodes; i++) { /* the last part may free G and S */
         struct zos_node *n = g->parts[i].node;
-        struct zos_link *shared = zos_router_shared(r, n, c->resp3);
+        struct zos_link *shared = zos_router_lane(r, n, c->db, c->resp3);
         n->requests++;
         c->shared_inflight++;
         if (shared == NULL) {
@@ -537,6 +594,28 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
             all_part_cb(&g->parts[i], NULL, 0, zos_link_errstr(shared));
         }
     }
+}
+
+/* Replies waiting for C (written or not) past its limit -- client-output-limit,
+ * or pubsub-output-limit for a subscriber or MONITOR -- close it, as redis's
+ * client-output-buffer-limit does: never a stall of its node, never
+ * gigabytes.  True when C is being closed (freed by the flush event). */
+static bool over_output_limit(struct zos_client *c, bool pubsub)
+{
+    const struct zos_proxy_conf *pc = &c->srv->conf->proxy;
+    size_t limit = pubsub ? pc->pubsub_output_limit : pc->client_output_limit;
+    size_t used =
+        evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes + c->nslots * SLOT_COST;
+    if (c->kill)
+        return true;
+    if (limit == 0 || used <= limit)
+        return false;
+    log_warn("client %llu (%s%s%s) closed: %zu bytes of replies waiting, over %s %zu", c->id,
+             c->addr, c->name != NULL ? " " : "", c->name != NULL ? c->name : "", used,
+             pubsub ? "pubsub-output-limit" : "client-output-limit", limit);
+    c->kill = true; /* freed by the flush event */
+    schedule(c);
+    return true;
 }
 
 /* ---- pinned links ---- */
@@ -556,12 +635,13 @@ static void pin_closed(void *arg, const char *err)
     struct zos_pin *p = arg;
     /* What the node held for the client; a SUBSCRIBE or MONITOR it never
      * confirmed held nothing yet. */
-    bool had_state = p->multi || p->watch || p->selected || p->tracking ||
+    bool had_state = p->multi || p->watch || p->tracking || p->lost_blocked ||
                      p->nchan + p->npat + p->nshard > 0 || (p->monitor && p->confirmed);
     if (zos_link_is_protocol_error(err))
         log_warn("node '%s': pinned link of client %llu dropped: %s", p->node->conf->name,
                  p->client->id, err);
     p->broken = true;
+    p->lost_blocked = false;
     snprintf(p->errstr, sizeof(p->errstr), "%s", err);
     confirm_fail(p, err);
     p->nchan = p->npat = p->nshard = p->sub_due = 0;
@@ -572,12 +652,14 @@ static void pin_closed(void *arg, const char *err)
         node_down_error(zos_slot_buf(s), p->node, err);
         zos_slot_done(s);
     }
-    /* State the node held for this client (a transaction, subscriptions,
-     * tracking, a selected db) is gone: like a redis that restarted, the
-     * connection closes once the errors are out, and its library restores it. */
+    /* What it held -- a transaction, WATCH, subscriptions, MONITOR, tracking,
+     * a blocked command -- is gone.  Like a redis that restarted, the
+     * connection closes once the errors are out, and the client's library
+     * reconnects and restores it. */
     if (had_state)
         zos_client_close_after_flush(p->client);
-    resume_soon(p->client);
+    p->client->release = true; /* the broken link goes at the flush event */
+    schedule(p->client);
 }
 
 /* The reply's count is the connection's channels + patterns (shard channels
@@ -628,11 +710,8 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
     evbuffer_remove_buffer(reply, dst, len);
     if (dst == s->buf)
         c->slot_bytes += len;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > TUNNEL_MAX) {
-        c->kill = true; /* like redis's pubsub output limit; freed by the flush event */
-        schedule(c);
+    if (over_output_limit(c, true))
         return;
-    }
     if (!p->confirmed && first == '-' && !p->monitor) {
         tunnel_end(p); /* the SUBSCRIBE itself failed */
         return;
@@ -727,9 +806,8 @@ static void push3_cb(struct zos_pin *p, struct evbuffer *reply, size_t len)
         c->slot_bytes += len;
         zos_slot_done(ps);
     }
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > TUNNEL_MAX)
-        c->kill = true; /* like redis's pubsub output limit; freed by the flush event */
-    schedule(c);
+    if (!over_output_limit(c, true))
+        schedule(c);
 }
 
 /* The FIFO entry of a RESP3 (un)subscribe: it only ever gets a reply that is
@@ -761,47 +839,61 @@ static void pin_push_cb(void *arg, struct evbuffer *reply, size_t len, const cha
         tunnel_cb(arg, reply, len, err);
 }
 
+/* True when P's link holds nothing of its client's: it can serve another. */
+static bool pin_idle(const struct zos_pin *p)
+{
+    return p->link != NULL && !p->broken && p->inflight == 0 && p->tunnel == NULL &&
+           p->confirm == NULL && !p->multi && !p->watch && !p->monitor && !p->tracking &&
+           p->nchan + p->npat + p->nshard == 0 && p->sub_due == 0 && p->unsub_due == 0;
+}
+
+/* P's link goes back to its node: to the idle pool when it holds nothing
+ * (and its db is still the one it was opened in), else closed. */
+static void pin_give_back(struct zos_pin *p)
+{
+    if (p->link == NULL)
+        return;
+    zos_router_pin_give(p->client->srv->router, p->node, p->link, p->db, p->resp3,
+                        pin_idle(p) && !p->selected);
+    p->link = NULL;
+    p->node_id = 0;
+    p->selected = false;
+}
+
+/* From the flush event (never inside a link's callback): pinned links whose
+ * state ended -- a blocking command answered, EXEC, the last unsubscribe --
+ * and broken ones are given back. */
+static void release_pins(struct zos_client *c)
+{
+    c->release = false;
+    for (struct zos_pin *p = c->pins; p != NULL; p = p->next)
+        if (p->link != NULL && (p->broken || pin_idle(p)))
+            pin_give_back(p);
+}
+
 static void pin_free(struct zos_pin *p)
 {
-    if (p->link != NULL) {
-        zos_link_free(p->link); /* confirmations still due are answered "link closed" */
-        p->node->pinned--;
-    }
+    if (p->link != NULL)
+        pin_give_back(p); /* confirmations still due are answered "link closed" */
     confirm_fail(p, NULL);
     free(p->queued_config);
     free(p);
 }
 
-/* The pinned link of C to N, opened on first need; NULL with an error reply in S. */
+/* The pinned link of C to N, lent on first need; NULL with an error reply in S. */
 static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct zos_slot *s)
 {
     struct zos_pin *p = pin_find(c, n);
+    char err[200];
     if (p != NULL && p->broken) {
-        /* The loss was already answered to the request in flight; only state
-         * the node held for this client (MULTI, WATCH, SELECT) must be told. */
-        bool had_state = p->multi || p->watch || p->selected;
-        if (had_state)
-            zos_slot_error(s,
-                           "ERR node '%s' unavailable: %s (pinned connection lost, with it "
-                           "this connection's MULTI/WATCH/SELECT state)",
-                           n->conf->name, p->errstr);
-        zos_link_free(p->link);
-        n->pinned--;
-        p->link = NULL;
-        p->broken = p->multi = p->watch = p->selected = p->monitor = p->tracking = false;
+        /* The loss was answered to the requests in flight, and a client whose
+         * state went with it is being closed: start afresh. */
+        pin_give_back(p);
+        p->broken = p->multi = p->watch = p->monitor = p->tracking = false;
         p->nchan = p->npat = p->nshard = p->sub_due = p->unsub_due = 0;
-        if (had_state)
-            return NULL;
     }
     if (p != NULL && p->link != NULL)
         return p;
-    if (n->pinned >= c->srv->conf->proxy.max_pinned) {
-        zos_slot_error(s,
-                       "ERR node '%s': too many pinned connections for blocking or stateful "
-                       "commands (max-pinned %d)",
-                       n->conf->name, c->srv->conf->proxy.max_pinned);
-        return NULL;
-    }
     if (p == NULL) {
         p = calloc(1, sizeof(*p));
         if (p == NULL) {
@@ -814,12 +906,12 @@ static struct zos_pin *pin_get(struct zos_client *c, struct zos_node *n, struct 
         c->pins = p;
     }
     p->resp3 = c->resp3;
-    p->link = zos_router_link_new(c->srv->router, n, true, p->resp3);
+    p->db = zos_router_db(n, c->db);
+    p->link = zos_router_pin_take(c->srv->router, n, c->db, p->resp3, err, sizeof(err));
     if (p->link == NULL) {
-        zos_slot_error(s, "ERR out of memory");
+        zos_slot_error(s, "%s", err);
         return NULL;
     }
-    n->pinned++;
     zos_link_set_closed(p->link, pin_closed, p);
     zos_link_set_push(p->link, pin_push_cb, p);
     return p;
@@ -839,8 +931,8 @@ static bool has_block_arg(const struct zos_resp_argv *av)
 static bool pin_holds_state(const struct zos_pin *p)
 {
     return p != NULL && p->link != NULL &&
-           (p->multi || p->watch || p->selected || p->tunnel != NULL || p->tracking ||
-            p->confirm != NULL || p->nchan + p->npat + p->nshard > 0);
+           (p->multi || p->watch || p->tunnel != NULL || p->tracking || p->confirm != NULL ||
+            p->nchan + p->npat + p->nshard > 0);
 }
 
 static void pin_update(struct zos_pin *p, enum zos_route route)
@@ -860,7 +952,7 @@ static void pin_update(struct zos_pin *p, enum zos_route route)
             p->watch = false;
         break;
     case ZOS_ROUTE_SELECT:
-        p->selected = true;
+        p->selected = true; /* not the db it was opened in any more */
         break;
     case ZOS_ROUTE_MONITOR:
         p->monitor = true;
@@ -891,6 +983,9 @@ struct request {
     bool block;         /* XREAD with BLOCK */
     enum conn_cmd conn; /* CLIENT sub-commands about the node connection itself */
     bool info;          /* INFO: the proxy's section goes after the node's */
+    bool control;       /* SCRIPT/FUNCTION KILL, CLIENT PAUSE/UNPAUSE, SHUTDOWN */
+    long long quiet_ms; /* DEBUG SLEEP: the node says nothing for this long */
+    char arg1[24];      /* the first argument, cut short (SELECT's db) */
 };
 
 static int send_request(struct zos_link *l, struct request *rq, zos_link_reply_fn fn, void *arg)
@@ -1125,32 +1220,91 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
                            rq->name);
         return ZOS_ERR;
     }
+    if (route == ZOS_ROUTE_SELECT && p != NULL && p->multi) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR SELECT inside MULTI is not supported through zos-proxy: "
+                              "SELECT before MULTI");
+        return ZOS_ERR;
+    }
+    int newdb = c->db;
+    if (route == ZOS_ROUTE_SELECT && !pinned) {
+        /* Never pinned: the db is part of a lane's identity.  Checked as redis does. */
+        char *end;
+        long long v = strtoll(rq->arg1, &end, 10);
+        const char *bad = rq->argc != 2 ? "ERR wrong number of arguments for 'select' command"
+                          : rq->arg1[0] == '\0' || *end != '\0' || strlen(rq->arg1) > 20
+                              ? "ERR value is not an integer or out of range"
+                          : v < 0 || v > INT32_MAX ? "ERR DB index is out of range"
+                                                   : NULL;
+        if (bad != NULL) {
+            struct zos_slot *s = zos_slot_new(c);
+            if (s != NULL)
+                zos_slot_error(s, "%s", bad);
+            return ZOS_ERR;
+        }
+        newdb = (int)v;
+    } else if (route == ZOS_ROUTE_SELECT) {
+        newdb = atoi(rq->arg1); /* over the pin that holds state; the lanes follow */
+    }
     if (!pinned)
         pinned = route != ZOS_ROUTE_SHARED && route != ZOS_ROUTE_ENDMULTI &&
                  route != ZOS_ROUTE_UNWATCH && route != ZOS_ROUTE_UNSUB &&
-                 (route != ZOS_ROUTE_XREAD || rq->block);
+                 route != ZOS_ROUTE_SELECT && (route != ZOS_ROUTE_XREAD || rq->block);
     if (pinned ? c->shared_inflight > 0 : (p != NULL && p->inflight > 0))
         return ZOS_AGAIN;
+    if (rq->quiet_ms > 0)
+        zos_link_watch_quiet(n->watch, rq->quiet_ms);
 
-    n->requests++;
-    if (!pinned) {
-        struct zos_link *shared = zos_router_shared(c->srv->router, n, c->resp3);
+    if (!pinned && rq->control) {
+        /* Never behind data: SCRIPT KILL must pass the script it kills. */
+        struct zos_link *ctl = zos_router_control(c->srv->router, n);
         struct zos_slot *s = zos_slot_new(c);
         if (s == NULL)
             return ZOS_ERR;
         s->node = n;
+        n->requests++;
+        if (ctl == NULL)
+            zos_slot_error(s, "ERR out of memory");
+        else if (send_request(ctl, rq, slot_reply_cb, s) != ZOS_OK)
+            slot_reply_cb(s, NULL, 0, zos_link_errstr(ctl));
+        return ZOS_OK;
+    }
+    if (!pinned) {
+        int olddb = c->db;
+        bool again;
+        c->db = newdb; /* requests pipelined after SELECT go to its db at once */
+        struct zos_link *shared = client_lane(c, n, &again);
+        if (again) {
+            c->db = olddb;
+            return ZOS_AGAIN; /* after the replies due on the other db's lane */
+        }
+        n->requests++;
+        struct zos_slot *s = zos_slot_new(c);
+        if (s == NULL) {
+            c->db = olddb;
+            return ZOS_ERR;
+        }
+        s->node = n;
         if (shared == NULL) {
+            c->db = olddb;
             zos_slot_error(s, "ERR out of memory");
             return ZOS_ERR;
         }
         s->counted = true;
         s->seal = seal == ZOS_SEAL_FILTER;
         s->info = rq->info;
+        s->select = route == ZOS_ROUTE_SELECT;
+        s->db_before = olddb;
+        s->db_after = newdb;
         c->shared_inflight++;
+        lane_use(c, n)->inflight++;
         if (send_request(shared, rq, slot_reply_cb, s) != ZOS_OK)
             slot_reply_cb(s, NULL, 0, zos_link_errstr(shared));
         return ZOS_OK;
     }
+    if (route == ZOS_ROUTE_SELECT)
+        c->db = newdb;
 
     struct zos_slot *s = NULL;
     if (p == NULL || p->tunnel == NULL) {
@@ -1196,6 +1350,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     }
     s->pin = p;
     s->counted = true;
+    s->blocking = route == ZOS_ROUTE_BLOCKING || route == ZOS_ROUTE_XREAD;
     s->seal = seal == ZOS_SEAL_FILTER;
     s->info = rq->info;
     if (route == ZOS_ROUTE_MULTI && !was_multi) {
@@ -1219,6 +1374,23 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     return ZOS_OK;
 }
 
+static bool is_word(const char *s, size_t len, const char *w);
+
+/* What route_request needs to know of RQ beyond its name: the control
+ * commands, and DEBUG SLEEP's length (SUB: the first argument, ARG2 the
+ * second, both cut short). */
+static void classify(struct request *rq, const char *sub, const char *arg2)
+{
+    rq->control =
+        ((is_word(rq->name, rq->namelen, "script") || is_word(rq->name, rq->namelen, "function")) &&
+         strcasecmp(sub, "kill") == 0) ||
+        is_word(rq->name, rq->namelen, "shutdown") || rq->conn == CONN_NODE;
+    if (is_word(rq->name, rq->namelen, "debug") && strcasecmp(sub, "sleep") == 0) {
+        double d = strtod(arg2, NULL);
+        rq->quiet_ms = d > 0 && d < 1e7 ? (long long)(d * 1000) + 1000 : 0;
+    }
+}
+
 int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
                             const struct zos_resp_argv *av, size_t first)
 {
@@ -1230,6 +1402,12 @@ int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
         .namelen = av->argvlen[first],
         .block = has_block_arg(av),
     };
+    if (rq.argc >= 2) {
+        snprintf(rq.arg1, sizeof(rq.arg1), "%s", av->argv[first + 1]);
+        if (av->argvlen[first + 1] >= sizeof(rq.arg1))
+            rq.arg1[sizeof(rq.arg1) - 1] = 'x'; /* too long to be a db: "not an integer" */
+    }
+    classify(&rq, rq.arg1, rq.argc >= 3 ? av->argv[first + 2] : "");
     return route_request(c, node, &rq);
 }
 
@@ -1280,7 +1458,7 @@ void zos_client_reset(struct zos_client *c, struct zos_slot *s)
     free(c->name);
     c->name = NULL;
     c->node = c->fixed != NULL ? c->fixed : c->srv->router->default_node;
-    c->db = 0;
+    c->db = -1;
     c->auth_all = false;
     c->auth_node = NULL;
     zos_slot_status(s, "RESET");
@@ -1450,8 +1628,21 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     note_command(c, rq.name, rq.namelen, sub);
     if (is_word(rq.name, rq.namelen, "client") && (rq.conn = conn_command(in, req, &av, sub)))
         v = NULL; /* about the node connection: forwarded */
-    if (is_word(rq.name, rq.namelen, "select") && req->argc == 2)
-        c->db = atoi(sub); /* as CLIENT LIST shows it */
+    char arg2[24] = "";
+    size_t arg1len = 0;
+    if (req->argc >= 2 && rq.av != NULL) {
+        arg1len = av.argvlen[1];
+        snprintf(rq.arg1, sizeof(rq.arg1), "%s", av.argv[1]);
+    } else if (req->argc >= 2) {
+        arg1len = zos_resp_arg_copy(in, req, 1, rq.arg1, sizeof(rq.arg1));
+    }
+    if (arg1len >= sizeof(rq.arg1))
+        rq.arg1[sizeof(rq.arg1) - 1] = 'x'; /* too long to be a db: "not an integer" */
+    if (req->argc >= 3 && rq.av != NULL)
+        snprintf(arg2, sizeof(arg2), "%s", av.argv[2]);
+    else if (req->argc >= 3)
+        zos_resp_arg_copy(in, req, 2, arg2, sizeof(arg2));
+    classify(&rq, sub, arg2);
     if (v != NULL && is_word(rq.name, rq.namelen, "info") && c->node != NULL &&
         !(req->argc == 2 && strcasecmp(sub, "proxy") == 0)) {
         v = NULL; /* the node's INFO, with the proxy's section added (slot_reply_cb) */
@@ -1496,35 +1687,38 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     return rc;
 }
 
-static void pause_reading(struct zos_client *c, bool pause)
+/* Requests read while C waits for replies (not forwarded yet) past
+ * client-query-limit close it, as redis's client-query-buffer-limit does. */
+static bool over_query_limit(struct zos_client *c)
 {
-    if (pause == c->paused)
-        return;
-    c->paused = pause;
-    if (pause)
-        bufferevent_disable(c->bev, EV_READ);
-    else
-        bufferevent_enable(c->bev, EV_READ);
+    size_t limit = c->srv->conf->proxy.client_query_limit;
+    size_t used = evbuffer_get_length(bufferevent_get_input(c->bev));
+    if (limit == 0 || used <= limit)
+        return false;
+    log_warn("client %llu (%s%s%s) closed: %zu bytes of requests waiting, over client-query-limit "
+             "%zu",
+             c->id, c->addr, c->name != NULL ? " " : "", c->name != NULL ? c->name : "", used,
+             limit);
+    c->kill = true;
+    schedule(c);
+    return true;
 }
 
-/* Parses and dispatches every complete request, in order, until one must wait. */
+/* Parses and dispatches every complete request, in order, until one must
+ * wait.  The client is read all the while, as redis reads its clients: one
+ * that writes a whole pipeline before it reads never deadlocks, and its
+ * bounds are client-output-limit and client-query-limit. */
 static void process_input(struct zos_client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct zos_resp_req req;
     char err[128];
 
-    if (c->held) {
-        c->held = false;
-        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-    }
-    while (!c->closing) {
+    c->held = false;
+    while (!c->closing && !c->kill) {
         c->parser.lim.unauth = must_auth(c);
-        if (c->nslots >= MAX_SLOTS ||
-            evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes > OUTPUT_HIGH) {
-            pause_reading(c, true);
+        if (over_output_limit(c, false))
             return;
-        }
         int rc = zos_resp_parse(&c->parser, in, &req, err, sizeof(err));
         if (rc == ZOS_AGAIN)
             break;
@@ -1538,17 +1732,16 @@ static void process_input(struct zos_client *c)
         }
         size_t before = evbuffer_get_length(in);
         if (req.argc > 0 && dispatch(c, in, &req) == ZOS_AGAIN) {
-            /* Parse nothing more until the replies it waits for came; go on
-             * reading a little, to notice the client leave (BLPOP k 0). */
+            /* Parse nothing more until the replies it waits for came; the
+             * bytes that follow wait in the input (client-query-limit). */
             c->held = true;
-            bufferevent_setwatermark(c->bev, EV_READ, 0, evbuffer_get_length(in) + HELD_READ_MAX);
+            over_query_limit(c);
             return;
         }
         size_t used = before - evbuffer_get_length(in);
         if (used < req.len)
             evbuffer_drain(in, req.len - used);
     }
-    pause_reading(c, false);
 }
 
 /* ---- socket callbacks ----
@@ -1563,13 +1756,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct zos_client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    if (c->closing) { /* reading on only to notice the client leave */
+    if (c->closing) /* reading on only to notice the client leave (linger bounds it) */
         evbuffer_drain(in, evbuffer_get_length(in));
-        if (c->linger != NULL) { /* still sending: not idle yet */
-            struct timeval tv = {0, LINGER_MS * 1000};
-            evtimer_add(c->linger, &tv);
-        }
-    } else if (!c->held)
+    else if (c->held)
+        over_query_limit(c);
+    else
         process_input(c);
 }
 
@@ -1579,10 +1770,10 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The last reply is written: close the sending side, but go on reading
- * (and dropping) until the client closes too, or is silent for LINGER_MS.  Closing at
- * once, with request bytes still arriving (an oversized value after its
+ * (and dropping) until the client closes too, for LINGER_MS at most.  Closing
+ * at once, with request bytes still arriving (an oversized value after its
  * protocol error), would reset the connection before the client read the
- * error. */
+ * error; reading for ever would let a client that never stops keep it. */
 static void linger(struct zos_client *c)
 {
     struct timeval tv = {0, LINGER_MS * 1000};
@@ -1609,8 +1800,6 @@ static void output_drained(struct zos_client *c)
             linger(c);
         return;
     }
-    if (c->paused && !c->held)
-        process_input(c);
 }
 
 /* The bufferevent wrote what a full socket had left. */
@@ -1651,9 +1840,14 @@ static void schedule(struct zos_client *c)
 static void write_now(struct zos_client *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+
     if (c->writing) /* the bufferevent is on it */
         return;
+    /* The bufferevent keeps the start of its output frozen and thaws it for
+     * its own writes: so do we, or evbuffer_write refuses every time. */
+    evbuffer_unfreeze(out, 1);
     int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
     if (n < 0 || evbuffer_get_length(out) > 0) {
         /* full (or failed: the bufferevent then reports the error) */
         c->writing = true;
@@ -1674,6 +1868,8 @@ void zos_client_flush_all(struct zos_server *srv)
             zos_client_free(c);
             continue;
         }
+        if (c->release)
+            release_pins(c);
         if (c->resume) {
             c->resume = false;
             process_input(c);
@@ -1698,8 +1894,24 @@ static void undirty(struct zos_client *c)
 void zos_client_close_after_flush(struct zos_client *c)
 {
     c->closing = true;
-    pause_reading(c, false);
     schedule(c);
+}
+
+void zos_client_shutdown(struct zos_client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct zos_resp_req req;
+    char err[128];
+    /* Requests read but not sent (they waited for replies on another link):
+     * each is answered, in order, after the replies in flight. */
+    while (!c->closing && !c->kill &&
+           zos_resp_parse(&c->parser, in, &req, err, sizeof(err)) == ZOS_OK) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR zos-proxy is shutting down");
+        evbuffer_drain(in, req.len);
+    }
+    zos_client_close_after_flush(c);
 }
 
 long long zos_client_now_ms(void)
@@ -1757,6 +1969,7 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
     c->id = ++srv->next_client_id;
     c->fixed = fixed;
     c->node = fixed != NULL ? fixed : srv->router->default_node;
+    c->db = -1;
     c->fd = fd;
     c->created_ms = c->last_ms = zos_client_now_ms();
     sock_name(fd, false, c->addr, sizeof(c->addr));
@@ -1812,6 +2025,7 @@ void zos_client_free(struct zos_client *c)
     bufferevent_free(c->bev);
     if (c->linger != NULL)
         event_free(c->linger);
+    free(c->uses);
     free(c->name);
     free(c);
     if (srv->shutting_down)

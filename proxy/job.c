@@ -572,7 +572,6 @@ static struct waiter *free_waiter(struct zos_jobs *j)
         if (w->link == NULL) {
             struct zos_link_opts lo = j->opts.link;
             lo.pinned = true;
-            lo.ping_interval_ms = 0;
             w->link = zos_link_new(j->base, j->dns, j->node, j->ssl, &lo);
             if (w->link == NULL)
                 continue;

@@ -30,10 +30,12 @@
 #define BACKOFF_MIN_MS  100
 #define DEMAND_RETRY_MS 500 /* retry delay of a node clients ask for while it is down */
 #define PROTO_ERR       "protocol error: "
+#define BIG_REPLY       (1024 * 1024) /* a reply this large on its way makes the link busy */
 
 struct pending {
     zos_link_reply_fn fn;
     void *arg;
+    long long at_ms; /* when it was queued (coarse clock): how long it has waited */
 };
 
 struct zos_link {
@@ -52,11 +54,11 @@ struct zos_link {
     size_t hs_done;
     unsigned epoch; /* bumped on every failure: callbacks check it */
     struct zos_resp_scanner scan;
-    struct event *timer; /* connect timeout, backoff, health ping */
+    struct event *timer; /* connect timeout, backoff */
     int backoff_ms;
-    bool ping_out;
-    bool activity;
-    int stalled;                    /* ping intervals with requests in flight and nothing read */
+    long long used_ms;              /* last request sent or reply read (coarse clock) */
+    struct zos_link *hprev, *hnext; /* the watch's links */
+    unsigned hung_mark;             /* failed in this round of the watch's */
     bool demand;                    /* asked for while down: retry soon */
     bool over_budget;               /* the failure is the descriptor budget's, not the node's */
     bool failing;                   /* link_fail is failing the queue: no new request */
@@ -78,6 +80,10 @@ struct zos_link {
 static void link_fail(struct zos_link *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int start_connect(struct zos_link *l);
+static void watch_heard(struct zos_link_watch *w, long long now);
+static void watch_kick(struct zos_link_watch *w);
+static void watch_add(struct zos_link *l);
+static void watch_remove(struct zos_link *l);
 
 static void scanner_init(struct zos_link *l)
 {
@@ -87,6 +93,14 @@ static void scanner_init(struct zos_link *l)
         lim = *l->opts.reply_limits;
     lim.resp2_only = !l->opts.resp3;
     zos_resp_scanner_init(&l->scan, &lim);
+}
+
+/* A clock for ages of requests and idle times: milliseconds, a few ms coarse, cheap. */
+static long long coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
@@ -103,7 +117,7 @@ static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
         l->head = 0;
         l->cap = ncap;
     }
-    l->fifo[(l->head + l->count) % l->cap] = (struct pending){fn, arg};
+    l->fifo[(l->head + l->count) % l->cap] = (struct pending){fn, arg, coarse_ms()};
     l->count++;
     return 0;
 }
@@ -114,7 +128,7 @@ static int fifo_unshift(struct zos_link *l, zos_link_reply_fn fn, void *arg)
         return -1;
     l->count--;
     l->head = (l->head + l->cap - 1) % l->cap;
-    l->fifo[l->head] = (struct pending){fn, arg};
+    l->fifo[l->head] = (struct pending){fn, arg, coarse_ms()};
     l->count++;
     return 0;
 }
@@ -337,8 +351,6 @@ static void drop_connection(struct zos_link *l)
     evtimer_del(l->timer);
     l->handshake_left = 0;
     l->hs_done = 0;
-    l->ping_out = false;
-    l->stalled = 0;
     scanner_init(l);
 }
 
@@ -401,13 +413,23 @@ static void set_ready(struct zos_link *l)
     gate_leave(l); /* the connect slot; the descriptor stays listed */
     l->errstr[0] = '\0';
     evtimer_del(l->timer);
-    if (l->opts.ping_interval_ms > 0 && !l->opts.pinned)
-        timer_arm(l, l->opts.ping_interval_ms);
+    if (l->opts.watch != NULL)
+        watch_kick(l->opts.watch);
     if (evbuffer_get_length(l->outq) > 0)
         bufferevent_write_buffer(l->bev, l->outq);
 }
 
-/* The reply to AUTH or SELECT: anything but +OK ends the attempt. */
+/* -BUSY (a script runs) or -LOADING: the node is there and answers; what
+ * it will answer a client's command is its own business. */
+static bool busy_answer(struct evbuffer *reply, size_t len)
+{
+    char text[16];
+    return zos_resp_reply_error(reply, len, text, sizeof(text)) &&
+           (strncmp(text, "BUSY", 4) == 0 || strncmp(text, "LOADING", 7) == 0);
+}
+
+/* The reply to AUTH, SELECT or HELLO (anything but +OK or a map ends the
+ * attempt), or to the PING of a link with nothing else to say. */
 static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
     struct zos_link *l = arg;
@@ -415,8 +437,11 @@ static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const ch
     if (reply == NULL)
         return;
     const char *what = l->hs_name[l->hs_done++ & 1];
-    bool hello = strcmp(what, "HELLO") == 0;
-    if (hello ? zos_resp_reply_type(reply, len) == '%' : zos_resp_reply_is_ok(reply, len)) {
+    char type = zos_resp_reply_type(reply, len);
+    bool ok = strcmp(what, "HELLO") == 0  ? type == '%'
+              : strcmp(what, "PING") == 0 ? type == '+' || busy_answer(reply, len)
+                                          : zos_resp_reply_is_ok(reply, len);
+    if (ok) {
         if (--l->handshake_left == 0)
             set_ready(l);
         return;
@@ -424,13 +449,6 @@ static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const ch
     if (!zos_resp_reply_error(reply, len, text, sizeof(text)))
         zos_resp_escape(reply, len, text, sizeof(text));
     link_fail(l, "%s failed: %s", what, text);
-}
-
-static void ping_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
-{
-    struct zos_link *l = arg;
-    if (reply != NULL)
-        l->ping_out = false;
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -442,6 +460,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             l->over_budget = true; /* not the node's fault */
             link_fail(l, "no descriptor left for another node connection within %d ms",
                       l->opts.connect_timeout_ms);
+        } else if (zos_link_watch_quiet_left(l->opts.watch) > 0) {
+            /* The node is busy with a known long command (DEBUG SLEEP): it
+             * answers the handshake after it. */
+            timer_arm(l,
+                      (int)zos_link_watch_quiet_left(l->opts.watch) + l->opts.connect_timeout_ms);
         } else {
             link_fail(l, "connect timeout after %d ms", l->opts.connect_timeout_ms);
         }
@@ -453,28 +476,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             l->state = ZOS_LINK_IDLE;
         break;
     case ZOS_LINK_READY:
-        if (l->ping_out) {
-            link_fail(l, "no reply to health PING within %d ms", l->opts.ping_interval_ms);
-            return;
-        }
-        /* Requests in flight and nothing read for two intervals: a shared
-         * link carries no blocking command, so the node is hung (a paused VM,
-         * a partition) and TCP would take many minutes to say so. */
-        l->stalled = !l->activity && l->count > 0 ? l->stalled + 1 : 0;
-        if (l->stalled >= 2) {
-            link_fail(l, "no reply from the node for %d ms", 2 * l->opts.ping_interval_ms);
-            return;
-        }
-        if (!l->activity && l->count == 0) {
-            static const char ping[] = "*1\r\n$4\r\nPING\r\n";
-            if (fifo_push(l, ping_cb, l) == 0) {
-                bufferevent_write(l->bev, ping, sizeof(ping) - 1);
-                l->ping_out = true;
-            }
-        }
-        l->activity = false;
-        timer_arm(l, l->opts.ping_interval_ms);
-        break;
     case ZOS_LINK_IDLE:
         break;
     }
@@ -521,7 +522,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     unsigned epoch = l->epoch;
 
-    l->activity = true;
+    l->used_ms = coarse_ms();
+    if (l->opts.watch != NULL)
+        watch_heard(l->opts.watch, l->used_ms);
     for (;;) {
         size_t len;
         int rc = zos_resp_scan(&l->scan, in, &len);
@@ -636,12 +639,20 @@ static int write_handshake(struct zos_link *l)
         zos_resp_add_command(bufferevent_get_output(l->bev), l->opts.auth_user ? 3 : 2, argv, lens);
         l->hs_name[l->handshake_left++] = "AUTH";
     }
-    if (l->node->db > 0) {
-        snprintf(db, sizeof(db), "%d", l->node->db);
+    int dbn = l->opts.select_db ? l->opts.db : l->node->db;
+    if (dbn > 0) {
+        snprintf(db, sizeof(db), "%d", dbn);
         const char *argv[] = {"SELECT", db};
         size_t lens[] = {6, strlen(db)};
         zos_resp_add_command(bufferevent_get_output(l->bev), 2, argv, lens);
         l->hs_name[l->handshake_left++] = "SELECT";
+    }
+    if (l->handshake_left == 0) {
+        /* Nothing to say first: ask anyway, so that the link is ready only
+         * once the node has answered (the kernel accepts for a stopped one). */
+        static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+        bufferevent_write(l->bev, ping, sizeof(ping) - 1);
+        l->hs_name[l->handshake_left++] = "PING";
     }
     /* Their replies come first, before those of requests that waited for
      * the connect: at the head of the FIFO. */
@@ -795,6 +806,7 @@ struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
         l->opts.backoff_max_ms = BACKOFF_MIN_MS;
     l->backoff_ms = BACKOFF_MIN_MS;
     l->state = ZOS_LINK_IDLE;
+    l->used_ms = coarse_ms();
     scanner_init(l);
     l->outq = evbuffer_new();
     l->timer = evtimer_new(base, timer_cb, l);
@@ -804,6 +816,8 @@ struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
     }
     if (node->tls && ssl == NULL)
         snprintf(l->errstr, sizeof(l->errstr), "no TLS context");
+    if (l->opts.watch != NULL)
+        watch_add(l);
     return l;
 }
 
@@ -817,6 +831,8 @@ void zos_link_free(struct zos_link *l)
     if (l->timer != NULL)
         link_fail(l, "link closed");
     gate_leave(l); /* a link that was waiting for a slot */
+    if (l->opts.watch != NULL)
+        watch_remove(l);
     if (l->timer != NULL)
         event_free(l->timer);
     if (l->outq != NULL)
@@ -841,6 +857,7 @@ static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     if (l->state == ZOS_LINK_IDLE && start_connect(l) != 0)
         return -1;
     gate_touch(l);
+    l->used_ms = coarse_ms();
     if (fn != NULL && fifo_push(l, fn, arg) != 0)
         return -1;
     return 0;
@@ -931,6 +948,259 @@ size_t zos_link_inflight(const struct zos_link *l)
 const struct zos_node_conf *zos_link_node(const struct zos_link *l)
 {
     return l->node;
+}
+
+/* ---- the watch: is the node alive? ----
+ *
+ * One per node, over every link to it that has a connection.  A quiet link
+ * proves nothing (a BLPOP, a long script, a big reply on its way): the node
+ * is asked instead, with a PING on a link that is not busy -- an idle shared
+ * link, else the control link -- whenever requests wait and nothing was read
+ * for a tick, and every idle-ping interval anyway.  No answer within the
+ * timeout (past a quiet time announced for a known long command) and the
+ * node is hung: every link of it fails, so everything waiting gets an error. */
+
+struct zos_link_watch {
+    struct event_base *base;
+    struct event *timer;
+    int timeout_ms, idle_ms;
+    struct zos_link *head; /* links of the node */
+    struct zos_link *(*control)(void *arg);
+    void *control_arg;
+    long long heard_ms; /* something was read from the node */
+    long long quiet_ms; /* a command keeps the node silent until then */
+    long long ping_ms;  /* when the PING in flight was sent */
+    bool ping_out;
+    bool failing; /* failing its links: their PING callbacks do nothing */
+    unsigned round;
+    unsigned long long hangs;
+};
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg);
+
+struct zos_link_watch *zos_link_watch_new(struct event_base *base, int timeout_ms, int idle_ping_ms)
+{
+    struct zos_link_watch *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->timer = evtimer_new(base, watch_cb, w);
+    if (w->timer == NULL) {
+        free(w);
+        return NULL;
+    }
+    w->base = base;
+    w->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
+    w->idle_ms = idle_ping_ms > 0 ? idle_ping_ms : 15000;
+    return w;
+}
+
+void zos_link_watch_set_control(struct zos_link_watch *w, struct zos_link *(*fn)(void *arg),
+                                void *arg)
+{
+    w->control = fn;
+    w->control_arg = arg;
+}
+
+void zos_link_watch_quiet(struct zos_link_watch *w, long long ms)
+{
+    long long until = coarse_ms() + ms;
+    if (until > w->quiet_ms)
+        w->quiet_ms = until;
+}
+
+long long zos_link_watch_quiet_left(const struct zos_link_watch *w)
+{
+    long long left = w != NULL ? w->quiet_ms - coarse_ms() : 0;
+    return left > 0 ? left : 0;
+}
+
+unsigned long long zos_link_watch_hangs(const struct zos_link_watch *w)
+{
+    return w->hangs;
+}
+
+static void watch_heard(struct zos_link_watch *w, long long now)
+{
+    w->heard_ms = now;
+}
+
+/* The tick: half the timeout while requests wait, else the idle interval. */
+static int watch_tick_ms(const struct zos_link_watch *w)
+{
+    int t = w->timeout_ms / 2;
+    return t < 50 ? 50 : t > w->idle_ms ? w->idle_ms : t;
+}
+
+static void watch_arm(struct zos_link_watch *w, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+}
+
+/* A link got a connection: the watch runs (again) if it was idle. */
+static void watch_kick(struct zos_link_watch *w)
+{
+    if (!evtimer_pending(w->timer, NULL))
+        watch_arm(w, watch_tick_ms(w));
+}
+
+static bool link_open(const struct zos_link *l)
+{
+    return l->bev != NULL && (l->state == ZOS_LINK_READY || l->state == ZOS_LINK_CONNECTING);
+}
+
+/* Every link of W that has a connection fails with WHY.  A failure's
+ * callbacks may free other links of W: start over after each. */
+static void watch_fail(struct zos_link_watch *w, const char *why)
+{
+    unsigned round = ++w->round;
+    w->failing = true;
+    w->ping_out = false;
+    for (;;) {
+        struct zos_link *l = w->head;
+        while (l != NULL && (l->hung_mark == round || !link_open(l)))
+            l = l->hnext;
+        if (l == NULL)
+            break;
+        l->hung_mark = round;
+        link_fail(l, "%s", why);
+    }
+    w->failing = false;
+}
+
+static void watch_ping_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
+{
+    struct zos_link_watch *w = arg;
+    char why[200];
+    if (w->failing || !w->ping_out)
+        return;
+    w->ping_out = false;
+    if (reply != NULL || strcmp(err, "link closed") == 0)
+        return; /* any answer will do: -BUSY from a node running a script is one */
+    snprintf(why, sizeof(why), "no answer to PING: %s", err);
+    w->hangs++;
+    watch_fail(w, why);
+}
+
+static bool watch_busy(const struct zos_link_watch *w, bool *open)
+{
+    bool busy = false;
+    *open = false;
+    for (const struct zos_link *l = w->head; l != NULL; l = l->hnext) {
+        if (!link_open(l))
+            continue;
+        *open = true;
+        busy = busy || l->count > 0;
+    }
+    return busy;
+}
+
+/* An idle shared link of W, ready: asking on it costs no connection. */
+static struct zos_link *watch_idle_link(const struct zos_link_watch *w)
+{
+    for (struct zos_link *l = w->head; l != NULL; l = l->hnext)
+        if (!l->opts.pinned && l->state == ZOS_LINK_READY && l->count == 0 &&
+            evbuffer_get_length(l->outq) == 0)
+            return l;
+    return NULL;
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    static const char *const ping[] = {"PING"};
+    static const size_t pinglen[] = {4};
+    struct zos_link_watch *w = arg;
+    long long now = coarse_ms();
+    int tick = watch_tick_ms(w);
+    bool open;
+    bool busy = watch_busy(w, &open);
+
+    if (w->ping_out) {
+        long long since = w->ping_ms > w->quiet_ms ? w->ping_ms : w->quiet_ms;
+        if (now - since >= w->timeout_ms) {
+            char why[120];
+            snprintf(why, sizeof(why), "no answer to PING within %d ms (node hung?)",
+                     w->timeout_ms);
+            w->hangs++;
+            watch_fail(w, why);
+            return; /* no link is open now: the next connect kicks the watch */
+        }
+        watch_arm(w, tick);
+        return;
+    }
+    if (!open)
+        return; /* nothing to watch until a link connects */
+    long long silent = now - w->heard_ms;
+    if ((busy && silent >= tick) || silent >= w->idle_ms) {
+        struct zos_link *l = watch_idle_link(w);
+        if (l == NULL && w->control != NULL)
+            l = w->control(w->control_arg);
+        if (l != NULL && zos_link_send_argv(l, 1, ping, pinglen, watch_ping_cb, w) == ZOS_OK) {
+            w->ping_out = true;
+            w->ping_ms = now;
+        } else if (busy) {
+            char why[300];
+            snprintf(why, sizeof(why), "cannot ask the node whether it is alive: %s",
+                     l != NULL && zos_link_errstr(l)[0] != '\0' ? zos_link_errstr(l) : "no link");
+            w->hangs++;
+            watch_fail(w, why);
+            return;
+        }
+    }
+    watch_arm(w, busy || w->ping_out ? tick : w->idle_ms);
+}
+
+void zos_link_watch_fail(struct zos_link_watch *w, const char *why)
+{
+    if (w != NULL)
+        watch_fail(w, why);
+}
+
+void zos_link_watch_free(struct zos_link_watch *w)
+{
+    if (w == NULL)
+        return;
+    for (struct zos_link *l = w->head; l != NULL; l = l->hnext)
+        l->opts.watch = NULL; /* links outliving it are no longer watched */
+    event_free(w->timer);
+    free(w);
+}
+
+static void watch_add(struct zos_link *l)
+{
+    struct zos_link_watch *w = l->opts.watch;
+    l->hnext = w->head;
+    if (w->head != NULL)
+        w->head->hprev = l;
+    w->head = l;
+}
+
+static void watch_remove(struct zos_link *l)
+{
+    struct zos_link_watch *w = l->opts.watch;
+    if (l->hprev != NULL)
+        l->hprev->hnext = l->hnext;
+    else
+        w->head = l->hnext;
+    if (l->hnext != NULL)
+        l->hnext->hprev = l->hprev;
+    l->hprev = l->hnext = NULL;
+}
+
+bool zos_link_busy(const struct zos_link *l, int busy_ms)
+{
+    if (l->state != ZOS_LINK_READY || l->count <= l->handshake_left)
+        return false;
+    if (evbuffer_get_length(bufferevent_get_input(l->bev)) > BIG_REPLY)
+        return true; /* a big reply is on its way: everything behind it waits for it */
+    return coarse_ms() - l->fifo[l->head].at_ms > busy_ms;
+}
+
+long long zos_link_idle_ms(const struct zos_link *l)
+{
+    if (l->count > 0 || evbuffer_get_length(l->outq) > 0)
+        return 0;
+    return coarse_ms() - l->used_ms;
 }
 
 /* ---- TLS session resumption ----

@@ -290,6 +290,11 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct zos_server *srv = arg;
     log_warn("shutdown: %zu client(s) still waiting for replies after %d ms, closing them",
              srv->nclients, srv->conf->proxy.shutdown_timeout_ms);
+    /* Whatever still waits (a BLPOP 0, a stuck node) is answered with an
+     * error before the connections close: nothing read goes unanswered. */
+    for (size_t i = 0; i < srv->router->nnodes; i++)
+        zos_link_watch_fail(srv->router->nodes[i].watch, "zos-proxy is shutting down");
+    zos_client_flush_all(srv);
     event_base_loopexit(srv->base, NULL);
 }
 
@@ -316,7 +321,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct zos_client *c = srv->clients;
     while (c != NULL) {
         struct zos_client *next = c->next;
-        zos_client_close_after_flush(c);
+        zos_client_shutdown(c);
         c = next;
     }
     struct timeval tv = {srv->conf->proxy.shutdown_timeout_ms / 1000,

@@ -259,8 +259,11 @@ static void client_line(struct evbuffer *out, const struct zos_client *c)
                         "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s "
                         "user=%s redir=-1 resp=%d node=%s\n",
                         c->id, c->addr, c->laddr, c->fd, c->name != NULL ? c->name : "",
-                        (now - c->created_ms) / 1000, (now - c->last_ms) / 1000, flags, c->db, sub,
-                        psub, ssub, multi, c->cmd[0] ? c->cmd : "NULL",
+                        (now - c->created_ms) / 1000, (now - c->last_ms) / 1000, flags,
+                        c->node != NULL ? zos_router_db(c->node, c->db)
+                        : c->db < 0     ? 0
+                                        : c->db,
+                        sub, psub, ssub, multi, c->cmd[0] ? c->cmd : "NULL",
                         c->auth_node != NULL ? c->auth_node->conf->name : "default",
                         c->resp3 ? 3 : 2, c->node != NULL ? c->node->conf->name : "");
 }
@@ -543,14 +546,18 @@ void zos_verbs_info_proxy(struct zos_client *c, struct evbuffer *text)
                         srv->router->default_node ? srv->router->default_node->conf->name : "");
     for (size_t i = 0; i < srv->router->nnodes; i++) {
         struct zos_node *n = &srv->router->nodes[i];
-        char addr[300];
+        char addr[300], lanes[200];
         node_addr(n, addr, sizeof(addr));
-        evbuffer_add_printf(text,
-                            "node_%s:address=%s,tls=%s,state=%s,inflight=%zu,pinned=%d,"
-                            "requests=%llu,errors=%llu\r\n",
-                            n->conf->name, addr, n->conf->tls ? "yes" : "no",
-                            zos_link_state_name(zos_link_state(n->shared)),
-                            zos_link_inflight(n->shared), n->pinned, n->requests, n->errors);
+        zos_router_lanes_text(n, lanes, sizeof(lanes));
+        evbuffer_add_printf(
+            text,
+            "node_%s:address=%s,tls=%s,state=%s,inflight=%zu,pinned=%d,"
+            "requests=%llu,errors=%llu,%s,pool=%zu,control=%s,hangs=%llu\r\n",
+            n->conf->name, addr, n->conf->tls ? "yes" : "no",
+            zos_link_state_name(zos_link_state(n->shared)), zos_link_inflight(n->shared), n->pinned,
+            n->requests, n->errors, lanes, n->npool,
+            n->control != NULL ? zos_link_state_name(zos_link_state(n->control)) : "none",
+            zos_link_watch_hangs(n->watch));
     }
 }
 
@@ -573,7 +580,9 @@ static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zo
         struct zos_node *n = &r->nodes[i];
         char addr[300];
         node_addr(n, addr, sizeof(addr));
-        zos_resp_add_map(out, 7, c->resp3);
+        char lanes[200];
+        zos_router_lanes_text(n, lanes, sizeof(lanes));
+        zos_resp_add_map(out, 11, c->resp3);
         add_kv(out, "name", n->conf->name);
         add_kv(out, "address", addr);
         add_kv(out, "state", zos_link_state_name(zos_link_state(n->shared)));
@@ -582,6 +591,13 @@ static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zo
         zos_resp_add_cstr(out, "inflight");
         zos_resp_add_int(out, (long long)zos_link_inflight(n->shared));
         add_kv(out, "default", n == r->default_node ? "yes" : "no");
+        add_kv(out, "lanes", lanes);
+        zos_resp_add_cstr(out, "pinned");
+        zos_resp_add_int(out, n->pinned);
+        zos_resp_add_cstr(out, "pool");
+        zos_resp_add_int(out, (long long)n->npool);
+        add_kv(out, "control",
+               n->control != NULL ? zos_link_state_name(zos_link_state(n->control)) : "none");
     }
     zos_slot_done(s);
 }

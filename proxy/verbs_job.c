@@ -57,7 +57,8 @@ static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
                      .connect_timeout_ms = pc->connect_timeout_ms,
                      .reply_limits = &srv->router->reply_limits,
                      .gate = srv->router->gate,
-                     .session = &n->session},
+                     .session = &n->session,
+                     .watch = n->watch},
         };
         all[n->index] = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
     }

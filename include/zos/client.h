@@ -33,7 +33,10 @@ struct zos_pin {
     struct zos_link *link;
     size_t inflight;         /* requests on the link awaiting replies */
     struct zos_slot *tunnel; /* pub/sub or MONITOR: replies stream into it */
-    bool multi, watch, selected, monitor, broken;
+    int db;                  /* the db the link was opened in */
+    bool multi, watch, monitor, broken;
+    bool selected;              /* a SELECT went over it: its db is not DB any more */
+    bool lost_blocked;          /* a blocking command failed with the link */
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
     size_t sub_due;             /* RESP2 (P|S)SUBSCRIBE confirmations still to come */
@@ -49,6 +52,16 @@ struct zos_pin {
     char errstr[128];
 };
 
+/* The shared link ("lane") C has requests on at one node: its next requests
+ * to that node follow them there while any is unanswered. */
+struct zos_lane_use {
+    struct zos_node *node;
+    struct zos_link *link;
+    size_t inflight;
+    int db;
+    bool resp3;
+};
+
 struct zos_client {
     struct zos_server *srv;
     struct zos_client *prev, *next;
@@ -56,7 +69,9 @@ struct zos_client {
     struct zos_resp_parser parser;
     struct zos_slot *head, *tail;
     size_t nslots;
-    size_t shared_inflight; /* requests on shared links awaiting replies */
+    size_t shared_inflight;    /* requests on shared links awaiting replies */
+    struct zos_lane_use *uses; /* per node, while requests are on its lane */
+    size_t nuses;
     struct zos_node *node;  /* where node commands go (NULL: none) */
     struct zos_node *fixed; /* node of a per-node listener, or NULL */
     struct zos_pin *pins;
@@ -68,12 +83,12 @@ struct zos_client {
     char addr[64], laddr[64];      /* "ip:port" ("[v6]:port" as redis writes them), "path:0" */
     long long created_ms, last_ms; /* when it connected, and sent its last command */
     char cmd[40];                  /* the last command, lower case ("client|list") */
-    int db;                        /* from its last SELECT */
+    int db;                        /* from its last SELECT; -1: each node's own db */
     bool auth_all;                 /* AUTH matched requirepass: every node */
     struct zos_node *auth_node;    /* AUTH matched this node's own password: that node only */
     bool closing;                  /* stop reading; close once the output drained */
     bool held;                     /* a request waits for replies on another link */
-    bool paused;                   /* reading stopped for backpressure */
+    bool release;                  /* pinned links may be given back: the flush event does */
     bool dirty;                    /* in the server's list for the flush event */
     bool resume;                   /* held, and its replies came: read on from the flush event */
     bool kill;                     /* over an output limit: freed by the flush event */
@@ -103,6 +118,9 @@ void zos_client_reset(struct zos_client *c, struct zos_slot *s);
 
 /* Closes at once, orphaning slots whose replies are still on their way. */
 void zos_client_free(struct zos_client *c);
+/* SIGTERM: requests read and not yet sent are answered with an error, then
+ * as zos_client_close_after_flush (replies in flight still come). */
+void zos_client_shutdown(struct zos_client *c);
 /* Stop reading, flush what is complete, then close. */
 void zos_client_close_after_flush(struct zos_client *c);
 /* Writes the output of every client that got some during this loop turn:

@@ -56,18 +56,26 @@ struct zos_proxy_conf {
     size_t reply_max_bulk; /* node reply limits, see resp.h */
     size_t reply_max_elements;
     int reply_max_depth;
-    bool core_dump;          /* debug: leave the process dumpable, secrets included */
-    int max_clients;         /* default 10000 */
-    int max_pinned;          /* pinned (blocking/stateful) links per node, default 256 */
-    int job_links;           /* waiting links per node for ZOS job verbs, default 16 */
-    int max_connecting;      /* node connects in progress at once, default 64 */
-    int all_timeout_ms;      /* ZOS.ALL deadline, default 5000 */
-    int connect_timeout_ms;  /* default 5000 */
-    int ping_interval_ms;    /* health PING on an idle link, default 15000 */
-    int backoff_max_ms;      /* reconnect backoff ceiling, default 10000 */
-    int shutdown_timeout_ms; /* how long SIGTERM waits for in-flight replies, default 5000 */
-    char *log_level;         /* error|warn|info|debug, default info */
-    char *log_file;          /* NULL: stderr */
+    bool core_dump;             /* debug: leave the process dumpable, secrets included */
+    int max_clients;            /* default 10000 */
+    int max_pinned;             /* pinned (blocking/stateful) links in use per node, default 256 */
+    int max_lanes;              /* shared links per node, db and protocol, default 4 */
+    int lane_busy_ms;           /* a shared link whose oldest request waits longer is busy, 50 */
+    int pool_size;              /* idle pinned links kept per node, default 8 */
+    int pool_idle_ms;           /* idle pooled links and extra lanes close after, default 30000 */
+    int node_timeout_ms;        /* no answer to PING this long: the node is hung, default 10000 */
+    size_t client_output_limit; /* replies waiting for one client (0: none), default 256m */
+    size_t client_query_limit;  /* requests of one client not yet forwarded, default 256m */
+    size_t pubsub_output_limit; /* the same for a subscriber or MONITOR, default 32m */
+    int job_links;              /* waiting links per node for ZOS job verbs, default 16 */
+    int max_connecting;         /* node connects in progress at once, default 64 */
+    int all_timeout_ms;         /* ZOS.ALL deadline, default 5000 */
+    int connect_timeout_ms;     /* default 5000 */
+    int ping_interval_ms;       /* health PING on an idle link, default 15000 */
+    int backoff_max_ms;         /* reconnect backoff ceiling, default 10000 */
+    int shutdown_timeout_ms;    /* how long SIGTERM waits for in-flight replies, default 5000 */
+    char *log_level;            /* error|warn|info|debug, default info */
+    char *log_file;             /* NULL: stderr */
 };
 
 struct zos_conf {

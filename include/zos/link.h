@@ -10,6 +10,8 @@
  * A shared link (many clients) reconnects by itself with exponential backoff
  * and, while down, refuses new requests at once.  A pinned link (one client,
  * blocking and stateful commands) never reconnects: once lost it stays failed.
+ * A link is READY only once the node answered its first command (AUTH,
+ * HELLO, SELECT, or a PING when there is nothing else to say).
  */
 #ifndef ZOS_LINK_H
 #define ZOS_LINK_H
@@ -45,7 +47,6 @@ enum zos_link_state {
 struct zos_link_opts {
     bool pinned;            /* no reconnect, no health PING: one client's connection */
     int connect_timeout_ms; /* TCP + TLS + AUTH, default 5000 */
-    int ping_interval_ms;   /* 0 disables the idle health PING */
     int backoff_max_ms;     /* ceiling of the reconnect delay (starts at 100 ms) */
     const struct zos_resp_reply_limits *reply_limits; /* borrowed; NULL: the defaults */
     struct zos_link_gate *gate; /* borrowed; NULL: connect at once, no descriptor budget */
@@ -54,7 +55,38 @@ struct zos_link_opts {
     SSL_SESSION **session;      /* borrowed: the node's last TLS session, for resumption */
     const char *auth_user;      /* send "AUTH <auth_user> <secret>" (a zos-proxy: the user
                                    names the node); NULL: "AUTH <secret>" when a secret is set */
+    bool select_db;             /* SELECT db (below) instead of the node's own db */
+    int db;
+    struct zos_link_watch *watch; /* borrowed: the node's watch (below); NULL: unwatched */
 };
+
+/* Whether a node is alive, for every link to it (see link.c): when requests
+ * wait and nothing was read for a while, and every IDLE_PING_MS anyway, the
+ * node gets a PING on a link that is not busy (an idle shared link, else the
+ * control link FN(ARG) gives); no answer within TIMEOUT_MS and every link of
+ * the node fails ("no answer to PING within ... (node hung?)").  Free it
+ * after its links (or they are no longer watched).  NULL when out of memory. */
+struct zos_link_watch;
+struct zos_link_watch *zos_link_watch_new(struct event_base *base, int timeout_ms,
+                                          int idle_ping_ms);
+void zos_link_watch_free(struct zos_link_watch *w); /* accepts NULL */
+void zos_link_watch_set_control(struct zos_link_watch *w, struct zos_link *(*fn)(void *arg),
+                                void *arg);
+/* A command just sent keeps the node silent for up to MS (DEBUG SLEEP):
+ * no answer meanwhile is no hang. */
+void zos_link_watch_quiet(struct zos_link_watch *w, long long ms);
+/* Fails every open link of W with WHY (shutting down).  W may be NULL. */
+void zos_link_watch_fail(struct zos_link_watch *w, const char *why);
+/* Milliseconds left of such a quiet time (0: none; W may be NULL). */
+long long zos_link_watch_quiet_left(const struct zos_link_watch *w);
+/* Times the node was found hung. */
+unsigned long long zos_link_watch_hangs(const struct zos_link_watch *w);
+
+/* True when L should take no new request that can go elsewhere: its oldest
+ * request has waited more than BUSY_MS, or a big reply is on its way. */
+bool zos_link_busy(const struct zos_link *l, int busy_ms);
+/* Milliseconds since L was last used, 0 while it has requests. */
+long long zos_link_idle_ms(const struct zos_link *l);
 
 /* Connect admission shared by the links of one loop: at most MAX_CONNECTING
  * connects (TCP, TLS, AUTH/SELECT) in progress at once, the rest wait in

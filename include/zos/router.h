@@ -1,9 +1,14 @@
 /* router.h -- the proxy's node table and the routing class of each command.
  *
- * Each node has one shared link, opened on first use and kept, that carries
- * the pipelined requests of every client.  Blocking and stateful commands get
- * a link pinned to one client instead (see client.c); the router counts them
- * against the node's max-pinned cap.
+ * Each node has shared links ("lanes") keyed by (db, protocol) that carry
+ * the pipelined requests of every client in that db: the first one of the
+ * node's own db in RESP2 is opened on first use and kept; a lane that is busy
+ * (an old request, a big reply) takes no new requests, and another of the
+ * same key opens, up to max-lanes, closed again once idle for pool-idle.
+ * Blocking and stateful commands borrow a pinned link for as long as their
+ * state lasts (see client.c): taken from the node's idle pool or opened,
+ * counted against max-pinned while in use, given back after.  A control link
+ * carries what must never wait behind data (SCRIPT KILL, the watch's PING).
  */
 #ifndef ZOS_ROUTER_H
 #define ZOS_ROUTER_H
@@ -20,13 +25,34 @@
 
 struct evdns_base;
 
+/* A shared link of a node and its key. */
+struct zos_lane {
+    struct zos_lane *next;
+    struct zos_link *link;
+    int db;
+    bool resp3;
+};
+
+/* An idle pinned link, lent again to the next client of its key. */
+struct zos_pooled {
+    struct zos_pooled *next;
+    struct zos_link *link;
+    int db;
+    bool resp3;
+};
+
 struct zos_node {
     struct zos_node_conf *conf; /* borrowed from the router's conf */
-    struct zos_link *shared;    /* RESP2 clients */
-    struct zos_link *shared3;   /* RESP3 clients; NULL until one comes */
-    SSL_CTX *ssl;               /* NULL for a plain node; borrowed from the router's set */
-    SSL_SESSION *session;       /* the last TLS session with the node, offered on reconnect */
-    int pinned;                 /* pinned links open now */
+    struct zos_router *router;
+    struct zos_link *shared;  /* the first lane: the node's db, RESP2; kept open */
+    struct zos_lane *lanes;   /* every lane, that one first */
+    struct zos_link *control; /* NULL until needed */
+    struct zos_link_watch *watch;
+    struct zos_pooled *pool; /* idle pinned links, most recently returned first */
+    size_t npool;
+    SSL_CTX *ssl;         /* NULL for a plain node; borrowed from the router's set */
+    SSL_SESSION *session; /* the last TLS session with the node, offered on reconnect */
+    int pinned;           /* pinned links in use now */
     unsigned long long requests;
     unsigned long long errors;
     size_t index;
@@ -43,6 +69,7 @@ struct zos_router {
     struct zos_resp_reply_limits reply_limits; /* of every link */
     struct zos_tls_set *tls;                   /* the nodes' SSL_CTXs, one per setting */
     struct zos_link_gate *gate;                /* connects in progress, descriptors open */
+    struct event *sweep;                       /* closes idle lanes and pooled links */
 };
 
 /* The node table for CONF (borrowed, must outlive the router).  NULL with ERR. */
@@ -54,14 +81,34 @@ void zos_router_free(struct zos_router *r);
 struct zos_node *zos_router_node(const struct zos_router *r, const char *name, size_t len);
 
 /* A new link to NODE with the proxy's settings; PINNED for one client;
- * RESP3: the link speaks RESP3 (HELLO 3). */
+ * RESP3: the link speaks RESP3 (HELLO 3); DB: selects that db (-1: the
+ * node's own). */
 struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node, bool pinned,
-                                     bool resp3);
+                                     bool resp3, int db);
 
-/* NODE's shared link for clients of that protocol: RESP2 clients share one,
- * RESP3 clients another (made on first need), so neither ever sees the
- * other's bytes.  NULL only when out of memory. */
-struct zos_link *zos_router_shared(const struct zos_router *r, struct zos_node *n, bool resp3);
+/* The lane of N for a client in DB (-1: the node's own) speaking RESP3 or
+ * not: RESP2 and RESP3 clients, and clients of different dbs, never share a
+ * link.  The first lane of the key that is not busy; when all are, a new one
+ * (up to max-lanes), else the least loaded.  NULL only when out of memory. */
+struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int db, bool resp3);
+
+/* The db a client in DB (-1: the node's own) uses on N. */
+int zos_router_db(const struct zos_node *n, int db);
+
+/* A pinned link of N for DB/RESP3, from the idle pool or new, counted in
+ * use.  NULL with ERR past max-pinned or out of memory. */
+struct zos_link *zos_router_pin_take(struct zos_router *r, struct zos_node *n, int db, bool resp3,
+                                     char *err, size_t errlen);
+/* Gives back a link zos_router_pin_take lent: CLEAN (no state of its client
+ * left on it, ready) goes to the idle pool while there is room, else closed. */
+void zos_router_pin_give(struct zos_router *r, struct zos_node *n, struct zos_link *l, int db,
+                         bool resp3, bool clean);
+
+/* N's control link (made on first need): never carries data. */
+struct zos_link *zos_router_control(struct zos_router *r, struct zos_node *n);
+
+/* Lanes of N per db, "lanes_db0=2,lanes_db1=1,lanes_db0_resp3=1", for INFO. */
+void zos_router_lanes_text(const struct zos_node *n, char *buf, size_t len);
 
 /* Routing classes of commands. */
 enum zos_route {

@@ -18,7 +18,8 @@
  *   - a reply callback gets one whole reply (LEN within the buffer, framed
  *     alike by a fresh scanner), only once the link is ready, and the replies
  *     delivered are the node's replies in order, past the handshake's;
- *   - the node sees the handshake (AUTH/HELLO with the secret, SELECT db)
+ *   - the node sees the handshake (AUTH/HELLO with the secret, SELECT db, or
+ *     a PING when there is nothing else to say)
  *     first, and the requests in order, none before the link was ready;
  *   - a pinned link's closed callback runs once when it fails, a shared
  *     link's never; zos_link_inflight() counts what is unanswered.
@@ -99,6 +100,7 @@ struct fz {
     struct zos_resp_parser np;
     bool np_failed;
     size_t hs_expected, hs_seen, node_next;
+    bool hs_ping; /* nothing else to say: the handshake is a PING */
 
     bool ever_ready;
     int downs, readies, closed_calls;
@@ -325,9 +327,13 @@ static bool hs_reply_ok(size_t k)
     if (F.opts.resp3 && k == 0)
         return p[0] == '%';
     struct evbuffer *b = evbuffer_new();
+    char text[16];
     CHECK(b != NULL);
     evbuffer_add(b, p, F.frame_len[i]);
-    bool ok = zos_resp_reply_is_ok(b, F.frame_len[i]);
+    bool ok = F.hs_ping ? p[0] == '+' ||
+                              (zos_resp_reply_error(b, F.frame_len[i], text, sizeof(text)) &&
+                               (strncmp(text, "BUSY", 4) == 0 || strncmp(text, "LOADING", 7) == 0))
+                        : zos_resp_reply_is_ok(b, F.frame_len[i]);
     evbuffer_free(b);
     return ok;
 }
@@ -341,7 +347,7 @@ static void state_cb(void *arg, enum zos_link_state s, const char *why)
             CHECK(hs_reply_ok(k));
     if (s == ZOS_LINK_DOWN && strstr(why, " failed: ") != NULL &&
         (strncmp(why, "AUTH", 4) == 0 || strncmp(why, "SELECT", 6) == 0 ||
-         strncmp(why, "HELLO", 5) == 0)) {
+         strncmp(why, "HELLO", 5) == 0 || strncmp(why, "PING", 4) == 0)) {
         size_t k = 0;
         while (k < F.hs_expected && hs_reply_ok(k))
             k++;
@@ -432,7 +438,8 @@ static bool is_hs_command(const struct zos_resp_argv *av)
 {
     return av->argc > 0 &&
            (strcmp(av->argv[0], "AUTH") == 0 || strcmp(av->argv[0], "SELECT") == 0 ||
-            strcmp(av->argv[0], "HELLO") == 0);
+            strcmp(av->argv[0], "HELLO") == 0 ||
+            (F.hs_ping && F.hs_seen == 0 && strcmp(av->argv[0], "PING") == 0));
 }
 
 /* One handshake command as link.c must write it. */
@@ -458,6 +465,8 @@ static void check_hs_command(const struct zos_resp_argv *av)
                   strcmp(av->argv[2], secret) == 0);
         else
             CHECK(av->argc == 2 && strcmp(av->argv[1], secret) == 0);
+    } else if (strcmp(av->argv[0], "PING") == 0) {
+        CHECK(F.hs_ping && av->argc == 1);
     } else {
         snprintf(db, sizeof(db), "%d", F.conf.db);
         CHECK(F.conf.db > 0 && av->argc == 2 && strcmp(av->argv[1], db) == 0);
@@ -597,7 +606,6 @@ static void setup(const uint8_t *data, size_t size)
     F.opts.resp3 = flags & 8;
     F.opts.auth_user = (flags & 16) ? "fuzznode" : NULL;
     F.opts.connect_timeout_ms = HOUR_MS;
-    F.opts.ping_interval_ms = 0;
     F.opts.backoff_max_ms = HOUR_MS;
     zos_resp_reply_limits_default(&F.lim);
     if (flags & 64) {
@@ -609,6 +617,8 @@ static void setup(const uint8_t *data, size_t size)
     F.lim.resp2_only = !F.opts.resp3;
     F.hs_expected =
         (F.opts.resp3 || F.conf.secret != NULL || F.opts.auth_user != NULL) + (F.conf.db > 0);
+    F.hs_ping = F.hs_expected == 0;
+    F.hs_expected += F.hs_ping;
 
     F.base = event_base_new();
     CHECK(F.base != NULL);
@@ -636,8 +646,8 @@ static void setup(const uint8_t *data, size_t size)
     CHECK(bufferevent_pair_new(F.base, BEV_OPT_CLOSE_ON_FREE, extra) == 0);
     CHECK(zos_link_attach(F.l, extra[0]) == ZOS_ERR);
     bufferevent_free(extra[1]);
-    CHECK(zos_link_state(F.l) == (F.hs_expected > 0 ? ZOS_LINK_CONNECTING : ZOS_LINK_READY));
-    CHECK(F.ever_ready == (F.hs_expected == 0));
+    CHECK(zos_link_state(F.l) == ZOS_LINK_CONNECTING); /* until the node answers */
+    CHECK(!F.ever_ready);
     node_read();
 }
 

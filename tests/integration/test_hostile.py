@@ -302,11 +302,12 @@ def test_garbage_answer_to_the_handshake(lab, hostile, step):
 
 def test_garbage_answer_to_the_health_ping(lab, hostile):
     """An idle link's health PING answered with garbage: dropped with a log line, and the
-    node is used again on the next request."""
+    node is used again on the next request.  (The node has a secret: its handshake is AUTH;
+    without one the handshake itself is a PING, and the garbage would refuse the link.)"""
     h = hostile(on_ping=b"\x00\x01junk\r\n")
     port = free_port()
     p = lab.proxy("[proxy]\nlisten = 127.0.0.1:%d\nping-interval = 100\n\n" % port
-                  + node_section("hp", h.port), port)
+                  + node_section("hp", h.port, secret="hp-secret"), port)
     conn = RawConn(port)
     assert conn.call("ZOS.AT", "hp", "GET", "ok:1") == "ok"
     wait_for(lambda: log_lines_with(p, "'hp'", "protocol error: ", "\\x00\\x01junk"),
