@@ -59,8 +59,7 @@ struct zos_slot {
     bool seal;                     /* the reply answers CONFIG GET, or EXEC with one in it */
     bool *seal_which;              /* EXEC: which elements answer a CONFIG GET (owned) */
     size_t seal_n;
-    bool select;   /* the reply answers SELECT: undone if it failed */
-    bool blocking; /* a blocking command on a pinned link */
+    bool select; /* the reply answers SELECT: undone if it failed */
     int db_before, db_after;
 };
 
@@ -385,8 +384,8 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     struct zos_slot *s = arg;
     struct zos_client *c = s->c;
 
-    if (reply == NULL && s->pin != NULL && s->blocking)
-        s->pin->lost_blocked = true; /* pin_closed, right after, closes the client */
+    if (reply == NULL && s->pin != NULL)
+        s->pin->lost_request = true; /* pin_closed, right after, closes the client */
     uncount(s);
     if (c == NULL) {
         slot_free(s);
@@ -635,13 +634,13 @@ static void pin_closed(void *arg, const char *err)
     struct zos_pin *p = arg;
     /* What the node held for the client; a SUBSCRIBE or MONITOR it never
      * confirmed held nothing yet. */
-    bool had_state = p->multi || p->watch || p->tracking || p->lost_blocked ||
+    bool had_state = p->multi || p->watch || p->tracking || p->lost_request ||
                      p->nchan + p->npat + p->nshard > 0 || (p->monitor && p->confirmed);
     if (zos_link_is_protocol_error(err))
         log_warn("node '%s': pinned link of client %llu dropped: %s", p->node->conf->name,
                  p->client->id, err);
     p->broken = true;
-    p->lost_blocked = false;
+    p->lost_request = false;
     snprintf(p->errstr, sizeof(p->errstr), "%s", err);
     confirm_fail(p, err);
     p->nchan = p->npat = p->nshard = p->sub_due = 0;
@@ -1350,7 +1349,6 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     }
     s->pin = p;
     s->counted = true;
-    s->blocking = route == ZOS_ROUTE_BLOCKING || route == ZOS_ROUTE_XREAD;
     s->seal = seal == ZOS_SEAL_FILTER;
     s->info = rq->info;
     if (route == ZOS_ROUTE_MULTI && !was_multi) {

@@ -1077,7 +1077,7 @@ static void watch_ping_cb(void *arg, struct evbuffer *reply, size_t len, const c
     w->ping_out = false;
     if (reply != NULL || strcmp(err, "link closed") == 0)
         return; /* any answer will do: -BUSY from a node running a script is one */
-    snprintf(why, sizeof(why), "no answer to PING: %s", err);
+    snprintf(why, sizeof(why), "the node does not answer: %s", err);
     w->hangs++;
     watch_fail(w, why);
 }

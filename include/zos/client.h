@@ -36,7 +36,7 @@ struct zos_pin {
     int db;                  /* the db the link was opened in */
     bool multi, watch, monitor, broken;
     bool selected;              /* a SELECT went over it: its db is not DB any more */
-    bool lost_blocked;          /* a blocking command failed with the link */
+    bool lost_request;          /* a request (a blocked one, EXEC, ...) failed with the link */
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
     size_t sub_due;             /* RESP2 (P|S)SUBSCRIBE confirmations still to come */
