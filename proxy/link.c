@@ -36,6 +36,7 @@ struct pending {
     zos_link_reply_fn fn;
     void *arg;
     long long at_ms; /* when it was queued (coarse clock): how long it has waited */
+    uint64_t at_us;  /* the same on the fine clock, for the latency figures (0: not timed) */
 };
 
 struct zos_link {
@@ -62,6 +63,9 @@ struct zos_link {
     bool demand;                    /* asked for while down: retry soon */
     bool over_budget;               /* the failure is the descriptor budget's, not the node's */
     bool failing;                   /* link_fail is failing the queue: no new request */
+    bool timed;                     /* records reply latencies in opts.stats */
+    bool had_failure;               /* the next connect is a reconnect */
+    bool freeing;                   /* requests failed by zos_link_free are no errors */
     long long retry_at_ms;          /* when the backoff timer fires */
     bool slot;                      /* holds one of the gate's connect slots */
     bool waiting;                   /* in the gate's queue for a slot */
@@ -80,6 +84,7 @@ struct zos_link {
 static void link_fail(struct zos_link *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int start_connect(struct zos_link *l);
+static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
 static void watch_heard(struct zos_link_watch *w, long long now);
 static void watch_kick(struct zos_link_watch *w);
 static void watch_add(struct zos_link *l);
@@ -117,7 +122,8 @@ static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
         l->head = 0;
         l->cap = ncap;
     }
-    l->fifo[(l->head + l->count) % l->cap] = (struct pending){fn, arg, coarse_ms()};
+    l->fifo[(l->head + l->count) % l->cap] =
+        (struct pending){fn, arg, coarse_ms(), l->timed ? zos_stats_now_us() : 0};
     l->count++;
     return 0;
 }
@@ -128,7 +134,7 @@ static int fifo_unshift(struct zos_link *l, zos_link_reply_fn fn, void *arg)
         return -1;
     l->count--;
     l->head = (l->head + l->cap - 1) % l->cap;
-    l->fifo[l->head] = (struct pending){fn, arg, coarse_ms()};
+    l->fifo[l->head] = (struct pending){fn, arg, coarse_ms(), 0};
     l->count++;
     return 0;
 }
@@ -346,6 +352,8 @@ static void drop_connection(struct zos_link *l)
     if (l->bev != NULL) {
         bufferevent_free(l->bev);
         l->bev = NULL;
+        if (l->opts.stats != NULL)
+            l->opts.stats->open--;
     }
     gate_leave(l);
     evtimer_del(l->timer);
@@ -378,6 +386,7 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
         if (l->state_fn != NULL && l->state != ZOS_LINK_DOWN)
             l->state_fn(l->state_arg, ZOS_LINK_DOWN, l->errstr);
         l->state = ZOS_LINK_DOWN;
+        l->had_failure = true;
         if (!l->opts.pinned) {
             /* Jittered; shortened when clients ask for the node meanwhile (prepare_send). */
             l->demand = false;
@@ -392,6 +401,8 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
     l->failing = true; /* a callback's send on L is refused, as while DOWN */
     while (l->count > 0) {
         struct pending p = fifo_pop(l);
+        if (l->opts.stats != NULL && !l->freeing && p.fn != handshake_cb)
+            l->opts.stats->errors++;
         if (p.fn != NULL)
             p.fn(p.arg, NULL, 0, why);
     }
@@ -516,11 +527,26 @@ bool zos_link_is_protocol_error(const char *err)
     return err != NULL && strncmp(err, PROTO_ERR, sizeof(PROTO_ERR) - 1) == 0;
 }
 
+/* A reply to P (LEN bytes at the front of IN), read at NOW_US, in the figures. */
+static void count_reply(struct zos_link *l, const struct pending *p, struct evbuffer *in,
+                        size_t len, uint64_t now_us)
+{
+    struct zos_link_stats *st = l->opts.stats;
+    if (p->fn == handshake_cb)
+        return;
+    char t = zos_resp_reply_type(in, len);
+    if (t == '-' || t == '!')
+        st->error_replies++;
+    if (p->at_us != 0)
+        zos_link_stats_latency(st, now_us > p->at_us ? now_us - p->at_us : 0, l->used_ms);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct zos_link *l = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     unsigned epoch = l->epoch;
+    uint64_t now_us = l->timed ? zos_stats_now_us() : 0; /* when these replies were read */
 
     l->used_ms = coarse_ms();
     if (l->opts.watch != NULL)
@@ -536,11 +562,15 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
         size_t before = evbuffer_get_length(in);
         bool push = l->opts.resp3 && zos_resp_reply_type(in, len) == '>';
+        if (l->opts.stats != NULL)
+            l->opts.stats->bytes_in += len;
         if (push && l->push_fn == NULL) {
             protocol_error(l, in, "a push frame nobody asked for");
             return;
         } else if (!push && l->count > 0) {
             struct pending p = fifo_pop(l);
+            if (l->opts.stats != NULL)
+                count_reply(l, &p, in, len, now_us);
             if (l->count == 0 && l->opts.gate != NULL && !l->opts.pinned)
                 gate_pump_soon(l->opts.gate); /* idle now: closable for a link that waits */
             if (p.fn != NULL)
@@ -748,6 +778,11 @@ static int really_connect(struct zos_link *l)
         link_fail(l, "out of memory");
         return ENTER_FAIL;
     }
+    if (l->opts.stats != NULL) {
+        l->opts.stats->open++;
+        l->opts.stats->reconnects += l->had_failure;
+    }
+    l->had_failure = false;
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     if (write_handshake(l) != 0) {
@@ -775,6 +810,8 @@ int zos_link_attach(struct zos_link *l, struct bufferevent *bev)
     }
     l->bev = bev;
     l->state = ZOS_LINK_CONNECTING;
+    if (l->opts.stats != NULL)
+        l->opts.stats->open++;
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     if (write_handshake(l) != 0) {
@@ -807,6 +844,7 @@ struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
     l->backoff_ms = BACKOFF_MIN_MS;
     l->state = ZOS_LINK_IDLE;
     l->used_ms = coarse_ms();
+    l->timed = opts->stats != NULL && opts->stats->timed && !opts->pinned;
     scanner_init(l);
     l->outq = evbuffer_new();
     l->timer = evtimer_new(base, timer_cb, l);
@@ -828,6 +866,7 @@ void zos_link_free(struct zos_link *l)
     l->closed_fn = NULL;
     l->state_fn = NULL;    /* closing is not the node going down */
     l->opts.pinned = true; /* no backoff timer from the failure below */
+    l->freeing = true;     /* its owner drops what is in flight: not the node's error */
     if (l->timer != NULL)
         link_fail(l, "link closed");
     gate_leave(l); /* a link that was waiting for a slot */
@@ -841,7 +880,7 @@ void zos_link_free(struct zos_link *l)
     free(l);
 }
 
-static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+static int admit_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 {
     if (l->failing)
         return -1;
@@ -861,6 +900,17 @@ static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     if (fn != NULL && fifo_push(l, fn, arg) != 0)
         return -1;
     return 0;
+}
+
+/* Admits one request; a refused one is a request that failed. */
+static int prepare_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
+{
+    int rc = admit_send(l, fn, arg);
+    if (l->opts.stats != NULL) {
+        l->opts.stats->requests++;
+        l->opts.stats->errors += rc != 0;
+    }
+    return rc;
 }
 
 static struct evbuffer *send_target(struct zos_link *l)
@@ -892,6 +942,8 @@ int zos_link_send(struct zos_link *l, struct evbuffer *req, size_t len, zos_link
 {
     if (prepare_send(l, fn, arg) != 0)
         return ZOS_ERR;
+    if (l->opts.stats != NULL)
+        l->opts.stats->bytes_out += len;
     append(l, send_target(l), req, len);
     return ZOS_OK;
 }
@@ -901,7 +953,11 @@ int zos_link_send_argv(struct zos_link *l, size_t argc, const char *const *argv,
 {
     if (prepare_send(l, fn, arg) != 0)
         return ZOS_ERR;
-    zos_resp_add_command(send_target(l), argc, argv, argvlen);
+    struct evbuffer *out = send_target(l);
+    size_t before = evbuffer_get_length(out);
+    zos_resp_add_command(out, argc, argv, argvlen);
+    if (l->opts.stats != NULL)
+        l->opts.stats->bytes_out += evbuffer_get_length(out) - before;
     return ZOS_OK;
 }
 

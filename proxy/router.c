@@ -64,6 +64,7 @@ struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node
         .select_db = db >= 0,
         .db = db,
         .watch = node->watch,
+        .stats = &node->stats->links,
     };
     return zos_link_new(r->base, r->dns, node->conf, node->ssl, &opts);
 }
@@ -125,6 +126,14 @@ struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int d
         }
     }
     return best != NULL ? best->link : NULL;
+}
+
+size_t zos_router_inflight(const struct zos_node *n)
+{
+    size_t k = n->control != NULL ? zos_link_inflight(n->control) : 0;
+    for (const struct zos_lane *ln = n->lanes; ln != NULL; ln = ln->next)
+        k += zos_link_inflight(ln->link);
+    return k;
 }
 
 void zos_router_lanes_text(const struct zos_node *n, char *buf, size_t len)
@@ -270,6 +279,14 @@ static void shared_state(void *arg, enum zos_link_state s, const char *why)
     }
 }
 
+/* The first lane is the node's state (INFO, ZOS.NODES): when it last changed. */
+static void first_lane_state(void *arg, enum zos_link_state s, const char *why)
+{
+    struct zos_node *n = arg;
+    n->stats->changed_ms = zos_stats_now_ms();
+    shared_state(arg, s, why);
+}
+
 struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dns,
                                   const struct zos_conf *conf, char *err, size_t errlen)
 {
@@ -304,11 +321,14 @@ struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dn
         n->router = r;
         n->watch =
             zos_link_watch_new(base, conf->proxy.node_timeout_ms, conf->proxy.ping_interval_ms);
-        if (n->watch == NULL || (n->lanes = lane_new(r, n, n->conf->db, false)) == NULL) {
+        n->stats = zos_node_stats_new();
+        if (n->watch == NULL || n->stats == NULL ||
+            (n->lanes = lane_new(r, n, n->conf->db, false)) == NULL) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
         n->shared = n->lanes->link;
+        zos_link_set_state_cb(n->shared, first_lane_state, n);
         zos_link_watch_set_control(n->watch, watch_control, n);
     }
     if ((r->sweep = evtimer_new(base, sweep_cb, r)) == NULL) {
@@ -347,8 +367,10 @@ void zos_router_free(struct zos_router *r)
     }
     if (r->sweep != NULL)
         event_free(r->sweep);
-    for (size_t i = 0; i < r->nnodes; i++)
+    for (size_t i = 0; i < r->nnodes; i++) {
         SSL_SESSION_free(r->nodes[i].session);
+        zos_node_stats_free(r->nodes[i].stats); /* after every link that counts in it */
+    }
     zos_tls_set_free(r->tls); /* after the links that borrow its contexts */
     zos_link_gate_free(r->gate);
     free(r->nodes);

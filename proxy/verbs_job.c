@@ -29,7 +29,8 @@ struct ctx {
     char id[ZOS_JOB_ID_LEN + 1]; /* ZOS.SUBMIT */
     struct evbuffer *records;    /* ZOS.FOLLOW: [kind, text] pairs so far */
     size_t nrecords;
-    struct zos_job *job; /* cancelled if the client leaves first */
+    struct zos_job *job;          /* cancelled if the client leaves first */
+    struct zos_node_stats *stats; /* of its node: the job verbs' figures */
 };
 
 /* Options after the positional arguments. */
@@ -58,7 +59,8 @@ static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
                      .reply_limits = &srv->router->reply_limits,
                      .gate = srv->router->gate,
                      .session = &n->session,
-                     .watch = n->watch},
+                     .watch = n->watch,
+                     .stats = &n->stats->job_links},
         };
         all[n->index] = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
     }
@@ -148,7 +150,8 @@ static int parse_request(const struct zos_resp_argv *av, size_t first, struct zo
     return 0;
 }
 
-static struct ctx *ctx_new(struct zos_slot *s, enum mode mode, const char *command)
+static struct ctx *ctx_new(struct zos_client *c, struct zos_slot *s, enum mode mode,
+                           const char *command)
 {
     struct ctx *x = calloc(1, sizeof(*x));
     if (x == NULL) {
@@ -157,6 +160,7 @@ static struct ctx *ctx_new(struct zos_slot *s, enum mode mode, const char *comma
     }
     x->slot = s;
     x->mode = mode;
+    x->stats = c->node->stats;
     snprintf(x->command, sizeof(x->command), "%s", command);
     return x;
 }
@@ -228,11 +232,22 @@ static void follow_reply(struct ctx *x, const struct zos_job_result *r)
     zos_resp_add_cstr(out, r->raw);
 }
 
+/* A job verb of X ended with R or ERR (both NULL: ZOS.SUBMIT's job was taken). */
+static void count_job(struct ctx *x, const struct zos_job_result *r, const char *err)
+{
+    x->stats->jobs++;
+    if (r == NULL && err != NULL && strncmp(err, "timeout after ", 14) == 0)
+        x->stats->jobs_timed_out++; /* job.h: "timeout after N s waiting for job <id>" */
+    else if ((r == NULL && err != NULL) || (r != NULL && !zos_job_ok(r)))
+        x->stats->jobs_failed++;
+}
+
 static void job_done(void *arg, struct zos_job_result *r, const char *err)
 {
     struct ctx *x = arg;
     struct zos_slot *s = x->slot;
 
+    count_job(x, r, err);
     if (zos_slot_orphaned(s)) {
         zos_slot_done(s);
     } else if (r == NULL && err == NULL) { /* ZOS.SUBMIT: the node took it */
@@ -285,7 +300,7 @@ static void run(struct zos_client *c, struct zos_slot *s, enum mode mode,
         zos_slot_error(s, c->node == NULL ? ZOS_NO_NODE_ERR : "ERR out of memory");
         return;
     }
-    struct ctx *x = ctx_new(s, mode, req->command);
+    struct ctx *x = ctx_new(c, s, mode, req->command);
     if (x == NULL)
         return;
     if (mode == MODE_SUBMIT)
@@ -409,7 +424,7 @@ static void verb_container_exec(struct zos_client *c, struct zos_slot *s,
     cJSON_AddStringToObject(args, "stdin", "");
     cJSON_AddNullToObject(args, "env");
     struct zos_job_req req = {.command = "core.system", .args = args};
-    struct ctx *x = j != NULL ? ctx_new(s, MODE_EXEC, "core.system") : NULL;
+    struct ctx *x = j != NULL ? ctx_new(c, s, MODE_EXEC, "core.system") : NULL;
     if (j == NULL && c->node == NULL)
         zos_slot_error(s, ZOS_NO_NODE_ERR);
     else if (x != NULL)
@@ -447,7 +462,7 @@ static void verb_result(struct zos_client *c, struct zos_slot *s, const struct z
     struct opts o = {0};
     struct zos_jobs *j = checked_jobs(c, s, av);
     struct ctx *x;
-    if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(s, MODE_JOB, "")) == NULL)
+    if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(c, s, MODE_JOB, "")) == NULL)
         return;
     ctx_started(x, zos_job_wait(j, av->argv[1], timeout_ms(&o, RESULT_TIMEOUT_S), job_done, x));
 }
@@ -459,7 +474,7 @@ static void verb_follow(struct zos_client *c, struct zos_slot *s, const struct z
     struct opts o = {0};
     struct zos_jobs *j = checked_jobs(c, s, av);
     struct ctx *x;
-    if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(s, MODE_FOLLOW, "")) == NULL)
+    if (j == NULL || parse_opts(av, 2, &o, s) != 0 || (x = ctx_new(c, s, MODE_FOLLOW, "")) == NULL)
         return;
     ctx_started(x, zos_job_follow(j, av->argv[1], timeout_ms(&o, DEFAULT_TIMEOUT_S), follow_record,
                                   job_done, x));

@@ -26,6 +26,7 @@
 
 #include "zos/conf.h"
 #include "zos/resp.h"
+#include "zos/stats.h"
 
 struct zos_link;
 struct evdns_base;
@@ -58,6 +59,10 @@ struct zos_link_opts {
     bool select_db;             /* SELECT db (below) instead of the node's own db */
     int db;
     struct zos_link_watch *watch; /* borrowed: the node's watch (below); NULL: unwatched */
+    struct zos_link_stats *stats; /* borrowed, outlives the link: what it adds to (requests,
+                                     errors, bytes, reconnects, connections open, and the
+                                     latency of replies when stats->timed and not pinned);
+                                     NULL: not counted */
 };
 
 /* Whether a node is alive, for every link to it (see link.c): when requests

@@ -22,6 +22,7 @@
 #include "zos/conf.h"
 #include "zos/resp.h"
 #include "zos/link.h"
+#include "zos/stats.h"
 
 struct evdns_base;
 
@@ -55,6 +56,7 @@ struct zos_node {
     int pinned;           /* pinned links in use now */
     unsigned long long requests;
     unsigned long long errors;
+    struct zos_node_stats *stats; /* what its links and job verbs count (stats.h); owned */
     size_t index;
     bool down_logged; /* "unavailable" logged since the last "connected" */
 };
@@ -106,6 +108,9 @@ void zos_router_pin_give(struct zos_router *r, struct zos_node *n, struct zos_li
 
 /* N's control link (made on first need): never carries data. */
 struct zos_link *zos_router_control(struct zos_router *r, struct zos_node *n);
+
+/* Requests waiting for a reply on N's lanes and control link. */
+size_t zos_router_inflight(const struct zos_node *n);
 
 /* Lanes of N per db, "lanes_db0=2,lanes_db1=1,lanes_db0_resp3=1", for INFO. */
 void zos_router_lanes_text(const struct zos_node *n, char *buf, size_t len);
