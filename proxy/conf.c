@@ -93,6 +93,7 @@ static const struct key_def keys[] = {
     {SECT_PROXY, "unixsocketperm", KT_OCTAL, "0700", 0, 0777, NULL, NULL, PRX(unixsocketperm),
      false},
     {SECT_PROXY, "requirepass", KT_SECRET, NULL, 0, 0, NULL, NULL, PRX(requirepass), false},
+    {SECT_PROXY, "metrics-listen", KT_HOSTPORT, NULL, 0, 0, NULL, NULL, PRX(metrics_listen), false},
     {SECT_PROXY, "default", KT_NODEREF, NULL, 0, 0, NULL, NULL, PRX(default_node), false},
     {SECT_PROXY, "max-bulk", KT_SIZE, "512m", 1, 4 * GB, NULL, NULL, PRX(max_bulk), false},
     {SECT_PROXY, "max-args", KT_COUNT, "1048576", 1, 1 << 30, NULL, NULL, PRX(max_args), false},
@@ -1098,6 +1099,22 @@ static int check_ref(const struct zos_conf *c, const struct load *ld, enum sect_
                 value);
 }
 
+/* The metrics port is neither the proxy's nor a node's. */
+static int check_metrics_listen(const struct zos_conf *c, const struct load *ld,
+                                const struct errbuf *e)
+{
+    const char *m = c->proxy.metrics_listen;
+    int line = key_line(ld, SECT_PROXY, 0, key_index(SECT_PROXY, "metrics-listen"));
+    if (m == NULL)
+        return 0;
+    if (c->proxy.listen != NULL && same_hostport(m, c->proxy.listen))
+        return fail(e, line, "metrics-listen: %s is also the [proxy] listen address", m);
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i].listen != NULL && same_hostport(m, c->nodes[i].listen))
+            return fail(e, line, "metrics-listen: %s is already used by [%s]", m, c->nodes[i].name);
+    return 0;
+}
+
 static int check_listens(const struct zos_conf *c, const struct load *ld, const struct errbuf *e)
 {
     size_t idx = key_index(SECT_NODE, "listen");
@@ -1121,6 +1138,8 @@ static int check_conf(const struct zos_conf *c, const struct load *ld, const str
 {
     if (check_ref(c, ld, SECT_APP, "defaultzos", c->app.defaultzos, e) < 0 ||
         check_ref(c, ld, SECT_PROXY, "default", c->proxy.default_node, e) < 0)
+        return -1;
+    if (check_metrics_listen(c, ld, e) < 0)
         return -1;
     return check_listens(c, ld, e);
 }

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 
 #include "zos/log.h"
+#include "zos/metrics.h"
 #include "zos/verbs_job.h"
 #include "zos/verbs_ssh.h"
 
@@ -229,6 +230,8 @@ int zos_server_check(const struct zos_conf *conf, char *err, size_t errlen)
         return -1;
     }
     if (check_exposure(conf, conf->proxy.listen, "listen", err, errlen) != 0 ||
+        (conf->proxy.metrics_listen != NULL &&
+         check_exposure(conf, conf->proxy.metrics_listen, "metrics-listen", err, errlen) != 0) ||
         check_passwords(conf, err, errlen) != 0)
         goto done;
     for (size_t i = 0; i < conf->nnodes; i++) {
@@ -361,7 +364,8 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
     if (srv->dns == NULL)
         srv->dns = evdns_base_new(srv->base, 0); /* no resolv.conf: numeric addresses only */
     srv->router = zos_router_new(srv->base, srv->dns, conf, err, errlen);
-    if (srv->router == NULL || open_listeners(srv, err, errlen) != 0)
+    if (srv->router == NULL || open_listeners(srv, err, errlen) != 0 ||
+        zos_metrics_start(srv, err, errlen) != 0)
         goto fail;
     plan_descriptors(srv);
     static const int sigs[] = {SIGTERM, SIGINT};
@@ -392,6 +396,7 @@ void zos_server_free(struct zos_server *srv)
     if (srv == NULL)
         return;
     close_listeners(srv);
+    zos_metrics_stop(srv);
     while (srv->clients != NULL)
         zos_client_free(srv->clients);
     for (size_t i = 0; i < srv->nlisteners; i++)

@@ -4,6 +4,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "zos/log.h"
+#include "zos/metrics.h"
 #include "zos/server.h"
 #include "zos/verbs_job.h"
 #include "zos/verbs_ssh.h"
@@ -546,18 +549,25 @@ void zos_verbs_info_proxy(struct zos_client *c, struct evbuffer *text)
                         srv->router->default_node ? srv->router->default_node->conf->name : "");
     for (size_t i = 0; i < srv->router->nnodes; i++) {
         struct zos_node *n = &srv->router->nodes[i];
+        struct zos_node_figures f;
         char addr[300], lanes[200];
         node_addr(n, addr, sizeof(addr));
         zos_router_lanes_text(n, lanes, sizeof(lanes));
+        zos_metrics_node(n, &f);
+        /* No value holds a comma: clients split the line on ',' then '='. */
         evbuffer_add_printf(
             text,
-            "node_%s:address=%s,tls=%s,state=%s,inflight=%zu,pinned=%d,"
-            "requests=%llu,errors=%llu,%s,pool=%zu,control=%s,hangs=%llu\r\n",
-            n->conf->name, addr, n->conf->tls ? "yes" : "no",
-            zos_link_state_name(zos_link_state(n->shared)), zos_link_inflight(n->shared), n->pinned,
-            n->requests, n->errors, lanes, n->npool,
-            n->control != NULL ? zos_link_state_name(zos_link_state(n->control)) : "none",
-            zos_link_watch_hangs(n->watch));
+            "node_%s:address=%s,tls=%s,state=%s,state_age_s=%lld,inflight=%zu,pinned=%d,"
+            "requests=%llu,errors=%llu,error_replies=%llu,reconnects=%llu,"
+            "latency_p50_us=%" PRIu32 ",latency_p99_us=%" PRIu32 ",latency_max_us=%" PRIu32 ","
+            "bytes_in=%llu,bytes_out=%llu,links_open=%zu,%s,pool=%zu,control=%s,hangs=%llu,"
+            "jobs=%llu,jobs_failed=%llu,jobs_timed_out=%llu,job_links=%zu\r\n",
+            n->conf->name, addr, n->conf->tls ? "yes" : "no", zos_link_state_name(f.state),
+            f.state_age_ms / 1000, f.inflight, f.pinned, f.requests, f.errors, f.error_replies,
+            f.reconnects, f.latency.p50_us, f.latency.p99_us, f.latency.max_us, f.bytes_in,
+            f.bytes_out, f.links_open, lanes, n->npool,
+            n->control != NULL ? zos_link_state_name(zos_link_state(n->control)) : "none", f.hangs,
+            f.jobs, f.jobs_failed, f.jobs_timed_out, f.job_links_open);
     }
 }
 
@@ -570,7 +580,39 @@ static void verb_info(struct zos_client *c, struct zos_slot *s, const struct zos
     text_reply(c, s, text);
 }
 
-/* ZOS.NODES: one [field, value, ...] array per node. */
+static void add_kint(struct evbuffer *out, const char *key, unsigned long long value)
+{
+    zos_resp_add_cstr(out, key);
+    zos_resp_add_int(out, value > LLONG_MAX ? LLONG_MAX : (long long)value);
+}
+
+/* The figures of N (stats.h), as ZOS.NODES fields. */
+static void add_figures(struct evbuffer *out, const struct zos_node *n)
+{
+    struct zos_node_figures f;
+    zos_metrics_node(n, &f);
+    add_kint(out, "inflight", f.inflight);
+    add_kint(out, "state_age_s", (unsigned long long)(f.state_age_ms / 1000));
+    add_kint(out, "requests", f.requests);
+    add_kint(out, "errors", f.errors);
+    add_kint(out, "error_replies", f.error_replies);
+    add_kint(out, "reconnects", f.reconnects);
+    add_kint(out, "hangs", f.hangs);
+    add_kint(out, "latency_p50_us", f.latency.p50_us);
+    add_kint(out, "latency_p99_us", f.latency.p99_us);
+    add_kint(out, "latency_max_us", f.latency.max_us);
+    add_kint(out, "bytes_in", f.bytes_in);
+    add_kint(out, "bytes_out", f.bytes_out);
+    add_kint(out, "links_open", f.links_open);
+    add_kint(out, "jobs", f.jobs);
+    add_kint(out, "jobs_failed", f.jobs_failed);
+    add_kint(out, "jobs_timed_out", f.jobs_timed_out);
+    add_kint(out, "job_links", f.job_links_open);
+}
+
+#define NODE_FIELDS 27 /* pairs each node has in ZOS.NODES: 10 below, 17 in add_figures */
+
+/* ZOS.NODES: per node a map (RESP3) or a flat [field, value, ...] array (RESP2). */
 static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     struct zos_router *r = c->srv->router;
@@ -582,14 +624,12 @@ static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zo
         node_addr(n, addr, sizeof(addr));
         char lanes[200];
         zos_router_lanes_text(n, lanes, sizeof(lanes));
-        zos_resp_add_map(out, 11, c->resp3);
+        zos_resp_add_map(out, NODE_FIELDS, c->resp3);
         add_kv(out, "name", n->conf->name);
         add_kv(out, "address", addr);
         add_kv(out, "state", zos_link_state_name(zos_link_state(n->shared)));
         add_kv(out, "tls", n->conf->tls ? "yes" : "no");
         add_kv(out, "last_error", zos_link_errstr(n->shared));
-        zos_resp_add_cstr(out, "inflight");
-        zos_resp_add_int(out, (long long)zos_link_inflight(n->shared));
         add_kv(out, "default", n == r->default_node ? "yes" : "no");
         add_kv(out, "lanes", lanes);
         zos_resp_add_cstr(out, "pinned");
@@ -598,6 +638,7 @@ static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zo
         zos_resp_add_int(out, (long long)n->npool);
         add_kv(out, "control",
                n->control != NULL ? zos_link_state_name(zos_link_state(n->control)) : "none");
+        add_figures(out, n);
     }
     zos_slot_done(s);
 }

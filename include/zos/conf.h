@@ -45,12 +45,13 @@ struct zos_app_conf {
 };
 
 struct zos_proxy_conf {
-    char *listen;       /* "host:port", default "127.0.0.1:6380" */
-    char *unixsocket;   /* NULL for none */
-    int unixsocketperm; /* octal, default 0700 */
-    char *requirepass;  /* NULL for none; required to listen beyond loopback */
-    char *default_node; /* [proxy] default; NULL: only node, else [app] defaultzos */
-    size_t max_bulk;    /* request limits, see resp.h */
+    char *listen;         /* "host:port", default "127.0.0.1:6380" */
+    char *unixsocket;     /* NULL for none */
+    int unixsocketperm;   /* octal, default 0700 */
+    char *requirepass;    /* NULL for none; required to listen beyond loopback */
+    char *metrics_listen; /* "host:port" of the Prometheus endpoint (HTTP), NULL: none */
+    char *default_node;   /* [proxy] default; NULL: only node, else [app] defaultzos */
+    size_t max_bulk;      /* request limits, see resp.h */
     size_t max_args;
     size_t max_inline;
     size_t reply_max_bulk; /* node reply limits, see resp.h */

@@ -43,8 +43,9 @@ struct zos_server {
     struct event *flush;      /* activated when a client has output (client.c) */
     struct zos_client *dirty; /* clients with output to write this turn */
     bool shutting_down;
-    void *jobs; /* the job verbs' per-node state (verbs_job.c), NULL until used */
-    void *ssh;  /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
+    void *jobs;                  /* the job verbs' per-node state (verbs_job.c), NULL until used */
+    void *ssh;                   /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
+    struct zos_metrics *metrics; /* the HTTP endpoint of metrics-listen (metrics.c), or NULL */
 };
 
 /* Every check zos_server_new makes of CONF before it binds anything (a
