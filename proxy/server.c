@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 
 #include "zos/log.h"
+#include "zos/notify.h"
 #include "zos/util.h"
 #include "zos/verbs_job.h"
 #include "zos/verbs_ssh.h"
@@ -318,6 +319,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    zos_notify("STOPPING=1");
     srv->shutting_down = true;
     close_listeners(srv);
     struct zos_client *c = srv->clients;
@@ -398,8 +400,11 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
     if (srv->shutting_down)
         return;
     log_info("SIGHUP: reloading %s", srv->conf->path);
+    if (zos_notify_reloading() != 0)
+        log_warn("NOTIFY_SOCKET: cannot tell systemd of the reload");
     if (zos_server_reload(srv, err, sizeof(err)) != 0)
         log_error("reload failed, the running config stays: %s", err);
+    zos_notify("READY=1");
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
