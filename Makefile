@@ -6,11 +6,14 @@
 #   make demo       a simulated node and a TLS redis behind the proxy, driven by the CLI
 #   make bench      benchmarks of bench/ (figures and ratios, never pass/fail)
 #   make fuzz       libFuzzer targets of tests/fuzz (clang); FUZZ_TIME=N runs each N s
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR=  (binaries, systemd unit, bash completion)
 #   SANITIZER=address,undefined   build everything with sanitizers;  V=1  full command lines
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR   ?= $(PREFIX)/lib/sysusers.d
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 BUILD   ?= build
 CC      ?= cc
 PKGS    := libevent libevent_openssl hiredis libcjson libssh openssl inih
@@ -19,7 +22,7 @@ DEB_PKGS := build-essential pkg-config libevent-dev libhiredis-dev libcjson-dev 
             libssl-dev libinih-dev redis-server redis-tools openssh-server libcmocka-dev
 DEB_TEST_PKGS := nutcracker clang python3-redis python3-pytest socat \
                  ruby-redis php-cli php-redis libredis-perl lua5.1 lua-redis \
-                 golang-go golang-github-gomodule-redigo-dev
+                 golang-go golang-github-gomodule-redigo-dev systemd strace
 
 ifeq ($(V),1)
 Q :=
@@ -140,9 +143,18 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_util.h $(LIB_SRC) $(wildcard inc
 fuzz-run: $(FUZZ)
 	$(Q)tests/fuzz/run.sh $(or $(FUZZ_TIME),60) $(BUILD)/fuzz/work $(FUZZ)
 
+# The unit names the binaries as /usr/local/bin/...: rewritten for PREFIX.  systemd
+# reads units from $(PREFIX)/lib/systemd/system and users from $(PREFIX)/lib/sysusers.d
+# for both /usr and /usr/local; bash-completion loads completions/<command> on first use.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(COMPLETIONDIR)
 	install -m 0755 $(PROXY) $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' conf/zos-proxy.service >$(BUILD)/zos-proxy.service
+	install -m 0644 $(BUILD)/zos-proxy.service $(DESTDIR)$(UNITDIR)/zos-proxy.service
+	install -m 0644 conf/zos-proxy.sysusers $(DESTDIR)$(SYSUSERSDIR)/zos-proxy.conf
+	install -m 0644 conf/zos.bash-completion $(DESTDIR)$(COMPLETIONDIR)/zos
+	ln -sf zos $(DESTDIR)$(COMPLETIONDIR)/zos-proxy
 
 clean:
 	rm -rf $(BUILD)

@@ -33,6 +33,7 @@
 #include "zos/seal.h"
 #include "zos/server.h"
 #include "zos/verbs.h"
+#include "zos/verbs_job.h"
 
 #define SLOT_COST 192 /* what a reply slot costs beyond its bytes, for the output limit */
 #define LINGER_MS 500 /* a closed client's last bytes are read this long, at most */
@@ -141,6 +142,23 @@ static void slot_free(struct zos_slot *s)
 }
 
 static void part_done(struct all_part *p, struct evbuffer *buf);
+
+struct zos_slot *zos_slot_new_stream(struct zos_client *c)
+{
+    struct zos_slot *s = zos_slot_new(c);
+    if (s != NULL)
+        s->kind = SLOT_TUNNEL; /* freed with its client, not by a reply */
+    return s;
+}
+
+void zos_slot_stream_flush(struct zos_slot *s)
+{
+    struct zos_client *c = s->c;
+    if (c == NULL || over_output_limit(c, true))
+        return;
+    if (c->head == s)
+        flush(c);
+}
 
 struct evbuffer *zos_slot_buf(struct zos_slot *s)
 {
@@ -270,7 +288,9 @@ static bool must_auth(const struct zos_client *c)
 static bool refuse_node(struct zos_client *c, const struct zos_node *n)
 {
     char err[160];
-    if (zos_client_may_use(c, n, err, sizeof(err)))
+    if (n->removed) /* by a reload: what was in flight finished */
+        snprintf(err, sizeof(err), "ERR node '%s' was removed", n->conf->name);
+    else if (zos_client_may_use(c, n, err, sizeof(err)))
         return false;
     struct zos_slot *s = zos_slot_new(c);
     if (s != NULL)
@@ -283,7 +303,7 @@ static bool refuse_all(struct zos_client *c)
 {
     struct zos_router *r = c->srv->router;
     for (size_t i = 0; i < r->nnodes; i++)
-        if (refuse_node(c, &r->nodes[i]))
+        if (refuse_node(c, r->nodes[i]))
             return true;
     return false;
 }
@@ -520,7 +540,7 @@ struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
     g->nparts = g->waiting = g->refs = n;
     for (size_t i = 0; i < n; i++) {
         g->parts[i].g = g;
-        g->parts[i].node = &r->nodes[i % r->nnodes];
+        g->parts[i].node = r->nodes[i % r->nnodes];
     }
     s->group = g;
     return s;
@@ -543,7 +563,7 @@ struct zos_slot *zos_slot_part(struct zos_slot *group, size_t i)
 static bool all_admin(const struct zos_router *r)
 {
     for (size_t i = 0; i < r->nnodes; i++)
-        if (!r->nodes[i].conf->admin)
+        if (!r->nodes[i]->conf->admin)
             return false;
     return true;
 }
@@ -1442,6 +1462,7 @@ int zos_client_switch_protocol(struct zos_client *c, bool resp3)
 
 void zos_client_reset(struct zos_client *c, struct zos_slot *s)
 {
+    zos_follow_end_all(c);
     while (c->pins != NULL) { /* transactions, subscriptions, MONITOR: gone with the links */
         struct zos_pin *p = c->pins;
         c->pins = p->next;
@@ -1596,6 +1617,68 @@ static enum conn_cmd conn_command(struct evbuffer *in, const struct zos_resp_req
     return CONN_NONE;
 }
 
+/* While C follows jobs (SUBSCRIBE zos:job:...), what redis allows a
+ * subscribed connection; and SUBSCRIBE of job channels.  False when RQ is
+ * none of that business (a SUBSCRIBE of node channels, RESET, QUIT). */
+static bool follow_command(struct zos_client *c, struct evbuffer *in,
+                           const struct zos_resp_req *req, struct request *rq,
+                           struct zos_resp_argv *av)
+{
+    bool sub = is_word(rq->name, rq->namelen, "subscribe");
+    if (!sub && c->nfollows > 0 &&
+        (is_word(rq->name, rq->namelen, "reset") || is_word(rq->name, rq->namelen, "quit")))
+        return false;
+    if (rq->av == NULL && zos_resp_argv(in, req, av) != 0)
+        return false;
+    size_t jobs = 0;
+    for (size_t i = 1; sub && i < av->argc; i++)
+        jobs += zos_follow_channel(av->argv[i], av->argvlen[i]);
+    if (sub && jobs == 0 && c->nfollows == 0)
+        return false; /* node channels */
+    const char *err = NULL;
+    struct zos_pin *p;
+    for (p = c->pins; p != NULL && p->tunnel == NULL && p->nchan + p->npat + p->nshard == 0;)
+        p = p->next;
+    if (sub && (jobs != av->argc - 1 || p != NULL))
+        err = "ERR zos:job: channels cannot be mixed with node channels on one connection";
+    if (err == NULL && sub) {
+        zos_follow_subscribe(c, av, 0);
+        return true;
+    }
+    if (err == NULL && is_word(rq->name, rq->namelen, "unsubscribe")) {
+        zos_follow_unsubscribe(c, av, 0);
+        return true;
+    }
+    struct evbuffer *out = c->follow_slot != NULL ? zos_slot_buf(c->follow_slot) : NULL;
+    struct zos_slot *s = out == NULL ? zos_slot_new(c) : NULL;
+    if (out == NULL && s == NULL)
+        return true;
+    if (out == NULL)
+        out = zos_slot_buf(s);
+    if (err == NULL && is_word(rq->name, rq->namelen, "ping") && !c->resp3) {
+        zos_resp_add_array(out, 2); /* as redis answers a subscribed RESP2 client */
+        zos_resp_add_cstr(out, "pong");
+        zos_resp_add_bulk(out, av->argc > 1 ? av->argv[1] : "", av->argc > 1 ? av->argvlen[1] : 0);
+    } else if (err == NULL && is_word(rq->name, rq->namelen, "ping")) {
+        if (av->argc > 1)
+            zos_resp_add_bulk(out, av->argv[1], av->argvlen[1]);
+        else
+            zos_resp_add_status(out, "PONG");
+    } else if (err != NULL) {
+        zos_resp_add_error(out, "%s", err);
+    } else {
+        zos_resp_add_error(out,
+                           "ERR Can't execute '%.*s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+                           "PING / QUIT / RESET are allowed in this context",
+                           (int)rq->namelen, rq->name);
+    }
+    if (s != NULL)
+        zos_slot_done(s);
+    else
+        zos_slot_stream_flush(c->follow_slot);
+    return true;
+}
+
 static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_resp_req *req)
 {
     char name[32];
@@ -1658,6 +1741,9 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
         struct zos_slot *s = zos_slot_new(c);
         if (s != NULL)
             zos_slot_error(s, "NOAUTH Authentication required.");
+    } else if ((c->nfollows > 0 || is_word(rq.name, rq.namelen, "subscribe")) &&
+               follow_command(c, in, req, &rq, &av)) {
+        /* a job channel's business */
     } else if (v != NULL && (v->flags & ZOS_VERB_ROUTE)) {
         if (rq.av != NULL || zos_resp_argv(in, req, &av) == 0)
             rc = route_verb(c, v, &av);
@@ -1998,6 +2084,7 @@ void zos_client_free(struct zos_client *c)
     srv->nclients--;
     if (c->dirty)
         undirty(c);
+    zos_follow_end_all(c);
 
     /* Orphan the slots: those still waiting for a reply are freed by whoever answers. */
     struct zos_slot *s = c->head;

@@ -274,6 +274,12 @@ void zos_link_gate_free(struct zos_link_gate *g)
     free(g);
 }
 
+void zos_link_gate_set_max_connecting(struct zos_link_gate *g, int max_connecting)
+{
+    g->max_connecting = max_connecting > 0 ? max_connecting : 1;
+    gate_pump_soon(g);
+}
+
 void zos_link_gate_set_budget(struct zos_link_gate *g, size_t budget)
 {
     g->budget = budget;
@@ -1055,6 +1061,12 @@ void zos_link_watch_set_control(struct zos_link_watch *w, struct zos_link *(*fn)
 {
     w->control = fn;
     w->control_arg = arg;
+}
+
+void zos_link_watch_set_times(struct zos_link_watch *w, int timeout_ms, int idle_ping_ms)
+{
+    w->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
+    w->idle_ms = idle_ping_ms > 0 ? idle_ping_ms : 15000;
 }
 
 void zos_link_watch_quiet(struct zos_link_watch *w, long long ms)

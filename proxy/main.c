@@ -1,4 +1,5 @@
 /* main.c -- zos-proxy: a Redis-protocol proxy in front of Zero-OS nodes. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "zos/conf.h"
 #include "zos/log.h"
+#include "zos/notify.h"
 #include "zos/server.h"
 
 static void usage(FILE *fp)
@@ -109,6 +111,13 @@ int main(int argc, char **argv)
     }
     log_info("zos-proxy %s started (pid %ld, %zu nodes)", ZOS_VERSION, (long)getpid(),
              srv->router->nnodes);
+    /* Listening now (zos_server_new bound every port): systemd's Type=notify may start
+     * what depends on us. */
+    char ready[512];
+    snprintf(ready, sizeof(ready), "READY=1\nSTATUS=listening on %s, %zu node%s",
+             srv->conf->proxy.listen, srv->router->nnodes, srv->router->nnodes == 1 ? "" : "s");
+    if (zos_notify(ready) != 0)
+        log_warn("NOTIFY_SOCKET: cannot send READY=1: %s", strerror(errno));
     int rc = zos_server_run(srv);
     zos_server_free(srv);
     log_info("zos-proxy stopped");

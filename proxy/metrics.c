@@ -178,7 +178,7 @@ static void state_families(const struct zos_router *r, const struct zos_node_fig
     char addr[600];
     family(out, "zos_proxy_node_info", "gauge", "A configured node: its address and TLS.");
     for (size_t i = 0; i < r->nnodes; i++) {
-        const struct zos_node_conf *c = r->nodes[i].conf;
+        const struct zos_node_conf *c = r->nodes[i]->conf;
         escape_label(c->address, addr, sizeof(addr));
         evbuffer_add_printf(out,
                             "zos_proxy_node_info{node=\"%s\",address=\"%s\",port=\"%d\","
@@ -187,20 +187,20 @@ static void state_families(const struct zos_router *r, const struct zos_node_fig
     }
     family(out, "zos_proxy_node_up", "gauge", "1 when the node's first connection is ready.");
     for (size_t i = 0; i < r->nnodes; i++)
-        sample_u(out, "zos_proxy_node_up", r->nodes[i].conf->name, fig[i].state == ZOS_LINK_READY);
+        sample_u(out, "zos_proxy_node_up", r->nodes[i]->conf->name, fig[i].state == ZOS_LINK_READY);
     family(out, "zos_proxy_node_state", "gauge",
            "The state of the node's first connection: 1 for the current one.");
     for (size_t i = 0; i < r->nnodes; i++)
         for (size_t s = 0; s < ZOS_ARRAY_LEN(states); s++)
             evbuffer_add_printf(out, "zos_proxy_node_state{node=\"%s\",state=\"%s\"} %d\n",
-                                r->nodes[i].conf->name, zos_link_state_name(states[s]),
+                                r->nodes[i]->conf->name, zos_link_state_name(states[s]),
                                 fig[i].state == states[s]);
     family(out, "zos_proxy_node_state_age_seconds", "gauge",
            "Seconds since the node's first connection last became ready or went down "
            "(or since the start).");
     for (size_t i = 0; i < r->nnodes; i++)
         evbuffer_add_printf(out, "zos_proxy_node_state_age_seconds{node=\"%s\"} %.3f\n",
-                            r->nodes[i].conf->name, (double)fig[i].state_age_ms / 1000.0);
+                            r->nodes[i]->conf->name, (double)fig[i].state_age_ms / 1000.0);
 }
 
 static void latency_families(const struct zos_router *r, const struct zos_node_figures *fig,
@@ -212,7 +212,7 @@ static void latency_families(const struct zos_router *r, const struct zos_node_f
            "quantiles over the last minute.");
     for (size_t i = 0; i < r->nnodes; i++) {
         const struct zos_node_figures *f = &fig[i];
-        const char *name = r->nodes[i].conf->name;
+        const char *name = r->nodes[i]->conf->name;
         snprintf(labels, sizeof(labels), "node=\"%s\",quantile=\"0.5\"", name);
         sample_s(out, "zos_proxy_node_latency_seconds", labels, f->latency.p50_us,
                  f->latency.count);
@@ -226,7 +226,7 @@ static void latency_families(const struct zos_router *r, const struct zos_node_f
     family(out, "zos_proxy_node_latency_max_seconds", "gauge",
            "The longest of those over the last minute (NaN: no reply in the last minute).");
     for (size_t i = 0; i < r->nnodes; i++) {
-        snprintf(labels, sizeof(labels), "node=\"%s\"", r->nodes[i].conf->name);
+        snprintf(labels, sizeof(labels), "node=\"%s\"", r->nodes[i]->conf->name);
         sample_s(out, "zos_proxy_node_latency_max_seconds", labels, fig[i].latency.max_us,
                  fig[i].latency.count);
     }
@@ -240,18 +240,18 @@ void zos_metrics_text(const struct zos_server *srv, struct evbuffer *out)
     if (fig == NULL)
         return; /* out of memory: the proxy's own figures only */
     for (size_t i = 0; i < r->nnodes; i++)
-        zos_metrics_node(&r->nodes[i], &fig[i]);
+        zos_metrics_node(r->nodes[i], &fig[i]);
     state_families(r, fig, out);
     for (size_t k = 0; k < ZOS_ARRAY_LEN(per_node); k++) {
         const struct per_node *p = &per_node[k];
         family(out, p->name, p->type, p->help);
         for (size_t i = 0; i < r->nnodes; i++)
-            sample_u(out, p->name, r->nodes[i].conf->name, figure(&fig[i], p));
+            sample_u(out, p->name, r->nodes[i]->conf->name, figure(&fig[i], p));
     }
     family(out, "zos_proxy_node_pinned", "gauge",
            "Pinned connections in use (blocking and stateful commands).");
     for (size_t i = 0; i < r->nnodes; i++)
-        sample_u(out, "zos_proxy_node_pinned", r->nodes[i].conf->name,
+        sample_u(out, "zos_proxy_node_pinned", r->nodes[i]->conf->name,
                  (unsigned long long)fig[i].pinned);
     latency_families(r, fig, out);
     free(fig);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -18,6 +19,8 @@
 
 #include "zos/log.h"
 #include "zos/metrics.h"
+#include "zos/notify.h"
+#include "zos/util.h"
 #include "zos/verbs_job.h"
 #include "zos/verbs_ssh.h"
 
@@ -261,7 +264,7 @@ static int open_listeners(struct zos_server *srv, char *err, size_t errlen)
         add_listener(srv, conf->proxy.unixsocket, true, NULL, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < srv->router->nnodes; i++) {
-        struct zos_node *n = &srv->router->nodes[i];
+        struct zos_node *n = srv->router->nodes[i];
         if (n->conf->listen == NULL)
             continue;
         if (add_listener(srv, n->conf->listen, false, n, err, errlen) != 0)
@@ -296,7 +299,7 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     /* Whatever still waits (a BLPOP 0, a stuck node) is answered with an
      * error before the connections close: nothing read goes unanswered. */
     for (size_t i = 0; i < srv->router->nnodes; i++)
-        zos_link_watch_fail(srv->router->nodes[i].watch, "zos-proxy is shutting down");
+        zos_link_watch_fail(srv->router->nodes[i]->watch, "zos-proxy is shutting down");
     zos_client_flush_all(srv);
     event_base_loopexit(srv->base, NULL);
 }
@@ -319,6 +322,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    zos_notify("STOPPING=1");
     srv->shutting_down = true;
     close_listeners(srv);
     struct zos_client *c = srv->clients;
@@ -331,6 +335,81 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
                          (srv->conf->proxy.shutdown_timeout_ms % 1000) * 1000};
     evtimer_add(srv->shutdown_timer, &tv);
     zos_server_client_idle(srv);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* What a reload cannot change: the sockets bound at start. */
+static void note_restart_needed(const struct zos_conf *old, const struct zos_conf *conf)
+{
+    if (!same_str(old->proxy.listen, conf->proxy.listen))
+        log_warn("reload: [proxy] listen changed: needs a restart (still %s)", old->proxy.listen);
+    if (!same_str(old->proxy.unixsocket, conf->proxy.unixsocket) ||
+        old->proxy.unixsocketperm != conf->proxy.unixsocketperm)
+        log_warn("reload: [proxy] unixsocket changed: needs a restart");
+    if (!same_str(old->proxy.metrics_listen, conf->proxy.metrics_listen))
+        log_warn("reload: [proxy] metrics-listen changed: needs a restart");
+    for (size_t i = 0; i < conf->nnodes; i++) {
+        const struct zos_node_conf *n = &conf->nodes[i];
+        size_t j;
+        bool known = zos_index_get(old->index, n->name, strlen(n->name), &j);
+        if (!same_str(known ? old->nodes[j].listen : NULL, n->listen))
+            log_warn("reload: node '%s': listen changed: needs a restart", n->name);
+    }
+}
+
+int zos_server_reload(struct zos_server *srv, char *err, size_t errlen)
+{
+    char summary[160];
+    struct zos_conf *old = srv->conf;
+    struct zos_conf **keep = realloc(srv->old_confs, (srv->nold_confs + 1) * sizeof(*keep));
+    if (keep == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    srv->old_confs = keep;
+    struct zos_conf *conf = zos_conf_load(old->path, err, errlen);
+    if (conf == NULL)
+        return -1;
+    if (zos_server_check(conf, err, errlen) != 0 ||
+        zos_router_reload(srv->router, conf, summary, sizeof(summary), err, errlen) != 0) {
+        zos_conf_free(conf);
+        return -1;
+    }
+    srv->old_confs[srv->nold_confs++] = old; /* nodes and links still borrow from it */
+    srv->conf = conf;
+    srv->reloads++;
+    note_restart_needed(old, conf);
+    srv->limits = (struct zos_resp_limits){conf->proxy.max_bulk, conf->proxy.max_args,
+                                           conf->proxy.max_inline, false};
+    if (!same_str(old->proxy.log_level, conf->proxy.log_level) && conf->proxy.log_level != NULL)
+        zos_log_parse_level(conf->proxy.log_level, &zos_log_level);
+    if (conf->proxy.log_file != NULL && zos_log_open(conf->proxy.log_file) != 0)
+        log_error("reload: log-file '%s': cannot open: logging to stderr", conf->proxy.log_file);
+    else if (conf->proxy.log_file == NULL && old->proxy.log_file != NULL)
+        zos_log_close();
+    prctl(PR_SET_DUMPABLE, conf->proxy.core_dump ? 1 : 0, 0, 0, 0);
+    if (old->proxy.max_clients != conf->proxy.max_clients)
+        plan_descriptors(srv);
+    log_info("reload: %s: %s", conf->path, summary);
+    return 0;
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct zos_server *srv = arg;
+    char err[512];
+    if (srv->shutting_down)
+        return;
+    log_info("SIGHUP: reloading %s", srv->conf->path);
+    if (zos_notify_reloading() != 0)
+        log_warn("NOTIFY_SOCKET: cannot tell systemd of the reload");
+    if (zos_server_reload(srv, err, sizeof(err)) != 0)
+        log_error("reload failed, the running config stays: %s", err);
+    zos_notify("READY=1");
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -368,10 +447,14 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
         zos_metrics_start(srv, err, errlen) != 0)
         goto fail;
     plan_descriptors(srv);
-    static const int sigs[] = {SIGTERM, SIGINT};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
     for (size_t i = 0; i < ZOS_ARRAY_LEN(sigs); i++) {
-        srv->signals[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
-        evsignal_add(srv->signals[i], NULL);
+        srv->signals[i] =
+            evsignal_new(srv->base, sigs[i], sigs[i] == SIGHUP ? hup_cb : signal_cb, srv);
+        if (srv->signals[i] == NULL || evsignal_add(srv->signals[i], NULL) != 0) {
+            snprintf(err, errlen, "cannot watch signals");
+            goto fail;
+        }
     }
     srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
     srv->flush = event_new(srv->base, -1, 0, flush_cb, srv);
@@ -403,7 +486,6 @@ void zos_server_free(struct zos_server *srv)
         free(srv->listeners[i].addr);
     free(srv->listeners);
     zos_verbs_ssh_free(srv);
-    zos_verbs_job_free(srv);
     zos_router_free(srv->router);
     for (size_t i = 0; i < ZOS_ARRAY_LEN(srv->signals); i++)
         if (srv->signals[i] != NULL)
@@ -417,5 +499,8 @@ void zos_server_free(struct zos_server *srv)
     if (srv->base != NULL)
         event_base_free(srv->base);
     zos_conf_free(srv->conf);
+    for (size_t i = 0; i < srv->nold_confs; i++)
+        zos_conf_free(srv->old_confs[i]);
+    free(srv->old_confs);
     free(srv);
 }

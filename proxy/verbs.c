@@ -39,7 +39,7 @@ static bool any_node_password(const struct zos_client *c)
 {
     const struct zos_router *r = c->srv->router;
     for (size_t i = 0; i < r->nnodes; i++)
-        if (r->nodes[i].conf->password != NULL)
+        if (r->nodes[i]->conf->password != NULL)
             return true;
     return false;
 }
@@ -54,9 +54,9 @@ static struct zos_node *node_of_password(const struct zos_client *c, const char 
     struct zos_node *found = NULL;
     size_t matches = 0;
     for (size_t i = 0; i < r->nnodes; i++) {
-        const char *own = r->nodes[i].conf->password;
+        const char *own = r->nodes[i]->conf->password;
         if (own != NULL && secret_equal(pass, len, own)) {
-            found = &r->nodes[i];
+            found = r->nodes[i];
             matches++;
         }
     }
@@ -548,7 +548,7 @@ void zos_verbs_info_proxy(struct zos_client *c, struct evbuffer *text)
                         srv->router->nnodes,
                         srv->router->default_node ? srv->router->default_node->conf->name : "");
     for (size_t i = 0; i < srv->router->nnodes; i++) {
-        struct zos_node *n = &srv->router->nodes[i];
+        struct zos_node *n = srv->router->nodes[i];
         struct zos_node_figures f;
         char addr[300], lanes[200];
         node_addr(n, addr, sizeof(addr));
@@ -619,7 +619,7 @@ static void verb_nodes(struct zos_client *c, struct zos_slot *s, const struct zo
     struct evbuffer *out = zos_slot_buf(s);
     zos_resp_add_array(out, (long long)r->nnodes);
     for (size_t i = 0; i < r->nnodes; i++) {
-        struct zos_node *n = &r->nodes[i];
+        struct zos_node *n = r->nodes[i];
         char addr[300];
         node_addr(n, addr, sizeof(addr));
         char lanes[200];
@@ -737,7 +737,7 @@ int zos_verbs_run_all(const struct zos_verb *v, struct zos_client *c,
         struct zos_slot *part = zos_slot_part(group, i);
         if (part == NULL)
             continue;
-        c->node = &r->nodes[i];
+        c->node = r->nodes[i];
         zos_verbs_run(v, c, part, &sub);
     }
     c->node = saved;

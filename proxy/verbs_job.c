@@ -20,6 +20,8 @@
 #define DEFAULT_TIMEOUT_S 60
 #define RESULT_TIMEOUT_S  10
 
+#define FOLLOW_PREFIX "zos:job:" /* SUBSCRIBE zos:job:[<node>:]<id> (below) */
+
 enum mode { MODE_CMD, MODE_JOB, MODE_EXEC, MODE_SUBMIT, MODE_BOOL, MODE_FOLLOW };
 
 struct ctx {
@@ -27,6 +29,7 @@ struct ctx {
     enum mode mode;
     char command[64];
     char id[ZOS_JOB_ID_LEN + 1]; /* ZOS.SUBMIT */
+    const char *channel_node;    /* ZOS.EXEC ... STREAM: answer zos:job:<node>:<id> */
     struct evbuffer *records;    /* ZOS.FOLLOW: [kind, text] pairs so far */
     size_t nrecords;
     struct zos_job *job;          /* cancelled if the client leaves first */
@@ -40,17 +43,11 @@ struct opts {
     bool stream;
 };
 
+/* N's job state, made on first use (the router frees it with the node). */
 static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
 {
     struct zos_server *srv = c->srv;
-    struct zos_jobs **all = srv->jobs;
-    if (all == NULL) {
-        all = calloc(srv->router->nnodes, sizeof(*all));
-        if (all == NULL)
-            return NULL;
-        srv->jobs = all;
-    }
-    if (all[n->index] == NULL) {
+    if (n->jobs == NULL) {
         const struct zos_proxy_conf *pc = &srv->conf->proxy;
         struct zos_jobs_opts o = {
             .max_waiters = pc->job_links,
@@ -62,20 +59,9 @@ static struct zos_jobs *node_jobs(struct zos_client *c, struct zos_node *n)
                      .watch = n->watch,
                      .stats = &n->stats->job_links},
         };
-        all[n->index] = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
+        n->jobs = zos_jobs_new(srv->base, srv->dns, n->conf, n->ssl, n->shared, &o);
     }
-    return all[n->index];
-}
-
-void zos_verbs_job_free(struct zos_server *srv)
-{
-    struct zos_jobs **all = srv->jobs;
-    if (all == NULL)
-        return;
-    for (size_t i = 0; i < srv->router->nnodes; i++)
-        zos_jobs_free(all[i]);
-    free(all);
-    srv->jobs = NULL;
+    return n->jobs;
 }
 
 /* Parses "TIMEOUT s", "MAXTIME s", "STREAM" from AV[FROM..]; 0 or -1 with an error in S. */
@@ -250,6 +236,11 @@ static void job_done(void *arg, struct zos_job_result *r, const char *err)
     count_job(x, r, err);
     if (zos_slot_orphaned(s)) {
         zos_slot_done(s);
+    } else if (r == NULL && err == NULL && x->channel_node != NULL) { /* ZOS.EXEC STREAM */
+        char channel[sizeof(FOLLOW_PREFIX) + 64 + ZOS_JOB_ID_LEN + 2];
+        snprintf(channel, sizeof(channel), FOLLOW_PREFIX "%s:%s", x->channel_node, x->id);
+        zos_resp_add_cstr(zos_slot_buf(s), channel);
+        zos_slot_done(s);
     } else if (r == NULL && err == NULL) { /* ZOS.SUBMIT: the node took it */
         zos_resp_add_cstr(zos_slot_buf(s), x->id);
         zos_slot_done(s);
@@ -300,9 +291,14 @@ static void run(struct zos_client *c, struct zos_slot *s, enum mode mode,
         zos_slot_error(s, c->node == NULL ? ZOS_NO_NODE_ERR : "ERR out of memory");
         return;
     }
+    bool to_follow = mode == MODE_EXEC && o->stream;
+    if (to_follow)
+        mode = MODE_SUBMIT; /* answered at once with the channel to SUBSCRIBE to */
     struct ctx *x = ctx_new(c, s, mode, req->command);
     if (x == NULL)
         return;
+    if (to_follow)
+        x->channel_node = c->node->conf->name;
     if (mode == MODE_SUBMIT)
         ctx_started(x, zos_job_submit(j, req, x->id, job_done, x));
     else
@@ -336,18 +332,23 @@ static void verb_submit(struct zos_client *c, struct zos_slot *s, const struct z
     verb_request(c, s, av, MODE_SUBMIT);
 }
 
-/* Where the command words end: before a trailing "TIMEOUT <s>" (checked by
- * parse_opts), so a command may itself contain the word "timeout"
- * ("ZOS.EXEC timeout 1 sleep 3"). */
+/* Where the command words end: before trailing "TIMEOUT <s>" and "STREAM"
+ * options (checked by parse_opts), so a command may itself contain the word
+ * "timeout" ("ZOS.EXEC timeout 1 sleep 3"). */
 static size_t words_end(const struct zos_resp_argv *av, size_t first)
 {
     size_t n = av->argc;
-    if (n >= first + 2 && strcasecmp(av->argv[n - 2], "timeout") == 0)
-        return n - 2;
+    for (int k = 0; k < 2; k++) {
+        if (n >= first + 2 && strcasecmp(av->argv[n - 1], "stream") == 0)
+            n--;
+        else if (n >= first + 2 && strcasecmp(av->argv[n - 2], "timeout") == 0)
+            n -= 2;
+    }
     return n;
 }
 
-/* ZOS.EXEC <shell command ...> [TIMEOUT s]: the bash builtin (sh -c) on the node. */
+/* ZOS.EXEC <shell command ...> [TIMEOUT s] [STREAM]: the bash builtin (sh -c)
+ * on the node; with STREAM, at once the channel that follows it. */
 static void verb_exec(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     struct opts o = {0};
@@ -362,7 +363,8 @@ static void verb_exec(struct zos_client *c, struct zos_slot *s, const struct zos
     cJSON *args = cJSON_CreateObject();
     cJSON_AddStringToObject(args, "script", script != NULL ? script : "");
     cJSON_AddStringToObject(args, "stdin", "");
-    struct zos_job_req req = {.command = "bash", .args = args};
+    struct zos_job_req req = {
+        .command = "bash", .args = args, .stream = o.stream, .max_time = o.max_time};
     run(c, s, MODE_EXEC, &req, &o);
     cJSON_Delete(args);
     free(script);
@@ -523,3 +525,211 @@ const struct zos_verb zos_verbs_job[] = {
     {"zos.submit", 2, -1, ZOS_VERB_ONNODE, verb_submit},
 };
 const size_t zos_verbs_job_count = ZOS_ARRAY_LEN(zos_verbs_job);
+
+/* ---- SUBSCRIBE zos:job:[<node>:]<id>: a job's output as pub/sub messages ----
+ *
+ * Answered by the proxy, never sent to a node.  Each channel follows one job
+ * (zos_job_follow): every stream record is a message {"kind":"stdout"|
+ * "stderr"|"levelN","text":...}, then {"kind":"result","result":<result>}
+ * (or {"kind":"error","error":...}), then the channel's unsubscribe.  The
+ * messages go into one open slot of the client, its stream, in order. */
+
+#define FOLLOW_TIMEOUT_MS (24 * 3600 * 1000) /* a job may run for hours */
+
+struct zos_follow {
+    struct zos_follow *next;
+    struct zos_client *c;
+    struct zos_job *op;
+    char *channel;
+};
+
+bool zos_follow_channel(const char *ch, size_t len)
+{
+    return len >= sizeof(FOLLOW_PREFIX) - 1 &&
+           memcmp(ch, FOLLOW_PREFIX, sizeof(FOLLOW_PREFIX) - 1) == 0;
+}
+
+/* [kind, channel, count] or [kind, channel, payload], as a push in RESP3. */
+static void follow_push(struct zos_client *c, const char *kind, const char *channel,
+                        const char *payload, size_t plen, long long count)
+{
+    struct evbuffer *out = zos_slot_buf(c->follow_slot);
+    zos_resp_add_push(out, 3, c->resp3);
+    zos_resp_add_cstr(out, kind);
+    zos_resp_add_cstr(out, channel);
+    if (payload != NULL)
+        zos_resp_add_bulk(out, payload, plen);
+    else
+        zos_resp_add_int(out, count);
+    zos_slot_stream_flush(c->follow_slot);
+}
+
+static void follow_message(struct zos_follow *f, cJSON *msg)
+{
+    char *text = msg != NULL ? cJSON_PrintUnformatted(msg) : NULL;
+    if (text != NULL)
+        follow_push(f->c, "message", f->channel, text, strlen(text), 0);
+    free(text);
+    cJSON_Delete(msg);
+}
+
+static void follow_free(struct zos_follow *f)
+{
+    free(f->channel);
+    free(f);
+}
+
+/* F leaves its client's list; the stream closes with the last one. */
+static void follow_unlink(struct zos_follow *f, bool tell)
+{
+    struct zos_client *c = f->c;
+    for (struct zos_follow **pp = &c->follows; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    c->nfollows--;
+    if (tell)
+        follow_push(c, "unsubscribe", f->channel, NULL, 0, (long long)c->nfollows);
+    if (c->nfollows == 0 && c->follow_slot != NULL) {
+        struct zos_slot *s = c->follow_slot;
+        c->follow_slot = NULL;
+        zos_slot_done(s);
+    }
+    follow_free(f);
+}
+
+static void follow_record_cb(void *arg, int level, const char *text, size_t len, int flags)
+{
+    struct zos_follow *f = arg;
+    char kind[16];
+    if ((flags & 0x6) && len == 0)
+        return; /* the empty end marker of a process */
+    snprintf(kind, sizeof(kind), level == 1 ? "stdout" : level == 2 ? "stderr" : "level%d", level);
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "kind", kind);
+    char *copy = strndup(text, len);
+    cJSON_AddStringToObject(m, "text", copy != NULL ? copy : "");
+    free(copy);
+    follow_message(f, m);
+}
+
+static void follow_done_cb(void *arg, struct zos_job_result *res, const char *err)
+{
+    struct zos_follow *f = arg;
+    cJSON *m = cJSON_CreateObject();
+    f->op = NULL;
+    if (res != NULL && res->json != NULL) {
+        cJSON_AddStringToObject(m, "kind", "result");
+        cJSON_AddItemToObject(m, "result", cJSON_Duplicate(res->json, true));
+    } else {
+        cJSON_AddStringToObject(m, "kind", "error");
+        cJSON_AddStringToObject(m, "error", err != NULL ? err : "no result");
+    }
+    zos_job_result_free(res);
+    follow_message(f, m);
+    follow_unlink(f, true);
+}
+
+/* The node and job id of CHANNEL: "zos:job:<node>:<id>" when <node> names a
+ * node, else "zos:job:<id>" on the client's node.  NULL with ERR. */
+static struct zos_node *follow_target(struct zos_client *c, const char *channel, const char **id,
+                                      char *err, size_t errlen)
+{
+    const char *rest = channel + sizeof(FOLLOW_PREFIX) - 1, *colon = strchr(rest, ':');
+    struct zos_node *n = c->node;
+    *id = rest;
+    if (colon != NULL) {
+        struct zos_node *named = zos_router_node(c->srv->router, rest, (size_t)(colon - rest));
+        if (named != NULL) {
+            n = named;
+            *id = colon + 1;
+        }
+    }
+    if (!valid_id(*id, strlen(*id))) {
+        snprintf(err, errlen, "ERR invalid job channel '%.60s': zos:job:[<node>:]<job id>",
+                 channel);
+        return NULL;
+    }
+    if (n == NULL) {
+        snprintf(err, errlen, "%s", ZOS_NO_NODE_ERR);
+        return NULL;
+    }
+    if (n->removed) {
+        snprintf(err, errlen, "ERR node '%s' was removed", n->conf->name);
+        return NULL;
+    }
+    return zos_client_may_use(c, n, err, errlen) ? n : NULL;
+}
+
+void zos_follow_subscribe(struct zos_client *c, const struct zos_resp_argv *av, size_t first)
+{
+    if (c->follow_slot == NULL && (c->follow_slot = zos_slot_new_stream(c)) == NULL)
+        return;
+    for (size_t i = first + 1; i < av->argc; i++) {
+        char err[200];
+        const char *id;
+        struct zos_node *n = follow_target(c, av->argv[i], &id, err, sizeof(err));
+        struct zos_jobs *j = n != NULL ? node_jobs(c, n) : NULL;
+        struct zos_follow *f = j != NULL ? calloc(1, sizeof(*f)) : NULL;
+        if (f == NULL || (f->channel = strdup(av->argv[i])) == NULL) {
+            if (n != NULL)
+                snprintf(err, sizeof(err), "ERR out of memory");
+            zos_resp_add_error(zos_slot_buf(c->follow_slot), "%s", err);
+            zos_slot_stream_flush(c->follow_slot);
+            free(f);
+            continue;
+        }
+        f->c = c;
+        f->next = c->follows;
+        c->follows = f;
+        c->nfollows++;
+        follow_push(c, "subscribe", f->channel, NULL, 0, (long long)c->nfollows);
+        f->op = zos_job_follow(j, id, FOLLOW_TIMEOUT_MS, follow_record_cb, follow_done_cb, f);
+        if (f->op == NULL)
+            follow_done_cb(f, NULL, "out of memory");
+    }
+    if (c->nfollows == 0 && c->follow_slot != NULL) { /* nothing followed: out of the mode */
+        struct zos_slot *s = c->follow_slot;
+        c->follow_slot = NULL;
+        zos_slot_done(s);
+    }
+}
+
+void zos_follow_unsubscribe(struct zos_client *c, const struct zos_resp_argv *av, size_t first)
+{
+    bool all = av->argc - first < 2;
+    for (size_t i = first + 1; i < av->argc || all; i++) {
+        struct zos_follow *f = c->follows;
+        while (f != NULL && !all && strcmp(f->channel, av->argv[i]) != 0)
+            f = f->next;
+        if (f == NULL) {
+            if (all)
+                break;
+            follow_push(c, "unsubscribe", av->argv[i], NULL, 0, (long long)c->nfollows);
+            continue;
+        }
+        if (f->op != NULL)
+            zos_job_cancel(f->op);
+        follow_unlink(f, true);
+        if (all && c->follows == NULL)
+            break;
+    }
+}
+
+void zos_follow_end_all(struct zos_client *c)
+{
+    while (c->follows != NULL) {
+        struct zos_follow *f = c->follows;
+        c->follows = f->next;
+        if (f->op != NULL)
+            zos_job_cancel(f->op);
+        follow_free(f);
+    }
+    c->nfollows = 0;
+    if (c->follow_slot != NULL) {
+        struct zos_slot *s = c->follow_slot;
+        c->follow_slot = NULL;
+        zos_slot_done(s);
+    }
+}

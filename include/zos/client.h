@@ -75,7 +75,10 @@ struct zos_client {
     struct zos_node *node;  /* where node commands go (NULL: none) */
     struct zos_node *fixed; /* node of a per-node listener, or NULL */
     struct zos_pin *pins;
-    char *name; /* CLIENT SETNAME */
+    struct zos_follow *follows; /* SUBSCRIBE zos:job:...: jobs followed (verbs_job.c) */
+    size_t nfollows;
+    struct zos_slot *follow_slot; /* where their messages go, while any is followed */
+    char *name;                   /* CLIENT SETNAME */
     unsigned long long id;
     bool resp3; /* HELLO 3: replies in RESP3 */
     /* For CLIENT LIST / INFO / KILL: */
@@ -142,6 +145,12 @@ bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, ch
 struct zos_slot *zos_slot_new(struct zos_client *c);
 /* Where to write the reply (the socket when the slot is first in line). */
 struct evbuffer *zos_slot_buf(struct zos_slot *s);
+/* A slot that stays open for messages (a stream), written as they come
+ * once it is first in line; zos_slot_done ends it. */
+struct zos_slot *zos_slot_new_stream(struct zos_client *c);
+/* Bytes were added to stream S: out they go if S is first in line (a
+ * client over pubsub-output-limit is closed). */
+void zos_slot_stream_flush(struct zos_slot *s);
 /* The reply is complete: written in order, or dropped if the client left. */
 void zos_slot_done(struct zos_slot *s);
 /* Shorthands: write then done. */

@@ -77,6 +77,8 @@ struct zos_link_watch *zos_link_watch_new(struct event_base *base, int timeout_m
 void zos_link_watch_free(struct zos_link_watch *w); /* accepts NULL */
 void zos_link_watch_set_control(struct zos_link_watch *w, struct zos_link *(*fn)(void *arg),
                                 void *arg);
+/* New TIMEOUT_MS and IDLE_PING_MS (a reload), from the next tick on. */
+void zos_link_watch_set_times(struct zos_link_watch *w, int timeout_ms, int idle_ping_ms);
 /* A command just sent keeps the node silent for up to MS (DEBUG SLEEP):
  * no answer meanwhile is no hang. */
 void zos_link_watch_quiet(struct zos_link_watch *w, long long ms);
@@ -104,6 +106,7 @@ struct zos_link_gate;
 struct zos_link_gate *zos_link_gate_new(struct event_base *base, int max_connecting, size_t budget);
 void zos_link_gate_free(struct zos_link_gate *g); /* accepts NULL */
 void zos_link_gate_set_budget(struct zos_link_gate *g, size_t budget);
+void zos_link_gate_set_max_connecting(struct zos_link_gate *g, int max_connecting);
 /* Node connections open now. */
 size_t zos_link_gate_open(const struct zos_link_gate *g);
 

@@ -25,6 +25,7 @@
 #include "zos/stats.h"
 
 struct evdns_base;
+struct zos_jobs;
 
 /* A shared link of a node and its key. */
 struct zos_lane {
@@ -56,18 +57,24 @@ struct zos_node {
     int pinned;           /* pinned links in use now */
     unsigned long long requests;
     unsigned long long errors;
+    bool down_logged;             /* "unavailable" logged since the last "connected" */
     struct zos_node_stats *stats; /* what its links and job verbs count (stats.h); owned */
-    size_t index;
-    bool down_logged; /* "unavailable" logged since the last "connected" */
+    struct zos_jobs *jobs;        /* the job verbs' state (verbs_job.c), NULL until used */
+    struct zos_jobs **old_jobs;   /* of settings a reload replaced, until their jobs are done */
+    size_t nold_jobs;
+    struct zos_lane *draining; /* links of replaced settings: closed once idle */
+    bool removed;              /* a reload removed it: new requests are refused */
+    struct zos_node *next_retired;
 };
 
 struct zos_router {
     struct event_base *base;
     struct evdns_base *dns;
-    const struct zos_conf *conf; /* borrowed */
-    struct zos_node *nodes;
+    const struct zos_conf *conf; /* borrowed: the config in force */
+    struct zos_node **nodes;     /* in the config's order; a node's address never changes */
     size_t nnodes;
-    struct zos_node *default_node;             /* NULL when none can be chosen */
+    struct zos_node *retired;      /* removed by reloads, kept for whatever still points at them */
+    struct zos_node *default_node; /* NULL when none can be chosen */
     struct zos_resp_reply_limits reply_limits; /* of every link */
     struct zos_tls_set *tls;                   /* the nodes' SSL_CTXs, one per setting */
     struct zos_link_gate *gate;                /* connects in progress, descriptors open */
@@ -78,6 +85,16 @@ struct zos_router {
 struct zos_router *zos_router_new(struct event_base *base, struct evdns_base *dns,
                                   const struct zos_conf *conf, char *err, size_t errlen);
 void zos_router_free(struct zos_router *r);
+
+/* SIGHUP: applies CONF (borrowed; it and the configs before it must outlive
+ * the router).  Nodes added are usable at once; nodes removed refuse new
+ * requests (in flight ones finish); nodes whose connection settings changed
+ * (address, port, tls, tls-verify, secret, db) get new links, the old ones
+ * drain and close; other node settings and the [proxy] ones that can change
+ * live take effect.  Nothing changes on failure (-1 with ERR).  SUMMARY says
+ * what changed. */
+int zos_router_reload(struct zos_router *r, const struct zos_conf *conf, char *summary, size_t slen,
+                      char *err, size_t errlen);
 
 /* Node by name (LEN bytes, not NUL-terminated), or NULL. */
 struct zos_node *zos_router_node(const struct zos_router *r, const char *name, size_t len);

@@ -24,7 +24,9 @@ struct zos_listener {
 struct zos_server {
     struct event_base *base;
     struct evdns_base *dns;
-    struct zos_conf *conf; /* owned */
+    struct zos_conf *conf;       /* owned: the config in force */
+    struct zos_conf **old_confs; /* replaced by reloads; links and nodes still borrow from them */
+    size_t nold_confs;
     struct zos_router *router;
     struct zos_listener *listeners;
     size_t nlisteners;
@@ -39,11 +41,11 @@ struct zos_server {
     unsigned long long rejected_connections;
     time_t started;
     struct event *signals[4];
+    unsigned long long reloads;
     struct event *shutdown_timer;
     struct event *flush;      /* activated when a client has output (client.c) */
     struct zos_client *dirty; /* clients with output to write this turn */
     bool shutting_down;
-    void *jobs;                  /* the job verbs' per-node state (verbs_job.c), NULL until used */
     void *ssh;                   /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
     struct zos_metrics *metrics; /* the HTTP endpoint of metrics-listen (metrics.c), or NULL */
 };
@@ -56,6 +58,11 @@ int zos_server_check(const struct zos_conf *conf, char *err, size_t errlen);
 /* Takes CONF.  Binds every listener (TCP, unix socket, per-node ports).
  * NULL with ERR (CONF freed). */
 struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errlen);
+/* SIGHUP: reads the config file again and applies it without dropping
+ * anyone (see zos_router_reload); a file with errors changes nothing (the
+ * error is logged with file:line).  0, or -1 with ERR. */
+int zos_server_reload(struct zos_server *srv, char *err, size_t errlen);
+
 /* Runs the loop until SIGTERM/SIGINT and the bounded drain that follows. */
 int zos_server_run(struct zos_server *srv);
 void zos_server_free(struct zos_server *srv);
