@@ -6,6 +6,7 @@ import base64
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -447,3 +448,39 @@ def test_off_by_default(fnprocs):
     log = zostest.read_log(path[:-len(".toml")] + ".log")
     assert "listening on 127.0.0.1:%d" % lport in log
     assert "metrics" not in log, log
+
+
+def test_reload_keeps_figures_and_follows_the_nodes(fnprocs):
+    """SIGHUP adding a node and removing another: the new one is scraped at once, the
+    removed one is gone, and a node kept keeps its counters (they never go back)."""
+    _, p1, _ = fnprocs.redis()
+    _, p2, _ = fnprocs.redis()
+    _, p3, _ = fnprocs.redis()
+    mport, lport = free_port(), free_port()
+    head = "[proxy]\nlisten = 127.0.0.1:%d\nmetrics-listen = 127.0.0.1:%d\n" % (lport, mport)
+    proxy, path = fnprocs.proxy(head + zostest.node_section("r1", p1) +
+                                zostest.node_section("r2", p2),
+                                env=zostest.isolated_env(fnprocs.tmp), ready_port=lport)
+    zostest.wait_port(mport, proc=proxy)
+    r1 = redis.Redis(port=lport, username="r1", password="x", socket_timeout=HTTP_TIMEOUT)
+    for i in range(30):
+        r1.set("k%d" % i, "v")
+    before = value(scrape(mport), "zos_proxy_node_requests_total", node="r1")
+    assert before >= 30
+    with open(path, "w") as f:
+        f.write(head + zostest.node_section("r1", p1) + zostest.node_section("r3", p3))
+    proxy.send_signal(signal.SIGHUP)
+    fams = wait_until("the reload to show in the metrics", lambda: _scrape_with(mport, "r3"))
+    assert not any(lab.get("node") == "r2" for _, lab, _ in fams["zos_proxy_node_up"]["samples"])
+    assert value(fams, "zos_proxy_node_requests_total", node="r1") >= before
+    assert value(fams, "zos_proxy_node_requests_total", node="r3") == 0
+    r3 = redis.Redis(port=lport, username="r3", password="x", socket_timeout=HTTP_TIMEOUT)
+    assert r3.set("x", "1")
+    assert value(scrape(mport), "zos_proxy_node_requests_total", node="r3") >= 1
+    assert proxy.poll() is None
+
+
+def _scrape_with(port, node):
+    fams = scrape(port)
+    return fams if any(lab.get("node") == node
+                       for _, lab, _ in fams["zos_proxy_node_up"]["samples"]) else None
