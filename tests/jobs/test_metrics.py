@@ -424,7 +424,7 @@ def test_requirepass_guards_the_endpoint(fnprocs):
     mport, lport = free_port(), free_port()
     conf = ("[proxy]\nlisten = 127.0.0.1:%d\nrequirepass = s3cr3t\nmetrics-listen = "
             "127.0.0.1:%d\n" % (lport, mport) + zostest.node_section("r", rport))
-    proxy, _ = fnprocs.proxy(conf, env=zostest.isolated_env(fnprocs.tmp), ready_port=lport)
+    proxy, path = fnprocs.proxy(conf, env=zostest.isolated_env(fnprocs.tmp), ready_port=lport)
     zostest.wait_port(mport, proc=proxy)
     status, headers, _ = http_get(mport)
     assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Basic"), headers
@@ -435,7 +435,7 @@ def test_requirepass_guards_the_endpoint(fnprocs):
     fams = scrape(mport, auth="prom:s3cr3t")
     assert value(fams, "zos_proxy_node_up", node="r") in (0, 1)
     assert value(scrape(mport, auth=":s3cr3t"), "zos_proxy_node_jobs_total", node="r") == 0
-    assert proxy.poll() is None
+    stopped_cleanly(fnprocs, proxy, path)
 
 
 def test_off_by_default(fnprocs):
@@ -448,6 +448,7 @@ def test_off_by_default(fnprocs):
     log = zostest.read_log(path[:-len(".toml")] + ".log")
     assert "listening on 127.0.0.1:%d" % lport in log
     assert "metrics" not in log, log
+    stopped_cleanly(fnprocs, proxy, path)
 
 
 def test_reload_keeps_figures_and_follows_the_nodes(fnprocs):
@@ -477,7 +478,15 @@ def test_reload_keeps_figures_and_follows_the_nodes(fnprocs):
     r3 = redis.Redis(port=lport, username="r3", password="x", socket_timeout=HTTP_TIMEOUT)
     assert r3.set("x", "1")
     assert value(scrape(mport), "zos_proxy_node_requests_total", node="r3") >= 1
-    assert proxy.poll() is None
+    stopped_cleanly(fnprocs, proxy, path)
+
+
+def stopped_cleanly(procs, proxy, path):
+    """The proxy is alive and exits 0 on SIGTERM (under a SANITIZER build, a report of a
+    leak or a bad access makes that non-zero)."""
+    log = lambda: zostest.read_log(path[:-len(".toml")] + ".log")  # noqa: E731
+    assert proxy.poll() is None, "zos-proxy died:\n" + log()[-4000:]
+    assert procs.stop(proxy, timeout=10) == 0, log()[-6000:]
 
 
 def _scrape_with(port, node):
