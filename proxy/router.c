@@ -142,9 +142,13 @@ struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int d
             return ln->link;
         }
     }
-    if (best != NULL)
-        return best->link;                   /* busy but there */
-    return down != NULL ? down->link : NULL; /* refuses at once; its backoff says when again */
+    /* A lane the node refused for being busy (a script runs: SELECT answered
+     * -BUSY) answers at once with that, as the node answers its clients;
+     * otherwise a busy lane that is there beats one that is down. */
+    if (down != NULL && (best == NULL || strstr(zos_link_errstr(down->link), "failed: BUSY") ||
+                         strstr(zos_link_errstr(down->link), "failed: LOADING")))
+        return down->link; /* refuses at once; its backoff says when again */
+    return best != NULL ? best->link : NULL;
 }
 
 void zos_router_lanes_text(const struct zos_node *n, char *buf, size_t len)
