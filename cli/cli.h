@@ -4,6 +4,8 @@
  *   args.c      per-command option parsing (--key=value, --key value, flags)
  *   node.c      one session with the active node: link + jobs on a private
  *               event loop, run synchronously; raw GET/SET; the spinner
+ *   fleet.c     --all / --node=a,b,c: a child process per node, output
+ *               prefixed line by line, the worst exit code
  *   print.c     pretty JSON (2 spaces, as the original) and tables
  *   cmd_*.c     the commands; names.c the adjective_surname generator;
  *   sshkeys.c   public keys for new containers (file, ssh agent)
@@ -62,7 +64,9 @@ struct zos_cli {
     char conf_path[4096];
     struct zos_conf *conf; /* loaded, or new when the file did not exist */
     const char *proxy;     /* "host:port" of a zos-proxy, NULL: direct */
-    const char *node;      /* --node, NULL: the default node */
+    const char *node;      /* --node (one name, or "a,b,c"), NULL: the default node */
+    bool all;              /* --all: every node of the config file */
+    int parallel;          /* --parallel, 0: ZOS_CLI_PARALLEL_DEFAULT */
     int timeout_s;         /* --timeout, 0: each command's default */
     bool debug;            /* [app] debug or ZOS_DEBUG=1 */
 };
@@ -155,8 +159,67 @@ int zos_cli_node_set(struct zos_cli_node *n, const char *key, const char *value)
 int zos_cli_node_wait_pong(struct zos_cli *cli, const struct zos_node_conf *conf, int timeout_s,
                            const char *label);
 
+/* PING on the open session (ZOS.AT <node> PING through a proxy), COUNT
+ * times: *BEST_MS the fastest round trip.  0, or the exit code after
+ * printing why (as zos_cli_node_open's check). */
+int zos_cli_node_rtt(struct zos_cli_node *n, int count, double *best_ms);
+
 /* The default wait for a job, from --timeout or DEF_S seconds. */
 int zos_cli_node_timeout_ms(const struct zos_cli_node *n, int def_s);
+
+/* ---- fleet.c: one command on many nodes ---- */
+
+#define ZOS_CLI_PARALLEL_DEFAULT 32 /* children at once without --parallel */
+
+/* The nodes of --all or --node=a,b,c. */
+struct zos_cli_fleet {
+    const char **names; /* in config (or --node) order; borrowed from the config or LIST */
+    size_t n;
+    char *list; /* the --node list split in place */
+};
+
+/* What runs in each child, with cli->node set to that node's name: FN's
+ * return value is the child's exit code.  CAPTURE keeps the child's output
+ * in its result instead of printing it prefixed; TIMEOUT_MS > 0 kills a
+ * child that has not ended by then (SIGKILL, result timed_out). */
+struct zos_cli_fleet_job {
+    int (*fn)(struct zos_cli *cli, void *arg);
+    void *arg;
+    bool capture;
+    int timeout_ms;
+};
+
+/* How one node's child ended. */
+struct zos_cli_fleet_result {
+    bool started, done, timed_out;
+    int code;        /* exit code; 128+N when killed by signal N */
+    char *out, *err; /* CAPTURE: what it wrote (not NUL-terminated); else the rest */
+    size_t outlen, errlen;
+};
+
+/* Whether --all or a --node list with a comma was given. */
+bool zos_cli_fleet_mode(const struct zos_cli *cli);
+/* The nodes to visit: the --node list (each must be in the config unless
+ * through a proxy), else every node of the config.  0, or the exit code
+ * after printing why (15 bad list, 17 unknown node, 22 bad name, 5 none). */
+int zos_cli_fleet_names(struct zos_cli *cli, struct zos_cli_fleet *f);
+void zos_cli_fleet_free(struct zos_cli_fleet *f);
+/* Runs JOB once per node of F, one child process each, at most
+ * cli->parallel at once; RES (F->n entries, filled) says how each ended.
+ * Returns 0, or 128+N when signal N stopped the run (passed on to the
+ * children, no new child started), or 14 when no process could be made. */
+int zos_cli_fleet_run(struct zos_cli *cli, const struct zos_cli_fleet *f,
+                      const struct zos_cli_fleet_job *job, struct zos_cli_fleet_result *res);
+/* Frees the out/err of N results, then RES itself. */
+void zos_cli_fleet_results_free(struct zos_cli_fleet_result *res, size_t n);
+/* -1 when command CMD (with its words ARGV) may run across nodes; else 15
+ * after printing why (config editing, interactive or local-file commands). */
+int zos_cli_fleet_check(const char *cmd, int argc, char **argv);
+/* FN on every node, output prefixed "name: " line by line, a summary of
+ * failures on stderr; returns the highest exit code of any node (0 when
+ * every node succeeded). */
+int zos_cli_fleet_command(struct zos_cli *cli, int (*fn)(struct zos_cli *, int, char **), int argc,
+                          char **argv);
 
 /* ---- print.c ---- */
 
@@ -220,6 +283,7 @@ int zos_cli_cmd_ping(struct zos_cli *cli, int argc, char **argv);
 int zos_cli_cmd_cmd(struct zos_cli *cli, int argc, char **argv);
 int zos_cli_cmd_exec(struct zos_cli *cli, int argc, char **argv);
 int zos_cli_cmd_container(struct zos_cli *cli, int argc, char **argv);
+int zos_cli_cmd_nodes(struct zos_cli *cli, int argc, char **argv);
 
 /* ---- cmd_container.c / cmd_new.c ---- */
 

@@ -3,7 +3,10 @@
  *   zos [global options] <command> [args]
  *        |                   |
  *        |                   +--> commands[]: name, usage, help, handler --> exit code
- *        +--> --proxy/--node/--timeout/--help/--version
+ *        +--> --proxy/--node/--all/--parallel/--timeout/--help/--version
+ *
+ * With --all or --node=a,b,c a node command runs once per node, each in a
+ * child process (fleet.c); "zos nodes" checks every node the same way.
  *
  * The config file is loaded lazily (zos_cli_conf) so that --help and
  * --version work without one; the first command that needs it creates it
@@ -124,11 +127,21 @@ static const struct command commands[] = {
      "Copy a file or directory from the container (SFTP).", NULL},
     {"container mount", "container [<id>] mount <source> [<destination>]", NULL,
      "Mount a directory of the container locally with sshfs.", NULL},
+    {"nodes", "nodes [--json]", "every node: reachable, core0 version, round trip, TLS",
+     "Check every node of the config file (or those of --node=a,b,c) in parallel: connect,\n"
+     "PING (the round trip shown is the best of 3 PINGs on the open connection), core0's\n"
+     "info.version.  A table, or JSON with --json; '*' marks the default node.  A node\n"
+     "that has not answered within --timeout (default 10 s) is reported unreachable.\n"
+     "Exit code: 0 when every node answered; else the highest exit code of any node\n"
+     "(12 unreachable, 26 AUTH refused, 24 info.version failed, ...).",
+     zos_cli_cmd_nodes},
     {"help", "help [<command>]", "help on a command", "Help on zos, or on one command.", NULL},
 };
 
 static const char global_usage[] =
     "usage: zos [--proxy=<host:port>] [--node=<name>] [--timeout=<seconds>] <command> [<args>]\n"
+    "       zos [--proxy=<host:port>] (--node=<name>,<name>... | --all) [--parallel=<n>]\n"
+    "           [--timeout=<seconds>] <command> [<args>]\n"
     "       zos --help | --version | help [<command>]\n";
 
 static const char global_options[] =
@@ -136,7 +149,15 @@ static const char global_options[] =
     "  --proxy=<host:port>   talk through a running zos-proxy ([app] proxy in the config);\n"
     "                        --proxy= talks to the node directly\n"
     "  --node=<name>         use this node instead of the default one\n"
-    "  --timeout=<seconds>   how long to wait for a job (default 300)\n"
+    "  --node=<a>,<b>,...    run the command on each of these nodes, in parallel: every\n"
+    "                        line of output prefixed with its node's name ('a: ...'), a\n"
+    "                        summary of failures on stderr, the highest exit code of any\n"
+    "                        node (0 when all succeeded)\n"
+    "  --all                 the same, on every node of the config file\n"
+    "  --parallel=<n>        with --all or a --node list: at most <n> nodes at once\n"
+    "                        (default 32)\n"
+    "  --timeout=<seconds>   how long to wait for a job (default 300); for 'nodes', how\n"
+    "                        long each node may take (default 10)\n"
     "  --help, --version\n"
     "\n"
     "Environment: ZOS_CONFIG (config file, else ~/.config/zos.toml), ZOS_JWT (overrides\n"
@@ -284,6 +305,16 @@ static int parse_globals(struct zos_cli *cli, int argc, char **argv, int *first,
             *proxy_set = true;
         } else if ((v = global_value(argc, argv, &i, "--node", &missing)) != NULL) {
             cli->node = v;
+        } else if (strcmp(a, "--all") == 0) {
+            cli->all = true;
+        } else if ((v = global_value(argc, argv, &i, "--parallel", &missing)) != NULL) {
+            long p;
+            if (!zos_cli_parse_int(v, 1, 256, &p))
+                return zos_cli_fail(ZOS_EXIT_MALFORMED_ARGS,
+                                    "--parallel: expected a number of nodes from 1 to 256, got "
+                                    "'%s'",
+                                    v);
+            cli->parallel = (int)p;
         } else if ((v = global_value(argc, argv, &i, "--timeout", &missing)) != NULL) {
             long t;
             if (!zos_cli_parse_int(v, 1, 86400, &t))
@@ -301,6 +332,9 @@ static int parse_globals(struct zos_cli *cli, int argc, char **argv, int *first,
         if (missing)
             return zos_cli_fail(ZOS_EXIT_MALFORMED_ARGS, "option '%s' needs a value", a);
     }
+    if (cli->all && cli->node != NULL)
+        return zos_cli_fail(ZOS_EXIT_MALFORMED_ARGS,
+                            "--all and --node: give one of them (--node=a,b for some nodes)");
     *first = i;
     return -1;
 }
@@ -356,6 +390,9 @@ int main(int argc, char **argv)
             goto done;
         }
     }
+    bool fleet = zos_cli_fleet_mode(&cli) && c->fn != zos_cli_cmd_nodes;
+    if (fleet && (rc = zos_cli_fleet_check(c->name, argc - first - 1, argv + first + 1)) >= 0)
+        goto done;
     if (zos_conf_path(NULL, cli.conf_path, sizeof(cli.conf_path)) == NULL) {
         rc = zos_cli_fail(ZOS_EXIT_CANT_CREATE_CONFIG, "no config path: set ZOS_CONFIG or HOME");
         goto done;
@@ -366,7 +403,10 @@ int main(int argc, char **argv)
         cli.proxy = cli.conf->app.proxy;
     const char *dbg = getenv("ZOS_DEBUG");
     cli.debug = cli.conf->app.debug || (dbg != NULL && strcmp(dbg, "1") == 0);
-    rc = c->fn(&cli, argc - first - 1, argv + first + 1);
+    if (fleet)
+        rc = zos_cli_fleet_command(&cli, c->fn, argc - first - 1, argv + first + 1);
+    else
+        rc = c->fn(&cli, argc - first - 1, argv + first + 1);
 done:
     zos_conf_free(cli.conf);
     fflush(stdout);

@@ -473,6 +473,23 @@ static int ping_check(struct zos_cli_node *n)
     return rc;
 }
 
+int zos_cli_node_rtt(struct zos_cli_node *n, int count, double *best_ms)
+{
+    *best_ms = -1;
+    for (int i = 0; i < count; i++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = ping_check(n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (rc != 0)
+            return rc;
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (*best_ms < 0 || ms < *best_ms)
+            *best_ms = ms;
+    }
+    return 0;
+}
+
 int zos_cli_node_open(struct zos_cli *cli, struct zos_cli_node **out)
 {
     struct zos_cli_node *n = calloc(1, sizeof(*n));

@@ -93,9 +93,12 @@ void zos_cli_table_print(FILE *f, const struct zos_cli_table *t)
             width[c] = n > width[c] ? n : width[c];
         }
     for (size_t r = 0; r < t->nrows; r++) {
-        for (size_t c = 0; c < t->ncols && c < 16; c++) {
+        size_t last = t->ncols < 16 ? t->ncols : 16; /* empty cells at the end: no blanks */
+        while (last > 1 && t->cells[r * t->ncols + last - 1][0] == '\0')
+            last--;
+        for (size_t c = 0; c < last; c++) {
             const char *cell = t->cells[r * t->ncols + c];
-            if (c + 1 == t->ncols)
+            if (c + 1 == last)
                 fprintf(f, "%s\n", cell);
             else
                 fprintf(f, "%-*s  ", (int)width[c], cell);

@@ -35,8 +35,10 @@
 #include "zos/verbs.h"
 #include "zos/verbs_job.h"
 
-#define SLOT_COST 192 /* what a reply slot costs beyond its bytes, for the output limit */
-#define LINGER_MS 500 /* a closed client's last bytes are read this long, at most */
+#define SLOT_COST    192               /* what a reply slot costs beyond its bytes (output limit) */
+#define LINK_BACKLOG (8 * 1024 * 1024) /* requests not yet written to a node: send no more */
+#define BACKLOG_MS   5                 /* how often a client held by that looks again */
+#define LINGER_MS    500 /* a closed client's last bytes are read this long, at most */
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
 
@@ -61,6 +63,7 @@ struct zos_slot {
     bool *seal_which;              /* EXEC: which elements answer a CONFIG GET (owned) */
     size_t seal_n;
     bool select; /* the reply answers SELECT: undone if it failed */
+    bool quiet;  /* DEBUG SLEEP (or EXEC with one): the node's quiet time ends with it */
     int db_before, db_after;
 };
 
@@ -79,6 +82,7 @@ struct all_group {
     bool resp3;             /* a map node -> reply, else a flat array */
     struct event *deadline; /* node commands: ZOS.ALL [TIMEOUT ms] */
     int timeout_ms;
+    bool quiet; /* DEBUG SLEEP on every node: each one's quiet time ends with its part */
     size_t nparts;
     size_t waiting; /* parts without a reply, while the slot waits */
     size_t refs;    /* parts whose reply (or failure) is still to come */
@@ -86,9 +90,20 @@ struct all_group {
 };
 
 static void process_input(struct zos_client *c);
+static bool is_word(const char *s, size_t len, const char *w);
 static void flush(struct zos_client *c);
 static void schedule(struct zos_client *c);
 static bool over_output_limit(struct zos_client *c, bool pubsub);
+
+/* DEBUG SLEEP <s> (NAME, SUB, ARG2: the command's first words): how long the
+ * node will say nothing, with a second of margin; 0 for anything else. */
+static long long debug_sleep_ms(const char *name, size_t len, const char *sub, const char *arg2)
+{
+    if (!is_word(name, len, "debug") || strcasecmp(sub, "sleep") != 0)
+        return 0;
+    double d = strtod(arg2, NULL);
+    return d <= 0 ? 0 : d < 86400 ? (long long)(d * 1000) + 1000 : 86400 * 1000LL;
+}
 
 /* Replies arrived for a client that waits for them: read on, but from the
  * flush event, never from inside a link's callback (that link may be freed
@@ -367,7 +382,11 @@ static struct zos_link *client_lane(struct zos_client *c, struct zos_node *n, bo
 
 static void node_down_error(struct evbuffer *out, const struct zos_node *n, const char *err)
 {
-    if (zos_link_is_protocol_error(err)) /* the node is up but said something wrong */
+    const char *said = strstr(err, " failed: ");
+    if (said != NULL && (strncmp(said + 9, "BUSY", 4) == 0 || strncmp(said + 9, "LOADING", 7) == 0))
+        zos_resp_add_error(out, "%s", said + 9); /* a handshake the node was too busy for:
+                                                    its own answer, as a client would get */
+    else if (zos_link_is_protocol_error(err))    /* the node is up but said something wrong */
         zos_resp_add_error(out, "ERR node '%s' %s", n->conf->name, err);
     else
         zos_resp_add_error(out, "ERR node '%s' unavailable: %s", n->conf->name, err);
@@ -404,6 +423,8 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
     struct zos_slot *s = arg;
     struct zos_client *c = s->c;
 
+    if (s->quiet)
+        zos_link_watch_quiet_done(s->node->watch);
     if (reply == NULL && s->pin != NULL)
         s->pin->lost_request = true; /* pin_closed, right after, closes the client */
     uncount(s);
@@ -461,8 +482,10 @@ static void group_deliver(struct all_group *g)
         slot_free(s);
         return;
     }
-    if (s->counted) /* parts still on their way no longer hold the client's order */
+    if (s->counted) { /* parts still on their way no longer hold the client's order */
         c->shared_inflight -= g->waiting;
+        c->all_parts -= g->waiting;
+    }
     s->counted = false;
     struct evbuffer *out = zos_slot_buf(s);
     zos_resp_add_map(out, (long long)g->nparts, g->resp3);
@@ -487,8 +510,10 @@ static void part_done(struct all_part *p, struct evbuffer *buf)
     g->refs--;
     if (g->slot != NULL && p->buf == NULL) {
         p->buf = buf;
-        if (g->slot->counted && g->slot->c != NULL)
+        if (g->slot->counted && g->slot->c != NULL) {
             g->slot->c->shared_inflight--;
+            g->slot->c->all_parts--;
+        }
         if (--g->waiting == 0)
             group_deliver(g);
     } else {
@@ -509,6 +534,8 @@ static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const cha
     struct all_group *g = p->g;
     struct evbuffer *buf = evbuffer_new();
 
+    if (g->quiet)
+        zos_link_watch_quiet_done(p->node->watch);
     if (g->slot != NULL && reply != NULL && g->slot->seal)
         zos_seal_filter(reply, len, buf, NULL, 0);
     else if (g->slot != NULL && reply != NULL)
@@ -594,6 +621,10 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
     if ((s = zos_slot_group(c, r->nnodes)) == NULL)
         return;
     struct all_group *g = s->group;
+    long long quiet =
+        debug_sleep_ms(av->argv[first], av->argvlen[first], argc > 1 ? av->argv[first + 1] : "",
+                       argc > 2 ? av->argv[first + 2] : "");
+    g->quiet = quiet > 0;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     s->counted = true;
     s->seal = seal == ZOS_SEAL_FILTER;
@@ -605,6 +636,9 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
         struct zos_link *shared = zos_router_lane(r, n, c->db, c->resp3);
         n->requests++;
         c->shared_inflight++;
+        c->all_parts++;
+        if (g->quiet)
+            zos_link_watch_quiet(n->watch, quiet);
         if (shared == NULL) {
             all_part_cb(&g->parts[i], NULL, 0, "out of memory");
         } else if (zos_link_send_argv(shared, argc, (const char *const *)av->argv + first,
@@ -873,10 +907,10 @@ static void pin_give_back(struct zos_pin *p)
     if (p->link == NULL)
         return;
     zos_router_pin_give(p->client->srv->router, p->node, p->link, p->db, p->resp3,
-                        pin_idle(p) && !p->selected);
+                        pin_idle(p) && !p->dirty);
     p->link = NULL;
     p->node_id = 0;
-    p->selected = false;
+    p->dirty = false;
 }
 
 /* From the flush event (never inside a link's callback): pinned links whose
@@ -961,7 +995,8 @@ static void pin_update(struct zos_pin *p, enum zos_route route)
         p->multi = true;
         break;
     case ZOS_ROUTE_ENDMULTI:
-        p->multi = p->watch = false;
+        if (p->multi) /* without MULTI redis answers an error and keeps the WATCH */
+            p->multi = p->watch = false;
         break;
     case ZOS_ROUTE_WATCH:
         p->watch = true;
@@ -971,7 +1006,7 @@ static void pin_update(struct zos_pin *p, enum zos_route route)
             p->watch = false;
         break;
     case ZOS_ROUTE_SELECT:
-        p->selected = true; /* not the db it was opened in any more */
+        p->dirty = true; /* not the db it was opened in any more */
         break;
     case ZOS_ROUTE_MONITOR:
         p->monitor = true;
@@ -1006,6 +1041,16 @@ struct request {
     long long quiet_ms; /* DEBUG SLEEP: the node says nothing for this long */
     char arg1[24];      /* the first argument, cut short (SELECT's db) */
 };
+
+/* S answers a command that keeps node N silent for MS (DEBUG SLEEP): no
+ * hang until its reply comes (or MS passed). */
+static void slot_quiet(struct zos_slot *s, struct zos_node *n, long long ms)
+{
+    if (ms <= 0)
+        return;
+    s->quiet = true;
+    zos_link_watch_quiet(n->watch, ms);
+}
 
 static int send_request(struct zos_link *l, struct request *rq, zos_link_reply_fn fn, void *arg)
 {
@@ -1190,6 +1235,28 @@ static int route_subscribe3(struct zos_client *c, struct zos_pin *p, struct requ
     return ZOS_OK;
 }
 
+static void backlog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct zos_client *c = arg;
+    if (c->held && !c->closing) {
+        c->resume = true;
+        schedule(c);
+    }
+}
+
+/* The link C's next request goes to has more than LINK_BACKLOG not written
+ * yet: C waits (its bytes stay in its input, bounded by client-query-limit)
+ * and looks again in BACKLOG_MS.  Always ZOS_AGAIN. */
+static int backlogged(struct zos_client *c)
+{
+    struct timeval tv = {0, BACKLOG_MS * 1000};
+    if (c->backlog == NULL)
+        c->backlog = evtimer_new(c->srv->base, backlog_cb, c);
+    if (c->backlog != NULL)
+        evtimer_add(c->backlog, &tv);
+    return ZOS_AGAIN;
+}
+
 static int route_request(struct zos_client *c, struct zos_node *n, struct request *rq)
 {
     enum zos_route route = zos_router_route(rq->name, rq->namelen);
@@ -1209,8 +1276,11 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     if (p != NULL && p->tunnel != NULL && p->unsub_due > 0)
         return ZOS_AGAIN; /* whether the tunnel stays open comes with the UNSUBSCRIBE's replies */
     if (p != NULL && p->link != NULL && p->multi &&
-        (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_UNSUB || route == ZOS_ROUTE_MONITOR))
+        (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_UNSUB || route == ZOS_ROUTE_MONITOR ||
+         route == ZOS_ROUTE_TRACKING)) {
         route = ZOS_ROUTE_BLOCKING; /* queued like any command: its reply is +QUEUED */
+        p->dirty = true;            /* after EXEC the link may hold what the proxy did not see */
+    }
     if (route == ZOS_ROUTE_UNSUB && p != NULL && (p->confirm != NULL || p->sub_due > 0))
         return ZOS_AGAIN; /* how many replies it brings depends on subscribes still due */
     if (seal == ZOS_SEAL_FILTER && p != NULL && p->tunnel != NULL) {
@@ -1247,8 +1317,10 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     }
     int newdb = c->db;
-    if (route == ZOS_ROUTE_SELECT && !pinned) {
-        /* Never pinned: the db is part of a lane's identity.  Checked as redis does. */
+    if (route == ZOS_ROUTE_SELECT) {
+        /* Checked as redis does.  Not pinned by itself: the db is part of a
+         * lane's identity; over a pin that holds state it goes there, and
+         * the lanes follow once the node agreed (undone if it refused). */
         char *end;
         long long v = strtoll(rq->arg1, &end, 10);
         const char *bad = rq->argc != 2 ? "ERR wrong number of arguments for 'select' command"
@@ -1262,9 +1334,8 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
                 zos_slot_error(s, "%s", bad);
             return ZOS_ERR;
         }
-        newdb = (int)v;
-    } else if (route == ZOS_ROUTE_SELECT) {
-        newdb = atoi(rq->arg1); /* over the pin that holds state; the lanes follow */
+        /* A RESP2 subscriber's SELECT is refused by the node: nothing changes. */
+        newdb = pinned && p->tunnel != NULL ? c->db : (int)v;
     }
     if (!pinned)
         pinned = route != ZOS_ROUTE_SHARED && route != ZOS_ROUTE_ENDMULTI &&
@@ -1272,8 +1343,16 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
                  route != ZOS_ROUTE_SELECT && (route != ZOS_ROUTE_XREAD || rq->block);
     if (pinned ? c->shared_inflight > 0 : (p != NULL && p->inflight > 0))
         return ZOS_AGAIN;
-    if (rq->quiet_ms > 0)
-        zos_link_watch_quiet(n->watch, rq->quiet_ms);
+    if (c->all_parts > 0)
+        return ZOS_AGAIN; /* after the parts of a ZOS.ALL still on their way */
+    long long quiet = rq->quiet_ms;
+    if (p != NULL && p->link != NULL && p->multi && pinned) {
+        /* Queued: the sleep happens at EXEC. */
+        if (route == ZOS_ROUTE_ENDMULTI)
+            quiet = is_word(rq->name, rq->namelen, "exec") ? p->queued_quiet_ms : 0;
+        else
+            p->queued_quiet_ms += quiet, quiet = 0;
+    }
 
     if (!pinned && rq->control) {
         /* Never behind data: SCRIPT KILL must pass the script it kills. */
@@ -1283,6 +1362,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
             return ZOS_ERR;
         s->node = n;
         n->requests++;
+        slot_quiet(s, n, quiet);
         if (ctl == NULL)
             zos_slot_error(s, "ERR out of memory");
         else if (send_request(ctl, rq, slot_reply_cb, s) != ZOS_OK)
@@ -1297,6 +1377,10 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         if (again) {
             c->db = olddb;
             return ZOS_AGAIN; /* after the replies due on the other db's lane */
+        }
+        if (shared != NULL && zos_link_backlog(shared) > LINK_BACKLOG) {
+            c->db = olddb;
+            return backlogged(c); /* the node reads slowly: hold the client, not its bytes */
         }
         n->requests++;
         struct zos_slot *s = zos_slot_new(c);
@@ -1316,15 +1400,21 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         s->select = route == ZOS_ROUTE_SELECT;
         s->db_before = olddb;
         s->db_after = newdb;
+        slot_quiet(s, n, quiet);
         c->shared_inflight++;
         lane_use(c, n)->inflight++;
         if (send_request(shared, rq, slot_reply_cb, s) != ZOS_OK)
             slot_reply_cb(s, NULL, 0, zos_link_errstr(shared));
         return ZOS_OK;
     }
+    int olddb = c->db;
     if (route == ZOS_ROUTE_SELECT)
         c->db = newdb;
 
+    if (p != NULL && p->link != NULL && zos_link_backlog(p->link) > LINK_BACKLOG) {
+        c->db = olddb;
+        return backlogged(c);
+    }
     struct zos_slot *s = NULL;
     if (p == NULL || p->tunnel == NULL) {
         if ((s = zos_slot_new(c)) == NULL)
@@ -1335,8 +1425,10 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     bool was_multi = p->multi, was_tracking = p->tracking;
     pin_update(p, route);
-    if (route == ZOS_ROUTE_TRACKING)
+    if (route == ZOS_ROUTE_TRACKING) {
         p->tracking = rq->conn == CONN_TRACKING_ON;
+        p->dirty = true; /* whether the node agreed is in its reply: never pooled */
+    }
     if (p->resp3 && p->tunnel == NULL && (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_UNSUB))
         return route_subscribe3(c, p, rq, route, s);
     if (p->tunnel != NULL) { /* already streaming: the reply arrives through the tunnel */
@@ -1371,6 +1463,12 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     s->counted = true;
     s->seal = seal == ZOS_SEAL_FILTER;
     s->info = rq->info;
+    s->select = route == ZOS_ROUTE_SELECT;
+    s->db_before = olddb;
+    s->db_after = newdb;
+    slot_quiet(s, n, quiet);
+    if (route == ZOS_ROUTE_ENDMULTI && was_multi)
+        p->queued_quiet_ms = 0;
     if (route == ZOS_ROUTE_MULTI && !was_multi) {
         p->nqueued = 0;
         p->queued_oom = false;
@@ -1392,8 +1490,6 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     return ZOS_OK;
 }
 
-static bool is_word(const char *s, size_t len, const char *w);
-
 /* What route_request needs to know of RQ beyond its name: the control
  * commands, and DEBUG SLEEP's length (SUB: the first argument, ARG2 the
  * second, both cut short). */
@@ -1403,10 +1499,7 @@ static void classify(struct request *rq, const char *sub, const char *arg2)
         ((is_word(rq->name, rq->namelen, "script") || is_word(rq->name, rq->namelen, "function")) &&
          strcasecmp(sub, "kill") == 0) ||
         is_word(rq->name, rq->namelen, "shutdown") || rq->conn == CONN_NODE;
-    if (is_word(rq->name, rq->namelen, "debug") && strcasecmp(sub, "sleep") == 0) {
-        double d = strtod(arg2, NULL);
-        rq->quiet_ms = d > 0 && d < 1e7 ? (long long)(d * 1000) + 1000 : 0;
-    }
+    rq->quiet_ms = debug_sleep_ms(rq->name, rq->namelen, sub, arg2);
 }
 
 int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
@@ -1420,6 +1513,13 @@ int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
         .namelen = av->argvlen[first],
         .block = has_block_arg(av),
     };
+    if (is_word(rq.name, rq.namelen, "select")) {
+        struct zos_slot *s = zos_slot_new(c);
+        if (s != NULL)
+            zos_slot_error(s, "ERR SELECT is not supported with ZOS.AT: the db is the "
+                              "connection's, for every node (ZOS.USE the node, then SELECT)");
+        return ZOS_ERR;
+    }
     if (rq.argc >= 2) {
         snprintf(rq.arg1, sizeof(rq.arg1), "%s", av->argv[first + 1]);
         if (av->argvlen[first + 1] >= sizeof(rq.arg1))
@@ -1567,8 +1667,8 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
     }
     if (at)
         return zos_client_forward_argv(c, n, av, first);
-    if (any_pinned_inflight(c))
-        return ZOS_AGAIN;
+    if (any_pinned_inflight(c) || c->shared_inflight > 0)
+        return ZOS_AGAIN; /* after the client's earlier requests: none is overtaken */
     forward_all(c, av, first, timeout_ms);
     return ZOS_OK;
 }
@@ -1734,7 +1834,8 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
     bool to_r3 = is_word(rq.name, rq.namelen, "hello") && strcmp(sub, "3") == 0;
     bool to_r2 = (is_word(rq.name, rq.namelen, "hello") && strcmp(sub, "2") == 0) ||
                  is_word(rq.name, rq.namelen, "reset");
-    if (((to_r3 && !c->resp3) || (to_r2 && c->resp3)) && c->shared_inflight > 0)
+    if (((to_r3 && !c->resp3) || (to_r2 && c->resp3)) &&
+        (c->shared_inflight > 0 || any_pinned_inflight(c)))
         return ZOS_AGAIN; /* the other protocol's link must not overtake them */
     if (c->srv->conf->proxy.requirepass != NULL && !zos_client_authed(c) &&
         (v == NULL || !(v->flags & ZOS_VERB_NOAUTH))) {
@@ -1952,7 +2053,7 @@ void zos_client_flush_all(struct zos_server *srv)
             zos_client_free(c);
             continue;
         }
-        if (c->release)
+        if (c->release || c->pins != NULL) /* a state ended: its pinned link goes back */
             release_pins(c);
         if (c->resume) {
             c->resume = false;
@@ -2110,6 +2211,8 @@ void zos_client_free(struct zos_client *c)
     bufferevent_free(c->bev);
     if (c->linger != NULL)
         event_free(c->linger);
+    if (c->backlog != NULL)
+        event_free(c->backlog);
     free(c->uses);
     free(c->name);
     free(c);

@@ -10,6 +10,7 @@
 #include "zos/link.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,7 @@ static void watch_heard(struct zos_link_watch *w, long long now);
 static void watch_kick(struct zos_link_watch *w);
 static void watch_add(struct zos_link *l);
 static void watch_remove(struct zos_link *l);
+static void watch_wake(struct zos_link_watch *w);
 
 static void scanner_init(struct zos_link *l)
 {
@@ -124,7 +126,8 @@ static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     }
     l->fifo[(l->head + l->count) % l->cap] =
         (struct pending){fn, arg, coarse_ms(), l->timed ? zos_stats_now_us() : 0};
-    l->count++;
+    if (++l->count == 1 && l->opts.watch != NULL)
+        watch_wake(l->opts.watch);
     return 0;
 }
 
@@ -436,13 +439,16 @@ static void set_ready(struct zos_link *l)
         bufferevent_write_buffer(l->bev, l->outq);
 }
 
-/* -BUSY (a script runs) or -LOADING: the node is there and answers; what
- * it will answer a client's command is its own business. */
-static bool busy_answer(struct evbuffer *reply, size_t len)
+/* The handshake's PING answered: the node is there.  Any answer will do
+ * (-BUSY while a script runs, -LOADING, an error for a renamed PING): what it
+ * answers a client's command is its own business -- but -NOAUTH says the
+ * link cannot be used. */
+static bool ping_answered(struct evbuffer *reply, size_t len)
 {
     char text[16];
-    return zos_resp_reply_error(reply, len, text, sizeof(text)) &&
-           (strncmp(text, "BUSY", 4) == 0 || strncmp(text, "LOADING", 7) == 0);
+    if (!zos_resp_reply_error(reply, len, text, sizeof(text)))
+        return zos_resp_reply_type(reply, len) == '+';
+    return strncmp(text, "NOAUTH", 6) != 0;
 }
 
 /* The reply to AUTH, SELECT or HELLO (anything but +OK or a map ends the
@@ -456,7 +462,7 @@ static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const ch
     const char *what = l->hs_name[l->hs_done++ & 1];
     char type = zos_resp_reply_type(reply, len);
     bool ok = strcmp(what, "HELLO") == 0  ? type == '%'
-              : strcmp(what, "PING") == 0 ? type == '+' || busy_answer(reply, len)
+              : strcmp(what, "PING") == 0 ? ping_answered(reply, len)
                                           : zos_resp_reply_is_ok(reply, len);
     if (ok) {
         if (--l->handshake_left == 0)
@@ -1029,10 +1035,13 @@ struct zos_link_watch {
     struct zos_link *head; /* links of the node */
     struct zos_link *(*control)(void *arg);
     void *control_arg;
-    long long heard_ms; /* something was read from the node */
-    long long quiet_ms; /* a command keeps the node silent until then */
-    long long ping_ms;  /* when the PING in flight was sent */
+    long long heard_ms;         /* something was read from the node */
+    long long quiet_ms;         /* a command keeps the node silent until then */
+    unsigned sleepers;          /* such commands not answered yet */
+    long long ping_ms;          /* when the PING in flight was sent */
+    struct zos_link *ping_link; /* where it was sent */
     bool ping_out;
+    bool fast;    /* armed for the short tick (requests wait) */
     bool failing; /* failing its links: their PING callbacks do nothing */
     unsigned round;
     unsigned long long hangs;
@@ -1074,6 +1083,13 @@ void zos_link_watch_quiet(struct zos_link_watch *w, long long ms)
     long long until = coarse_ms() + ms;
     if (until > w->quiet_ms)
         w->quiet_ms = until;
+    w->sleepers++;
+}
+
+void zos_link_watch_quiet_done(struct zos_link_watch *w)
+{
+    if (w->sleepers > 0 && --w->sleepers == 0)
+        w->quiet_ms = coarse_ms(); /* answered (or refused): it talks again from now on */
 }
 
 long long zos_link_watch_quiet_left(const struct zos_link_watch *w)
@@ -1112,6 +1128,16 @@ static void watch_kick(struct zos_link_watch *w)
         watch_arm(w, watch_tick_ms(w));
 }
 
+/* A link got a request to wait for: the watch looks at the short tick (it
+ * may sleep for the idle interval when nothing waits). */
+static void watch_wake(struct zos_link_watch *w)
+{
+    if (!w->fast) {
+        w->fast = true;
+        watch_arm(w, watch_tick_ms(w));
+    }
+}
+
 static bool link_open(const struct zos_link *l)
 {
     return l->bev != NULL && (l->state == ZOS_LINK_READY || l->state == ZOS_LINK_CONNECTING);
@@ -1124,6 +1150,7 @@ static void watch_fail(struct zos_link_watch *w, const char *why)
     unsigned round = ++w->round;
     w->failing = true;
     w->ping_out = false;
+    w->ping_link = NULL;
     for (;;) {
         struct zos_link *l = w->head;
         while (l != NULL && (l->hung_mark == round || !link_open(l)))
@@ -1143,8 +1170,12 @@ static void watch_ping_cb(void *arg, struct evbuffer *reply, size_t len, const c
     if (w->failing || !w->ping_out)
         return;
     w->ping_out = false;
-    if (reply != NULL || strcmp(err, "link closed") == 0)
-        return; /* any answer will do: -BUSY from a node running a script is one */
+    w->ping_link = NULL;
+    /* Any answer will do: -BUSY from a node running a script is one.  No
+     * descriptor to ask with is the proxy's trouble, not the node's. */
+    if (reply != NULL || strcmp(err, "link closed") == 0 ||
+        strncmp(err, "no descriptor left", 18) == 0)
+        return;
     snprintf(why, sizeof(why), "the node does not answer: %s", err);
     w->hangs++;
     watch_fail(w, why);
@@ -1183,6 +1214,15 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     bool open;
     bool busy = watch_busy(w, &open);
 
+    w->fast = false;
+    if (w->ping_out && w->ping_link->bev == NULL) {
+        /* Its link waits for a connect slot or a descriptor (the proxy's
+         * queue, not the node): the time starts once it connects. */
+        w->ping_ms = now;
+        w->fast = true;
+        watch_arm(w, tick);
+        return;
+    }
     if (w->ping_out) {
         long long since = w->ping_ms > w->quiet_ms ? w->ping_ms : w->quiet_ms;
         if (now - since >= w->timeout_ms) {
@@ -1203,19 +1243,16 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
         struct zos_link *l = watch_idle_link(w);
         if (l == NULL && w->control != NULL)
             l = w->control(w->control_arg);
+        /* A link that refuses (down, in its backoff) asks again next tick:
+         * a node that is really gone fails its links by itself. */
         if (l != NULL && zos_link_send_argv(l, 1, ping, pinglen, watch_ping_cb, w) == ZOS_OK) {
             w->ping_out = true;
             w->ping_ms = now;
-        } else if (busy) {
-            char why[300];
-            snprintf(why, sizeof(why), "cannot ask the node whether it is alive: %s",
-                     l != NULL && zos_link_errstr(l)[0] != '\0' ? zos_link_errstr(l) : "no link");
-            w->hangs++;
-            watch_fail(w, why);
-            return;
+            w->ping_link = l;
         }
     }
-    watch_arm(w, busy || w->ping_out ? tick : w->idle_ms);
+    w->fast = busy || w->ping_out;
+    watch_arm(w, w->fast ? tick : w->idle_ms);
 }
 
 void zos_link_watch_fail(struct zos_link_watch *w, const char *why)
@@ -1246,6 +1283,10 @@ static void watch_add(struct zos_link *l)
 static void watch_remove(struct zos_link *l)
 {
     struct zos_link_watch *w = l->opts.watch;
+    if (w->ping_link == l) {
+        w->ping_link = NULL;
+        w->ping_out = false;
+    }
     if (l->hprev != NULL)
         l->hprev->hnext = l->hnext;
     else
@@ -1255,10 +1296,18 @@ static void watch_remove(struct zos_link *l)
     l->hprev = l->hnext = NULL;
 }
 
+size_t zos_link_backlog(const struct zos_link *l)
+{
+    return evbuffer_get_length(l->outq) +
+           (l->bev != NULL ? evbuffer_get_length(bufferevent_get_output(l->bev)) : 0);
+}
+
 bool zos_link_busy(const struct zos_link *l, int busy_ms)
 {
     if (l->state != ZOS_LINK_READY || l->count <= l->handshake_left)
         return false;
+    if (zos_link_backlog(l) > BIG_REPLY)
+        return true; /* the node reads slowly: what is sent now waits behind that */
     if (evbuffer_get_length(bufferevent_get_input(l->bev)) > BIG_REPLY)
         return true; /* a big reply is on its way: everything behind it waits for it */
     return coarse_ms() - l->fifo[l->head].at_ms > busy_ms;

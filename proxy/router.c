@@ -76,6 +76,7 @@ int zos_router_db(const struct zos_node *n, int db)
 }
 
 static void shared_state(void *arg, enum zos_link_state s, const char *why);
+static void lanes_sweep(struct zos_lane **pp, long long idle);
 
 static struct zos_lane *lane_new(struct zos_router *r, struct zos_node *n, int db, bool resp3)
 {
@@ -93,14 +94,27 @@ static struct zos_lane *lane_new(struct zos_router *r, struct zos_node *n, int d
     return ln;
 }
 
+#define LANES_PER_NODE 64 /* past this, idle lanes of other dbs close first */
+
+/* Closes idle lanes of N other than the first (a client looping over
+ * SELECT n must not leave a lane per db behind it). */
+static void lanes_trim(struct zos_node *n)
+{
+    size_t count = 0;
+    for (struct zos_lane *ln = n->lanes; ln != NULL; ln = ln->next)
+        count++;
+    if (count >= LANES_PER_NODE)
+        lanes_sweep(&n->lanes->next, 1);
+}
+
 struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int db, bool resp3)
 {
     int busy_ms = r->conf->proxy.lane_busy_ms, count = 0;
-    struct zos_lane *best = NULL, *down = NULL, **tail = &n->lanes;
+    struct zos_lane *best = NULL, *down = NULL, **tail;
     size_t best_load = SIZE_MAX;
 
     db = zos_router_db(n, db);
-    for (struct zos_lane *ln = n->lanes; ln != NULL; tail = &ln->next, ln = ln->next) {
+    for (struct zos_lane *ln = n->lanes; ln != NULL; ln = ln->next) {
         if (ln->db != db || ln->resp3 != resp3)
             continue;
         count++;
@@ -114,18 +128,27 @@ struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int d
         if (load < best_load)
             best = ln, best_load = load;
     }
-    if (down != NULL)
-        return down->link; /* refuses at once, and its backoff says when to try again */
-    /* A node asleep on a known long command (DEBUG SLEEP) answers no lane:
-     * a new one would only time out its handshake. */
-    if (count < r->conf->proxy.max_lanes &&
+    /* Every lane of the key is busy: another one, unless the node is down
+     * (a lane of it failed) or asleep on a known long command (DEBUG SLEEP:
+     * a new one would only time out its handshake). */
+    if (count < r->conf->proxy.max_lanes && down == NULL &&
         (count == 0 || zos_link_watch_quiet_left(n->watch) == 0)) {
+        if (count == 0)
+            lanes_trim(n);
         struct zos_lane *ln = lane_new(r, n, db, resp3);
         if (ln != NULL) {
+            for (tail = &n->lanes; *tail != NULL; tail = &(*tail)->next)
+                ;
             *tail = ln;
             return ln->link;
         }
     }
+    /* A lane the node refused for being busy (a script runs: SELECT answered
+     * -BUSY) answers at once with that, as the node answers its clients;
+     * otherwise a busy lane that is there beats one that is down. */
+    if (down != NULL && (best == NULL || strstr(zos_link_errstr(down->link), "failed: BUSY") ||
+                         strstr(zos_link_errstr(down->link), "failed: LOADING")))
+        return down->link; /* refuses at once; its backoff says when again */
     return best != NULL ? best->link : NULL;
 }
 
@@ -218,8 +241,8 @@ void zos_router_pin_give(struct zos_router *r, struct zos_node *n, struct zos_li
 
 struct zos_link *zos_router_control(struct zos_router *r, struct zos_node *n)
 {
-    if (n->control == NULL)
-        n->control = zos_router_link_new(r, n, false, false, -1);
+    if (n->control == NULL) /* db 0: no SELECT, which a node running a script answers -BUSY */
+        n->control = zos_router_link_new(r, n, false, false, 0);
     return n->control;
 }
 

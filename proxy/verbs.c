@@ -655,6 +655,8 @@ static void verb_use(struct zos_client *c, struct zos_slot *s, const struct zos_
         zos_slot_error(s, "%s", err);
         return;
     }
+    if (c->node != n)
+        c->db = -1; /* another server: its own db, as after a reconnect */
     c->node = n;
     zos_slot_status(s, "OK");
 }

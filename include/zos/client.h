@@ -35,7 +35,8 @@ struct zos_pin {
     struct zos_slot *tunnel; /* pub/sub or MONITOR: replies stream into it */
     int db;                  /* the db the link was opened in */
     bool multi, watch, monitor, broken;
-    bool selected;              /* a SELECT went over it: its db is not DB any more */
+    bool dirty;                 /* holds what the proxy did not follow (a SELECT, a SUBSCRIBE
+                                   queued in MULTI): closed, not pooled, when given back */
     bool lost_request;          /* a request (a blocked one, EXEC, ...) failed with the link */
     bool confirmed;             /* the tunnel's SUBSCRIBE/MONITOR was accepted */
     size_t unsub_due;           /* UNSUBSCRIBE replies still to come: other requests wait */
@@ -46,9 +47,10 @@ struct zos_pin {
     long long node_id;          /* the link's CLIENT ID on the node (0: not asked), for REDIRECT */
     struct zos_slot *confirm;   /* RESP3: (un)subscribe slots waiting for their pushes */
     struct zos_slot *confirm_tail;
-    size_t nqueued;      /* commands queued since MULTI */
-    bool *queued_config; /* [i]: queued command i is a CONFIG GET (NULL: none is) */
-    bool queued_oom;     /* queued_config could not grow: EXEC answers an error */
+    size_t nqueued;            /* commands queued since MULTI */
+    long long queued_quiet_ms; /* DEBUG SLEEPs queued since MULTI: the node's silence at EXEC */
+    bool *queued_config;       /* [i]: queued command i is a CONFIG GET (NULL: none is) */
+    bool queued_oom;           /* queued_config could not grow: EXEC answers an error */
     char errstr[128];
 };
 
@@ -72,6 +74,7 @@ struct zos_client {
     size_t shared_inflight;    /* requests on shared links awaiting replies */
     struct zos_lane_use *uses; /* per node, while requests are on its lane */
     size_t nuses;
+    size_t all_parts;       /* ZOS.ALL parts on their way: node requests wait for them */
     struct zos_node *node;  /* where node commands go (NULL: none) */
     struct zos_node *fixed; /* node of a per-node listener, or NULL */
     struct zos_pin *pins;
@@ -97,6 +100,7 @@ struct zos_client {
     bool kill;                     /* over an output limit: freed by the flush event */
     size_t slot_bytes;             /* reply bytes waiting in slots behind the head */
     struct event *linger;          /* closing: reads the client's last bytes, then frees */
+    struct event *backlog;         /* held because a node reads slowly: looks again soon */
     bool writing;                  /* the socket was full: the bufferevent writes the rest */
     struct zos_client *next_dirty;
 };

@@ -84,6 +84,9 @@ void zos_link_watch_set_times(struct zos_link_watch *w, int timeout_ms, int idle
 void zos_link_watch_quiet(struct zos_link_watch *w, long long ms);
 /* Fails every open link of W with WHY (shutting down).  W may be NULL. */
 void zos_link_watch_fail(struct zos_link_watch *w, const char *why);
+/* One such command was answered (or refused): when none is left, the quiet
+ * time ends. */
+void zos_link_watch_quiet_done(struct zos_link_watch *w);
 /* Milliseconds left of such a quiet time (0: none; W may be NULL). */
 long long zos_link_watch_quiet_left(const struct zos_link_watch *w);
 /* Times the node was found hung. */
@@ -92,6 +95,8 @@ unsigned long long zos_link_watch_hangs(const struct zos_link_watch *w);
 /* True when L should take no new request that can go elsewhere: its oldest
  * request has waited more than BUSY_MS, or a big reply is on its way. */
 bool zos_link_busy(const struct zos_link *l, int busy_ms);
+/* Request bytes on L not yet written to the node. */
+size_t zos_link_backlog(const struct zos_link *l);
 /* Milliseconds since L was last used, 0 while it has requests. */
 long long zos_link_idle_ms(const struct zos_link *l);
 

@@ -330,9 +330,8 @@ static bool hs_reply_ok(size_t k)
     char text[16];
     CHECK(b != NULL);
     evbuffer_add(b, p, F.frame_len[i]);
-    bool ok = F.hs_ping ? p[0] == '+' ||
-                              (zos_resp_reply_error(b, F.frame_len[i], text, sizeof(text)) &&
-                               (strncmp(text, "BUSY", 4) == 0 || strncmp(text, "LOADING", 7) == 0))
+    bool err = zos_resp_reply_error(b, F.frame_len[i], text, sizeof(text));
+    bool ok = F.hs_ping ? (err ? strncmp(text, "NOAUTH", 6) != 0 : p[0] == '+')
                         : zos_resp_reply_is_ok(b, F.frame_len[i]);
     evbuffer_free(b);
     return ok;
