@@ -66,7 +66,7 @@ static void write_all(struct zos_cli_live *l, int fd, struct iovec *iov, int n)
             poll(&pfd, 1, -1);
             continue;
         }
-        if (w < 0 && errno != EINTR)
+        if ((w < 0 && errno != EINTR) || w == 0)
             l->broken[fd] = true; /* closed (EBADF), a pipe nobody reads with SIGPIPE ignored */
         for (size_t done = w > 0 ? (size_t)w : 0; n > 0 && done > 0;) {
             size_t k = done < iov->iov_len ? done : iov->iov_len;

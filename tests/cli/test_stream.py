@@ -216,18 +216,21 @@ def wait_result(kv, token, timeout=30):
 def test_a_slow_reader_of_zos_loses_nothing(zos, live, nodes):
     """zos reads the node while its own output waits: 3000 lines of 200 bytes (far more than a
     pipe holds, three times what core0 keeps) are all there even though nobody read zos's
-    stdout until the job had ended."""
+    stdout until the job had ended.  (100 lines every 50 ms: zos would have to fall half a
+    second behind the node to lose any, on a machine busy with other tests.)"""
     token = uuid.uuid4().hex
     hold = threading.Event()
-    run = live(zos, "exec", "awk 'BEGIN{for(i=1;i<=3000;i++) printf \"%d %0200d\\n\", i, 0}'; "
+    run = live(zos, "exec", "awk 'BEGIN{for(i=1;i<=3000;i++){printf \"%d %0200d\\n\", i, 0; "
+                            "if(i%100==0){fflush(); system(\"sleep 0.05\")}}}'; "
                             "echo " + token, hold_stdout=hold)
     wait_result(nodes.redis(), token)
     hold.set()
     assert run.finish() == 0
     out = [t for _, t in run.out]
-    assert len(out) == 3001 and out[-1] == token
+    err = [t for _, t in run.err]
+    assert len(out) == 3001 and out[-1] == token, (len(out), out[-1:], err)
     assert [int(t.split()[0]) for t in out[:-1]] == list(range(1, 3001))
-    assert [t for _, t in run.err] == []
+    assert err == []
 
 
 def test_records_core0_dropped_are_reported(zos, live, nodes, tmp_path):
