@@ -123,6 +123,7 @@ bench: deps
 	$(Q)if [ -x bench/jobs.sh ]; then bench/jobs.sh; fi
 	$(Q)if [ -x bench/fanout.sh ]; then ZOS_PROXY=$(abspath $(BUILD))/zos-proxy bench/fanout.sh; fi
 	$(Q)BUILD=$(BUILD) bench/fleet_cli.sh
+	$(Q)ZOS_BUILD=$(abspath $(BUILD)) bench/lanes.sh
 
 # Every tests/fuzz/fuzz_*.c is a libFuzzer target, linked with the library's
 # sources (built again with the fuzzer's instrumentation).  With FUZZ_TIME=N,

@@ -7,6 +7,7 @@
  *   fleet.c     --all / --node=a,b,c: a child process per node, output
  *               prefixed line by line, the worst exit code
  *   print.c     pretty JSON (2 spaces, as the original) and tables
+ *   live.c      a streamed job's output, written by a thread as it arrives
  *   cmd_*.c     the commands; names.c the adjective_surname generator;
  *   sshkeys.c   public keys for new containers (file, ssh agent)
  *
@@ -142,6 +143,16 @@ int zos_cli_node_job(struct zos_cli_node *n, unsigned long cid, const char *comm
                      const cJSON *args, int timeout_ms, const char *label, int fail_code,
                      struct zos_job_result **res);
 
+/* As zos_cli_node_job, for a process (core.system, bash): submitted with
+ * stream: true, its stdout and stderr records are printed on stdout and
+ * stderr as they arrive, in the order the job wrote them (README: "Live
+ * output").  On return, *RES (when set) holds in out/err only what was not
+ * printed: "" when the stream came whole, else what the result's streams
+ * add to it; so the caller prints the result as it would have. */
+int zos_cli_node_job_live(struct zos_cli_node *n, unsigned long cid, const char *command,
+                          const cJSON *args, int timeout_ms, const char *label, int fail_code,
+                          struct zos_job_result **res);
+
 /* Submits corex.dispatch of COMMAND/ARGS into container CID and returns
  * once core0 accepted it, without waiting for the inner job: *INNER_ID (37
  * bytes) receives the inner job's id.  Exit code as zos_cli_node_job. */
@@ -220,6 +231,30 @@ int zos_cli_fleet_check(const char *cmd, int argc, char **argv);
  * every node succeeded). */
 int zos_cli_fleet_command(struct zos_cli *cli, int (*fn)(struct zos_cli *, int, char **), int argc,
                           char **argv);
+
+/* ---- live.c ---- */
+
+struct zos_cli_live;
+
+/* Starts the writer thread (stdio is flushed first).  NULL when it cannot. */
+struct zos_cli_live *zos_cli_live_new(void);
+/* Queues LEN bytes of TEXT for STREAM 1 (stdout) or 2 (stderr), a job's
+ * record, and remembers it among the last printed of that stream. */
+void zos_cli_live_output(struct zos_cli_live *l, int stream, const char *text, size_t len);
+/* Queues one line of zos's own on stderr, in its place among the records. */
+void zos_cli_live_note(struct zos_cli_live *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Whether any record was queued. */
+bool zos_cli_live_printed(const struct zos_cli_live *l);
+/* Bytes queued and not written yet. */
+size_t zos_cli_live_backlog(struct zos_cli_live *l);
+/* Waits until everything queued was written. */
+void zos_cli_live_flush(struct zos_cli_live *l);
+/* What of FULL, a result's stream (1 or 2), was not printed: FULL without
+ * its start that repeats the last records printed.  Caller frees. */
+char *zos_cli_live_unprinted(const struct zos_cli_live *l, int stream, const char *full);
+/* Writes what is queued, stops the thread, frees.  Accepts NULL. */
+void zos_cli_live_free(struct zos_cli_live *l);
 
 /* ---- print.c ---- */
 

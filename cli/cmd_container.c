@@ -396,7 +396,7 @@ static int command_words(const char *cmd, int argc, char **argv, char **line)
     return -1;
 }
 
-/* zosexec (WAIT: print the inner job's output) and invoke (print its id):
+/* zosexec (WAIT: print the inner job's output as it comes) and invoke (print its id):
  * core.system inside the container through corex.dispatch. */
 static int dispatch_words(struct zos_cli *cli, unsigned long cid, int argc, char **argv, bool wait)
 {
@@ -414,9 +414,9 @@ static int dispatch_words(struct zos_cli *cli, unsigned long cid, int argc, char
     }
     cJSON *args = system_args(line);
     if (wait)
-        rc =
-            zos_cli_node_job(n, cid, "core.system", args, zos_cli_node_timeout_ms(n, JOB_TIMEOUT_S),
-                             "waiting for the command", ZOS_EXIT_CMD_FAILED, &r);
+        rc = zos_cli_node_job_live(n, cid, "core.system", args,
+                                   zos_cli_node_timeout_ms(n, JOB_TIMEOUT_S),
+                                   "waiting for the command", ZOS_EXIT_CMD_FAILED, &r);
     else
         rc = zos_cli_node_invoke(n, cid, "core.system", args, inner, &r);
     if (rc == 0 && wait)

@@ -7,7 +7,14 @@
 
 #define JOB_TIMEOUT_S 300
 
-/* Runs COMMAND with ARGS on the node and prints what it gave. */
+/* Whether COMMAND runs a process whose output is worth showing as it comes. */
+static bool is_process(const char *command)
+{
+    return strcmp(command, "core.system") == 0 || strcmp(command, "bash") == 0;
+}
+
+/* Runs COMMAND with ARGS on the node and prints what it gave (a process's
+ * output as it comes: zos_cli_node_job_live). */
 static int run_and_print(struct zos_cli *cli, const char *command, const cJSON *args,
                          const char *what, int fail_code)
 {
@@ -18,8 +25,8 @@ static int run_and_print(struct zos_cli *cli, const char *command, const cJSON *
     if (rc != 0)
         return rc;
     snprintf(label, sizeof(label), "waiting for %s", command);
-    rc = zos_cli_node_job(n, 0, command, args, zos_cli_node_timeout_ms(n, JOB_TIMEOUT_S), label,
-                          fail_code, &r);
+    rc = (is_process(command) ? zos_cli_node_job_live : zos_cli_node_job)(
+        n, 0, command, args, zos_cli_node_timeout_ms(n, JOB_TIMEOUT_S), label, fail_code, &r);
     if (rc == 0)
         zos_cli_print_result(r);
     else if (r != NULL)

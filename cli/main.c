@@ -69,11 +69,13 @@ static const struct command commands[] = {
      zos_cli_cmd_ping},
     {"cmd", "cmd <command> [--jsonargs=<json>]", "run a core0 command, print its result",
      "Run a core0 command with the JSON object <json> as arguments (default {}) and print\n"
-     "its result: JSON results pretty-printed, else the job's output.\n"
+     "its result: JSON results pretty-printed, else the job's output (core.system and\n"
+     "bash: as the job writes it).\n"
      "Example: zos cmd core.system --jsonargs='{\"name\": \"uname\", \"args\": [\"-a\"]}'",
      zos_cli_cmd_cmd},
     {"exec", "exec <command>", "run a shell command on the node",
-     "Run a shell command on the node (core0's bash: sh -c) and print its output.",
+     "Run a shell command on the node (core0's bash: sh -c) and print its output as the\n"
+     "command writes it: stdout on stdout, stderr on stderr.",
      zos_cli_cmd_exec},
     {"container", "container [<id>] <sub-command> [<args>]",
      "create, list, inspect, delete containers; run commands in them",
@@ -102,8 +104,9 @@ static const struct command commands[] = {
      "Everything core0 knows about a container (all of them without <id>), as JSON.", NULL},
     {"container delete", "container [<id>] delete", NULL, "Terminate the container.", NULL},
     {"container zosexec", "container [<id>] zosexec <command>", NULL,
-     "Run <command> in the container through core0 (no ssh) and print its output; the\n"
-     "command is split on blanks, the first word being the program (use absolute paths).",
+     "Run <command> in the container through core0 (no ssh) and print its output as it\n"
+     "writes it; the command is split on blanks, the first word being the program (use\n"
+     "absolute paths).",
      NULL},
     {"container invoke", "container [<id>] invoke <command>", NULL,
      "Like zosexec, without waiting: prints the id of the job started in the container.", NULL},

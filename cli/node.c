@@ -4,6 +4,8 @@
  *                                        \--> or plain TCP to a zos-proxy,
  *                                             "AUTH <node> <password>", ZOS.AT <node> PING
  *   zos_cli_node_job:  zos_job_run / zos_job_run_in on the same link ----+
+ *   zos_cli_node_job_live: the same with stream: true, and a stream reader |
+ *                      on a link of its own --> live.c's writer thread ----+
  *   zos_cli_node_get/set: raw GET/SET through zos_link_send_argv ---------+--> event loop
  *                                                  runs until the callback set "done"
  *
@@ -22,12 +24,16 @@
 #include "cli.h"
 #include "zos/link.h"
 #include "zos/resp.h"
+#include "zos/stream.h"
 
 #define PING_TIMEOUT_MS    5000
 #define CONNECT_TIMEOUT_MS 5000
 #define REDIS_TIMEOUT_MS   10000
 #define SPIN_DELAY_MS      300
 #define SPIN_STEP_MS       100
+#define LIVE_MAX_BACKLOG   (64u << 20) /* bytes waiting for the terminal: stop reading the node */
+#define LIVE_LOW_BACKLOG   (16u << 20) /* ... and read again below this */
+#define LIVE_CHECK_MS      20
 
 struct zos_cli_node {
     struct zos_cli *cli;
@@ -68,6 +74,8 @@ struct wait {
     struct zos_job_result *res;
     char err[256];
 };
+
+static struct zos_link_opts link_opts(const struct zos_cli_node *n);
 
 /* ---- spinner ---- */
 
@@ -337,6 +345,207 @@ int zos_cli_node_job(struct zos_cli_node *n, unsigned long cid, const char *comm
     return finish_job(n, &w, fail_code, res);
 }
 
+/* ---- live jobs ----
+ *
+ *   zos_job_run(stream: true) ------------------------------> result --+
+ *   stream reader on its own link: records --> live.c queue            |
+ *      (paused while the terminal is LIVE_MAX_BACKLOG behind)          v
+ *   over once the end marker came, or once the result says no more can come
+ *   (no streams: the job never ran; another job's result: the dispatch failed)
+ */
+
+struct live {
+    struct zos_cli_node *n;
+    struct wait w;
+    const char *id;
+    struct zos_cli_live *out;
+    struct zos_stream_reader *reader;
+    struct event *check; /* while paused: read again once the terminal caught up */
+    bool paused;
+    bool spinning;
+    bool over;   /* nothing more to read */
+    bool marker; /* the end marker came: the output printed is whole */
+    char why[256];
+};
+
+static void live_show(struct live *lv)
+{
+    if (lv->spinning)
+        spin_stop(lv->n);
+    lv->spinning = false;
+}
+
+static void live_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct live *lv = arg;
+    struct timeval tv = {0, LIVE_CHECK_MS * 1000};
+    if (zos_cli_live_backlog(lv->out) > LIVE_LOW_BACKLOG) {
+        evtimer_add(lv->check, &tv);
+        return;
+    }
+    lv->paused = false;
+    if (lv->reader != NULL)
+        zos_stream_reader_pause(lv->reader, false);
+}
+
+static void live_rec(void *arg, const struct zos_stream_record *rec)
+{
+    struct live *lv = arg;
+    struct timeval tv = {0, LIVE_CHECK_MS * 1000};
+    if (rec->len == 0 ||
+        (rec->level != ZOS_STREAM_LEVEL_STDOUT && rec->level != ZOS_STREAM_LEVEL_STDERR))
+        return; /* end markers, a builtin's result, log levels: not output */
+    live_show(lv);
+    zos_cli_live_output(lv->out, (int)rec->level, rec->text, rec->len);
+    if (!lv->paused && zos_cli_live_backlog(lv->out) > LIVE_MAX_BACKLOG) {
+        lv->paused = true;
+        zos_stream_reader_pause(lv->reader, true);
+        evtimer_add(lv->check, &tv);
+    }
+}
+
+static void live_gap(void *arg)
+{
+    struct live *lv = arg;
+    live_show(lv);
+    zos_cli_live_note(lv->out,
+                      "zos: warning: output may be missing here: the job wrote faster than zos "
+                      "could read it, and the node keeps only its newest %d records",
+                      ZOS_STREAM_MAX_RECORDS);
+}
+
+static void live_bad(void *arg, const char *err)
+{
+    struct live *lv = arg;
+    zos_cli_debug(lv->n->cli, "stream:%s: skipped: %s", lv->id, err);
+}
+
+static void live_end(void *arg, enum zos_stream_end how, const char *err)
+{
+    struct live *lv = arg;
+    lv->over = true;
+    lv->marker = how == ZOS_STREAM_END_MARKER;
+    if (how == ZOS_STREAM_END_ERROR)
+        snprintf(lv->why, sizeof(lv->why), "%s", err);
+    else if (how == ZOS_STREAM_END_QUIET)
+        snprintf(lv->why, sizeof(lv->why), "the node sent no end of stream");
+}
+
+static void live_job_cb(void *arg, struct zos_job_result *res, const char *err)
+{
+    struct live *lv = arg;
+    job_cb(&lv->w, res, err);
+    if (lv->over)
+        return;
+    if (res != NULL && res->has_streams && strcmp(res->id, lv->id) == 0) {
+        zos_stream_reader_job_ended(lv->reader); /* read what is still to come, then end */
+    } else {
+        lv->over = true;
+        snprintf(lv->why, sizeof(lv->why), "%s", res != NULL ? "the job wrote no stream" : err);
+    }
+}
+
+static bool live_start(struct zos_cli_node *n, struct live *lv)
+{
+    static const struct zos_stream_reader_cbs cbs = {live_rec, live_gap, live_end, live_bad};
+    struct zos_link_opts lo = link_opts(n);
+    struct zos_link *link;
+    if ((lv->out = zos_cli_live_new()) == NULL ||
+        (lv->check = evtimer_new(n->base, live_check_cb, lv)) == NULL ||
+        (link = zos_link_new(n->base, NULL, &n->conn, n->ssl, &lo)) == NULL)
+        return false;
+    lv->reader = zos_stream_reader_new(n->base, link, lv->id, &cbs, lv);
+    return lv->reader != NULL;
+}
+
+/* What the caller prints of the result after the records: nothing of its
+ * streams when the stream came whole; else what they add to it. */
+static void live_leftovers(struct live *lv, struct zos_job_result *r)
+{
+    if (lv->marker) {
+        r->out[0] = r->err[0] = '\0';
+        return;
+    }
+    char *out = zos_cli_live_unprinted(lv->out, 1, r->out);
+    char *err = zos_cli_live_unprinted(lv->out, 2, r->err);
+    if (out == NULL || err == NULL) {
+        free(out);
+        free(err);
+        return;
+    }
+    if (zos_cli_live_printed(lv->out) && (out[0] != '\0' || err[0] != '\0'))
+        fprintf(stderr,
+                "zos: warning: the live output stopped early (%s); what follows is the end of "
+                "the job's output as its result keeps it (the last 100 lines of each stream): "
+                "lines before it may be missing\n",
+                lv->why);
+    else if (lv->why[0] != '\0')
+        zos_cli_debug(lv->n->cli, "stream:%s: %s", lv->id, lv->why);
+    free(r->out);
+    free(r->err);
+    r->out = out;
+    r->err = err;
+}
+
+static void live_stop(struct live *lv)
+{
+    zos_stream_reader_free(lv->reader);
+    lv->reader = NULL;
+    if (lv->check != NULL)
+        event_free(lv->check);
+    zos_cli_live_free(lv->out); /* writes what is queued */
+}
+
+int zos_cli_node_job_live(struct zos_cli_node *n, unsigned long cid, const char *command,
+                          const cJSON *args, int timeout_ms, const char *label, int fail_code,
+                          struct zos_job_result **res)
+{
+    char id[ZOS_JOB_ID_LEN + 1];
+    struct zos_job_req req = {.command = command, .args = args, .id = id, .stream = true};
+    struct live lv = {.n = n, .id = id};
+    struct zos_job *job;
+    bool lost = false;
+
+    *res = NULL;
+    if (n->jobs == NULL)
+        return transport_error(n, "link closed");
+    zos_job_uuid(id);
+    if (!live_start(n, &lv)) {
+        live_stop(&lv);
+        return zos_cli_node_job(n, cid, command, args, timeout_ms, label, fail_code, res);
+    }
+    zos_cli_debug(n->cli, "job %s%s, output live from stream:%s", command,
+                  cid > 0 ? " in a container" : "", id);
+    if (cid > 0)
+        job = zos_job_run_in(n->jobs, cid, &req, timeout_ms, live_job_cb, &lv);
+    else
+        job = zos_job_run(n->jobs, &req, timeout_ms, NULL, live_job_cb, &lv);
+    if (job == NULL) {
+        live_stop(&lv);
+        return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
+    }
+    spin_start(n, label);
+    lv.spinning = true;
+    while (!lv.w.done || !lv.over) {
+        if (event_base_loop(n->base, EVLOOP_ONCE) != 0) {
+            lost = true;
+            break;
+        }
+    }
+    live_show(&lv);
+    zos_stream_reader_free(lv.reader);
+    lv.reader = NULL;
+    zos_cli_live_flush(lv.out);
+    if (lv.w.res != NULL)
+        live_leftovers(&lv, lv.w.res);
+    live_stop(&lv);
+    if (lost && !lv.w.done) {
+        zos_job_cancel(job);
+        return transport_error(n, "nothing left to wait for");
+    }
+    return finish_job(n, &lv.w, fail_code, res);
+}
+
 int zos_cli_node_invoke(struct zos_cli_node *n, unsigned long cid, const char *command,
                         const cJSON *args, char *inner_id, struct zos_job_result **res)
 {
@@ -420,14 +629,21 @@ static int set_target(struct zos_cli *cli, struct zos_cli_node *n)
     return 0;
 }
 
-static int connect_links(struct zos_cli_node *n)
+/* How the CLI's links connect: to the node, or to the proxy as "AUTH <node> <password>". */
+static struct zos_link_opts link_opts(const struct zos_cli_node *n)
 {
-    char err[256];
     struct zos_link_opts lo = {
         .pinned = true,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS,
         .auth_user = n->cli->proxy != NULL ? n->name : NULL,
     };
+    return lo;
+}
+
+static int connect_links(struct zos_cli_node *n)
+{
+    char err[256];
+    struct zos_link_opts lo = link_opts(n);
     struct zos_jobs_opts jo = {.max_waiters = 4, .link = lo};
 
     n->base = event_base_new();

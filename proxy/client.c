@@ -38,6 +38,8 @@
 #define SLOT_COST    192               /* what a reply slot costs beyond its bytes (output limit) */
 #define LINK_BACKLOG (8 * 1024 * 1024) /* requests not yet written to a node: send no more */
 #define BACKLOG_MS   5                 /* how often a client held by that looks again */
+#define HEAVY_REPLY  (1024 * 1024)     /* a reply this big makes its client "heavy"... */
+#define HEAVY_MS     10000             /* ...this long: its requests keep to lanes of their own */
 #define LINGER_MS    500 /* a closed client's last bytes are read this long, at most */
 
 enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
@@ -374,7 +376,8 @@ static struct zos_link *client_lane(struct zos_client *c, struct zos_node *n, bo
         u = &c->uses[c->nuses++];
         *u = (struct zos_lane_use){.node = n};
     }
-    u->link = zos_router_lane(c->srv->router, n, c->db, c->resp3);
+    u->link = zos_router_lane(c->srv->router, n, c->db, c->resp3,
+                              c->heavy_until_ms > zos_client_now_ms());
     u->db = db;
     u->resp3 = c->resp3;
     return u->link;
@@ -449,6 +452,8 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
         }
         if (dst == s->buf) /* waits behind an earlier reply; filters change the length */
             c->slot_bytes += evbuffer_get_length(dst) - before;
+        if (len >= HEAVY_REPLY && s->pin == NULL) /* its next ones get a lane of their own */
+            c->heavy_until_ms = zos_client_now_ms() + HEAVY_MS;
     } else if (s->select && strncmp(err, "SELECT failed: ", 15) == 0) {
         /* The lane of that db could not select it: the node's own answer. */
         if (c->db == s->db_after)
@@ -633,7 +638,7 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
         evtimer_add(g->deadline, &tv);
     for (size_t i = 0; i < r->nnodes; i++) { /* the last part may free G and S */
         struct zos_node *n = g->parts[i].node;
-        struct zos_link *shared = zos_router_lane(r, n, c->db, c->resp3);
+        struct zos_link *shared = zos_router_lane(r, n, c->db, c->resp3, false);
         n->requests++;
         c->shared_inflight++;
         c->all_parts++;

@@ -107,7 +107,8 @@ static void lanes_trim(struct zos_node *n)
         lanes_sweep(&n->lanes->next, 1);
 }
 
-struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int db, bool resp3)
+struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int db, bool resp3,
+                                 bool heavy)
 {
     int busy_ms = r->conf->proxy.lane_busy_ms, count = 0;
     struct zos_lane *best = NULL, *down = NULL, **tail;
@@ -118,14 +119,20 @@ struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int d
         if (ln->db != db || ln->resp3 != resp3)
             continue;
         count++;
+        size_t load = zos_link_inflight(ln->link);
+        ln->heavy = ln->heavy && load > 0; /* its big reply came */
         if (zos_link_state(ln->link) == ZOS_LINK_DOWN) {
             down = down != NULL ? down : ln;
             continue;
         }
-        if (!zos_link_busy(ln->link, busy_ms))
+        /* A big reply on its way holds up everything behind it: a heavy
+         * request wants a lane of its own, the others keep off its lane. */
+        bool free = heavy ? load == 0 : !ln->heavy && !zos_link_busy(ln->link, busy_ms);
+        if (free) {
+            ln->heavy = heavy;
             return ln->link;
-        size_t load = zos_link_inflight(ln->link);
-        if (load < best_load)
+        }
+        if (load < best_load && (heavy || !ln->heavy))
             best = ln, best_load = load;
     }
     /* Every lane of the key is busy: another one, unless the node is down
@@ -140,6 +147,7 @@ struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int d
             for (tail = &n->lanes; *tail != NULL; tail = &(*tail)->next)
                 ;
             *tail = ln;
+            ln->heavy = heavy;
             return ln->link;
         }
     }
@@ -149,6 +157,13 @@ struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int d
     if (down != NULL && (best == NULL || strstr(zos_link_errstr(down->link), "failed: BUSY") ||
                          strstr(zos_link_errstr(down->link), "failed: LOADING")))
         return down->link; /* refuses at once; its backoff says when again */
+    if (best == NULL)      /* every lane carries a big reply: the least loaded of all */
+        for (struct zos_lane *ln = n->lanes; ln != NULL; ln = ln->next)
+            if (ln->db == db && ln->resp3 == resp3 && zos_link_state(ln->link) != ZOS_LINK_DOWN &&
+                (best == NULL || zos_link_inflight(ln->link) < best_load))
+                best = ln, best_load = zos_link_inflight(ln->link);
+    if (best != NULL)
+        best->heavy = best->heavy || heavy;
     return best != NULL ? best->link : NULL;
 }
 

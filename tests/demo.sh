@@ -74,6 +74,7 @@ if [ -x $BUILD/zos ]; then
     step $BUILD/zos ping
     step $BUILD/zos cmd info.version
     step $BUILD/zos exec 'ls / | head -3'
+    step $BUILD/zos exec 'for i in 1 2 3; do echo "tick $i (shown as it comes)"; sleep 0.3; done'
     ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519" 2>/dev/null || { mkdir -p "$HOME/.ssh"; ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"; }
     step $BUILD/zos container new --name demo --root https://hub.grid.tf/tf-bootable/ubuntu:18.04.flist
     step $BUILD/zos container list

@@ -74,9 +74,10 @@ struct zos_client {
     size_t shared_inflight;    /* requests on shared links awaiting replies */
     struct zos_lane_use *uses; /* per node, while requests are on its lane */
     size_t nuses;
-    size_t all_parts;       /* ZOS.ALL parts on their way: node requests wait for them */
-    struct zos_node *node;  /* where node commands go (NULL: none) */
-    struct zos_node *fixed; /* node of a per-node listener, or NULL */
+    size_t all_parts;         /* ZOS.ALL parts on their way: node requests wait for them */
+    long long heavy_until_ms; /* read a big reply lately: its requests get lanes of their own */
+    struct zos_node *node;    /* where node commands go (NULL: none) */
+    struct zos_node *fixed;   /* node of a per-node listener, or NULL */
     struct zos_pin *pins;
     struct zos_follow *follows; /* SUBSCRIBE zos:job:...: jobs followed (verbs_job.c) */
     size_t nfollows;

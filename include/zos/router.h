@@ -33,6 +33,7 @@ struct zos_lane {
     struct zos_link *link;
     int db;
     bool resp3;
+    bool heavy; /* carries a request likely to bring a big reply: others keep off */
 };
 
 /* An idle pinned link, lent again to the next client of its key. */
@@ -108,8 +109,12 @@ struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node
 /* The lane of N for a client in DB (-1: the node's own) speaking RESP3 or
  * not: RESP2 and RESP3 clients, and clients of different dbs, never share a
  * link.  The first lane of the key that is not busy; when all are, a new one
- * (up to max-lanes), else the least loaded.  NULL only when out of memory. */
-struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int db, bool resp3);
+ * (up to max-lanes), else the least loaded.  HEAVY: the request is likely to
+ * bring a big reply (its client's last ones were): it gets an idle lane, or a
+ * new one, and other requests keep off that lane while it is on it.  NULL
+ * only when out of memory. */
+struct zos_link *zos_router_lane(struct zos_router *r, struct zos_node *n, int db, bool resp3,
+                                 bool heavy);
 
 /* The db a client in DB (-1: the node's own) uses on N. */
 int zos_router_db(const struct zos_node *n, int db);

@@ -339,6 +339,27 @@ def test_streams_keep_last_100_chunks(node):
     assert not out.startswith("0\n")  # the first chunks were dropped
 
 
+def test_records_are_cut_per_line(node):
+    """Corrections 1: a record per line, whatever the writes: three lines in one write are
+    three records; a line written in two pieces is one record once its newline came; the
+    text after the last newline is one record when the pipe ends."""
+    script = "printf 'a\\nb\\nc\\n'; printf 'half'; sleep 0.2; printf ' line\\ntail'"
+    id = node.submit("bash", {"script": script}, stream=True)
+    res = node.wait(id)
+    recs = [json.loads(x)["message"] for x in node.r.lrange("stream:%s" % id, 0, -1)]
+    assert [(m["message"], m["meta"]) for m in recs] == [
+        ("a\n", 65537), ("b\n", 65537), ("c\n", 65537), ("half line\n", 65537),
+        ("tail", 65537), ("", 65539)]
+    assert res["streams"] == ["a\nb\nc\nhalf line\ntail", ""]
+
+
+def test_streams_keep_last_100_lines_of_one_write(node):
+    """streams keeps the last 100 chunks, and a chunk is a line (Corrections 1): seq writes
+    its 150 lines at once, and only the last 100 are kept."""
+    res = node.call("core.system", {"name": "seq", "args": ["150"]})
+    assert res["streams"][0] == "".join("%d\n" % i for i in range(51, 151))
+
+
 def test_job_list_and_kill(node):
     long_id = node.submit("core.system", {"name": "sleep", "args": ["30"]}, tags=["tagA"])
     node.wait_flag(long_id)

@@ -82,7 +82,7 @@ struct parser {
     unsigned mlevel;
     char *mbuf;
     size_t mlen;
-    char *pend; /* untagged lines of the current read, sent as one chunk */
+    char *pend; /* the untagged line being sent (a record per line: Corrections 1) */
     size_t pend_len;
 };
 
@@ -156,6 +156,7 @@ static void process_line(struct parser *p, struct sim_job *j, struct sim_run *r,
     append(&p->pend, &p->pend_len, line, len);
     if (nl)
         append(&p->pend, &p->pend_len, "\n", 1);
+    flush_pending(p, j, r); /* core0 cuts a message per line, not per read() */
 }
 
 /* Feeds one read() worth of output; EOF flushes an incomplete last line. */
@@ -302,7 +303,8 @@ fail:;
  * thread's.  A writer is at most one write ahead of the reader on each pipe,
  * and the order holds however late the reader runs.  Each chunk is one write
  * (up to a page: longer writes are split into pages), which the parser treats
- * as it treated one read (one message per chunk of untagged lines).  Without
+ * as it treated one read: one message per line (a line split over two writes
+ * is one message, once its end came; Corrections 1).  Without
  * packet mode or the small capacity (a kernel that refuses them) each event
  * drains its pipe, and the order is only as good as the reader is quick.  The
  * queue is bounded: the reader waits before reading while it is full. */
