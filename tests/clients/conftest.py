@@ -48,8 +48,7 @@ WHOAMI = "clients:whoami"
 TIMEOUT = 10          # seconds one client read may take before we call it a hang (loopback)
 SCRIPTS = os.path.join(HERE, "scripts")
 
-# Pinned npm packages: node-redis latest 6.x, ioredis latest (checked with `npm view`).
-NPM_PACKAGES = {"redis": "6.4.0", "ioredis": "6.1.0"}
+NPM_PACKAGES = zostest.NPM_PACKAGES  # node-redis latest 6.x, ioredis latest (`npm view`)
 
 
 def pytest_sessionstart(session):
@@ -228,8 +227,7 @@ def node(request):
 # ---------------------------------------------------------------- client libraries
 
 def cache_root():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "zos-tests")
+    return zostest.npm_cache_root()
 
 
 def need_exe(name, package):
@@ -248,48 +246,15 @@ def need_debian(package, why):
                     % (package, package, why))
 
 
-def _npm_installed(d):
-    import json
-    for name, version in NPM_PACKAGES.items():
-        try:
-            with open(os.path.join(d, "node_modules", name, "package.json")) as f:
-                if json.load(f).get("version") != version:
-                    return False
-        except (OSError, ValueError):
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def node_modules():
     """node_modules with NPM_PACKAGES, installed once into the cache (never the repo)."""
     need_exe("node", "nodejs")
     need_exe("npm", "npm")
-    key = "+".join("%s-%s" % kv for kv in sorted(NPM_PACKAGES.items()))
-    final = os.path.join(cache_root(), "npm", key)
-    if not _npm_installed(final):
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".install-")
-        specs = ["%s@%s" % kv for kv in sorted(NPM_PACKAGES.items())]
-        env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
-                   npm_config_audit="false")
-        try:
-            r = subprocess.run(["npm", "install", "--no-save", "--no-package-lock", "--prefix", tmp]
-                               + specs, capture_output=True, text=True, timeout=300, env=env,
-                               cwd=tmp)
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.skip("npm install %s did not finish in 300 s" % " ".join(specs))
-        if r.returncode != 0 or not _npm_installed(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.skip("npm install %s failed (exit %s): %s"
-                        % (" ".join(specs), r.returncode, (r.stderr or r.stdout)[-800:]))
-        shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another run installed it meanwhile
-            shutil.rmtree(tmp, ignore_errors=True)
-    return os.path.join(final, "node_modules")
+    path, why = zostest.npm_modules(NPM_PACKAGES)
+    if path is None:
+        pytest.skip(why)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ fixture and stopped by PID at teardown; a node that a test SIGSTOPs is SIGCONTed
 """
 import glob
 import hashlib
-import json
 import os
 import resource
 import select
@@ -22,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -30,6 +28,7 @@ import pytest
 import redis
 
 from conftest import NODE_SECRET, TIMEOUT, free_port, node_section, read_log, wait_for
+import zostest  # noqa: E402  (on sys.path through conftest)
 from resp_raw import encode_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -730,51 +729,17 @@ def test_sigterm_answers_blpop_and_pipelined_get(lab):
 
 # ---------------------------------------------------------------- 11. ioredis, db 1, restart
 
-NPM_PACKAGES = {"redis": "6.4.0", "ioredis": "6.1.0"}  # as tests/clients/conftest.py
-
-
-def _npm_ok(d):
-    for name, version in NPM_PACKAGES.items():
-        try:
-            with open(os.path.join(d, "node_modules", name, "package.json")) as f:
-                if json.load(f).get("version") != version:
-                    return False
-        except (OSError, ValueError):
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def node_modules():
-    """node_modules with the npm packages of tests/clients/conftest.py, in the same cache
-    ($XDG_CACHE_HOME or ~/.cache, zos-tests/npm/<versions>); installed there when missing."""
+    """node_modules with the npm packages the client suite uses, from the same cache
+    (installed there when missing)."""
     for exe in ("node", "npm"):
         if shutil.which(exe) is None:
             pytest.skip("%s not installed" % exe)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    key = "+".join("%s-%s" % kv for kv in sorted(NPM_PACKAGES.items()))
-    final = os.path.join(base, "zos-tests", "npm", key)
-    if not _npm_ok(final):
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".install-")
-        specs = ["%s@%s" % kv for kv in sorted(NPM_PACKAGES.items())]
-        env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
-                   npm_config_audit="false")
-        try:
-            r = subprocess.run(["npm", "install", "--no-save", "--no-package-lock", "--prefix", tmp]
-                               + specs, capture_output=True, text=True, timeout=300, env=env, cwd=tmp)
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.skip("npm install did not finish in 300 s")
-        if r.returncode != 0 or not _npm_ok(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.skip("npm install %s failed: %s" % (" ".join(specs), (r.stderr or r.stdout)[-800:]))
-        shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return os.path.join(final, "node_modules")
+    path, why = zostest.npm_modules()
+    if path is None:
+        pytest.skip(why)
+    return path
 
 
 def _read_line(proc, guard):

@@ -324,3 +324,57 @@ def fnprocs():
         yield p
     finally:
         p.close()
+
+
+# ---------------------------------------------------------------- npm packages
+
+# The npm client libraries the suites test with (node-redis latest 6.x, ioredis latest).
+NPM_PACKAGES = {"redis": "6.4.0", "ioredis": "6.1.0"}
+
+
+def npm_cache_root():
+    """Where test tools are cached: $XDG_CACHE_HOME or ~/.cache, zos-tests/ (never the repo)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "zos-tests")
+
+
+def _npm_installed(d, packages):
+    for name, version in packages.items():
+        try:
+            with open(os.path.join(d, "node_modules", name, "package.json")) as f:
+                if json.load(f).get("version") != version:
+                    return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def npm_modules(packages=None):
+    """(node_modules path, None) with PACKAGES ({name: version}) installed once into the
+    cache, or (None, why) when npm could not install them."""
+    packages = packages or NPM_PACKAGES
+    key = "+".join("%s-%s" % kv for kv in sorted(packages.items()))
+    final = os.path.join(npm_cache_root(), "npm", key)
+    if not _npm_installed(final, packages):
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".install-")
+        specs = ["%s@%s" % kv for kv in sorted(packages.items())]
+        env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
+                   npm_config_audit="false")
+        try:
+            r = subprocess.run(["npm", "install", "--no-save", "--no-package-lock", "--prefix", tmp]
+                               + specs, capture_output=True, text=True, timeout=300, env=env,
+                               cwd=tmp)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None, "npm install %s did not finish in 300 s" % " ".join(specs)
+        if r.returncode != 0 or not _npm_installed(tmp, packages):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None, "npm install %s failed (exit %s): %s" % (
+                " ".join(specs), r.returncode, (r.stderr or r.stdout)[-800:])
+        shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another run installed it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    return os.path.join(final, "node_modules"), None
