@@ -339,7 +339,10 @@ def test_client_output_limit_closes_non_reader_others_unaffected(lab):
         rss.stop()
     assert not errors, errors
     assert all(counts), counts
-    assert rss.peak < 4 * limit + 100 * MIB, "zos-proxy VmRSS peaked at %d MiB" % (rss.peak // MIB)
+    # An AddressSanitizer build keeps up to 256 MiB of freed memory in its quarantine.
+    slack = 256 * MIB if zostest.sanitized(zostest.PROXY_BIN) else 0
+    assert rss.peak < 4 * limit + 100 * MIB + slack, \
+        "zos-proxy VmRSS peaked at %d MiB" % (rss.peak // MIB)
     assert proxy.client(decode_responses=False).get("big") == big
 
 

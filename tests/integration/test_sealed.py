@@ -9,6 +9,7 @@ start refuses, with the same message.
 """
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -325,7 +326,10 @@ def start_as_nobody(lab, conf_text, port):
     os.chmod(path, 0o600)
     os.chown(path, NOBODY, NOBODY)
     log = open(os.path.join(d, "proxy-nobody.log"), "w")
-    proc = lab.procs.start([PROXY_BIN, "-c", path], env=lab.env, stderr=log, user=NOBODY,
+    exe = os.path.join(lab.tmp, "zos-proxy")  # the build may sit in a directory nobody cannot enter
+    shutil.copy2(PROXY_BIN, exe)
+    os.chmod(exe, 0o755)
+    proc = lab.procs.start([exe, "-c", path], env=lab.env, stderr=log, user=NOBODY,
                            group=NOBODY, extra_groups=[])
     wait_port(port, proc=proc)
     p = Proxy(lab.procs, proc, path, port)

@@ -326,6 +326,12 @@ def fnprocs():
         p.close()
 
 
+def sanitized(path):
+    """True for a binary built with AddressSanitizer (SANITIZER=address)."""
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 # ---------------------------------------------------------------- npm packages
 
 # The npm client libraries the suites test with (node-redis latest 6.x, ioredis latest).
