@@ -1,12 +1,14 @@
-"""Failures: a node killed during jobs, unknown job ids, a result asked for right after
-ZOS.SUBMIT.  Each test runs on a cluster of its own (make_cluster): a node is killed,
+"""Failures: a node killed or stopped during jobs, unknown job ids, a result asked for right
+after ZOS.SUBMIT.  Each test runs on a cluster of its own (make_cluster): a node is killed,
 or the proxy may not survive (see the docstrings)."""
 import json
+import os
+import signal
 import threading
 import time
 import uuid
 
-from conftest import NODES, Err, Raw, ping_text
+from conftest import NODES, Err, Raw, children, ping_text
 
 
 def test_node_killed_during_jobs(make_cluster):
@@ -130,3 +132,50 @@ def test_result_right_after_submit(make_cluster):
         c.close()
     assert not bad, "%d of 100 ZOS.RESULT right after ZOS.SUBMIT failed, e.g. %r" % (len(bad), bad[0])
     cl.assert_proxy_alive()
+
+
+def test_node_stopped_fails_waiting_jobs(make_cluster):
+    """SIGSTOP of n2's redis while ZOS.CMD jobs wait on it (on the job links, which see
+    nothing wrong by themselves): the node's watch finds it hung and every waiting job
+    gets an error; SIGCONT brings the node back for new jobs."""
+    cl = make_cluster(proxy_extra="node-timeout = 1000\nconnect-timeout = 1000\n"
+                                  "backoff-max = 500")
+    redis_pid = [k for k in children(cl.sims["n2"].pid)
+                 if open("/proc/%d/comm" % k).read().strip() == "redis-server"]
+    assert len(redis_pid) == 1, redis_pid
+    results = {}
+
+    def job(i):
+        c = Raw(cl.port)
+        try:
+            assert c.call("AUTH", "n2", "x") == "OK"
+            results[i] = c.call("ZOS.CMD", "bash", '{"script": "sleep 60"}', "TIMEOUT", "50")
+        except Exception as e:  # noqa: BLE001
+            results[i] = repr(e)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)  # the jobs are submitted and waiting (a pause, not a bound)
+    os.kill(redis_pid[0], signal.SIGSTOP)
+    try:
+        for t in threads:
+            t.join(40)  # no-hang guard, far below the jobs' own 50 s
+        assert all(not t.is_alive() for t in threads), results
+        assert len(results) == 4, results
+        for v in results.values():
+            assert isinstance(v, Err) and "unavailable" in v, results
+    finally:
+        os.kill(redis_pid[0], signal.SIGCONT)
+    r = cl.client("n2")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if r.execute_command("ZOS.CMD", "core.ping") == ping_text("n2"):
+                break
+        except Exception:  # noqa: BLE001 - reconnecting after SIGCONT
+            time.sleep(0.2)
+    else:
+        raise AssertionError("n2 did not answer again after SIGCONT")
