@@ -354,7 +354,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         if (old_jobs_sweep(n) && n->jobs == NULL) {
             lanes_sweep(&n->draining, 0);
             lanes_sweep(&n->lanes, 0);
-            n->shared = n->lanes != NULL ? n->shared : NULL;
+            n->shared = NULL; /* its first lane may be gone: nothing uses it any more */
         }
     }
     int every = r->conf->proxy.pool_idle_ms / 4;
