@@ -99,25 +99,8 @@ stop_pid() {
     pids=("${keep[@]}")
 }
 
-# Free loopback TCP ports: bound to port 0 all at once so they differ, then released.
-free_ports() {
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-ss = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in ss))
-EOF
-}
-
-cpu_busy() { # percent of all CPUs busy during 1 s (from /proc/stat)
-    local a b
-    a=$(head -n 1 /proc/stat)
-    sleep 1
-    b=$(head -n 1 /proc/stat)
-    printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; tot[NR] = 0; for (i = 2; i <= NF; i++) tot[NR] += $i }
-        END { d = tot[2] - tot[1]; printf "%.0f", (d > 0 ? 100 * (1 - (idle[2] - idle[1]) / d) : 0) }'
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 t0=$SECONDS
 busy0=$(cpu_busy)
