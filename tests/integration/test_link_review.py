@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from conftest import TIMEOUT, free_port, node_info, node_section, read_log, wait_for
-from resp_raw import encode_command
+from resp_raw import RawResp, encode_command
 
 GUARD = 30  # seconds: "nothing hangs" guard for one awaited step
 BUSY_GUARD = 10  # seconds: a reply redis gives at once (BUSY) that the proxy must not hold
@@ -62,39 +62,21 @@ class Push(list):
     """A RESP3 push (>)."""
 
 
-class Raw:
+class Raw(RawResp):
     """A raw connection that speaks RESP2 and RESP3: send() bytes or commands, read() one
     reply (errors are returned as Err, never raised; a closed connection raises EOFError)."""
 
-    def __init__(self, port, timeout=GUARD):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.s.settimeout(timeout)
-        self.buf = b""
-
-    def close(self):
-        self.s.close()
-
-    def send(self, *args):
-        self.s.sendall(encode_command(*args))
+    error = Err
+    timeout = GUARD
 
     def sendall(self, data):
         self.s.sendall(data)
-
-    def call(self, *args):
-        self.send(*args)
-        return self.read()
 
     def _fill(self):
         b = self.s.recv(65536)
         if not b:
             raise EOFError("connection closed; unparsed %r" % self.buf)
         self.buf += b
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
 
     def read(self):
         line = self._line()
@@ -113,12 +95,7 @@ class Raw:
             return rest
         if t in (b"$", b"="):
             n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self._fill()
-            data, self.buf = self.buf[:n], self.buf[n + 2:]
-            return data.decode("latin-1")
+            return None if n < 0 else self._exact(n).decode("latin-1")
         if t in (b"*", b"~", b">"):
             n = int(rest)
             if n < 0:
