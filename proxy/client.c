@@ -460,7 +460,6 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
             c->db = s->db_before;
         zos_resp_add_error(zos_slot_buf(s), "%s", err + 15);
     } else {
-        s->node->errors++;
         if (s->select && c->db == s->db_after)
             c->db = s->db_before;
         node_down_error(zos_slot_buf(s), s->node, err);
@@ -639,7 +638,6 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
     for (size_t i = 0; i < r->nnodes; i++) { /* the last part may free G and S */
         struct zos_node *n = g->parts[i].node;
         struct zos_link *shared = zos_router_lane(r, n, c->db, c->resp3, false);
-        n->requests++;
         c->shared_inflight++;
         c->all_parts++;
         if (g->quiet)
@@ -648,7 +646,6 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
             all_part_cb(&g->parts[i], NULL, 0, "out of memory");
         } else if (zos_link_send_argv(shared, argc, (const char *const *)av->argv + first,
                                       av->argvlen + first, all_part_cb, &g->parts[i]) != ZOS_OK) {
-            n->errors++;
             all_part_cb(&g->parts[i], NULL, 0, zos_link_errstr(shared));
         }
     }
@@ -1366,7 +1363,6 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         if (s == NULL)
             return ZOS_ERR;
         s->node = n;
-        n->requests++;
         slot_quiet(s, n, quiet);
         if (ctl == NULL)
             zos_slot_error(s, "ERR out of memory");
@@ -1387,7 +1383,6 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
             c->db = olddb;
             return backlogged(c); /* the node reads slowly: hold the client, not its bytes */
         }
-        n->requests++;
         struct zos_slot *s = zos_slot_new(c);
         if (s == NULL) {
             c->db = olddb;

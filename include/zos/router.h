@@ -53,11 +53,9 @@ struct zos_node {
     struct zos_link_watch *watch;
     struct zos_pooled *pool; /* idle pinned links, most recently returned first */
     size_t npool;
-    SSL_CTX *ssl;         /* NULL for a plain node; borrowed from the router's set */
-    SSL_SESSION *session; /* the last TLS session with the node, offered on reconnect */
-    int pinned;           /* pinned links in use now */
-    unsigned long long requests;
-    unsigned long long errors;
+    SSL_CTX *ssl;                 /* NULL for a plain node; borrowed from the router's set */
+    SSL_SESSION *session;         /* the last TLS session with the node, offered on reconnect */
+    int pinned;                   /* pinned links in use now */
     bool down_logged;             /* "unavailable" logged since the last "connected" */
     struct zos_node_stats *stats; /* what its links and job verbs count (stats.h); owned */
     struct zos_jobs *jobs;        /* the job verbs' state (verbs_job.c), NULL until used */
