@@ -107,6 +107,14 @@ static void test_defaults_of_one_node(void **state)
     assert_int_equal(c->proxy.job_links, 16);
     assert_int_equal(c->proxy.connect_timeout_ms, 5000);
     assert_int_equal(c->proxy.ping_interval_ms, 15000);
+    assert_int_equal(c->proxy.node_timeout_ms, 10000);
+    assert_int_equal(c->proxy.max_lanes, 4);
+    assert_int_equal(c->proxy.lane_busy_ms, 50);
+    assert_int_equal(c->proxy.pool_size, 8);
+    assert_int_equal(c->proxy.pool_idle_ms, 30000);
+    assert_true(c->proxy.client_output_limit == 256u << 20);
+    assert_true(c->proxy.client_query_limit == 256u << 20);
+    assert_true(c->proxy.pubsub_output_limit == 32u << 20);
     assert_int_equal(c->proxy.backoff_max_ms, 10000);
     assert_int_equal(c->proxy.shutdown_timeout_ms, 5000);
     assert_string_equal(c->proxy.log_level, "info");
@@ -313,6 +321,13 @@ static const struct bad_case bad_cases[] = {
     {"[proxy]\nping-interval = 50\n", 2, RANGE_MSG("ping-interval", "100..3600000", "50")},
     {"[proxy]\nbackoff-max = 1.5\n", 2, RANGE_MSG("backoff-max", "1..3600000", "1.5")},
     {"[proxy]\nshutdown-timeout = -1\n", 2, RANGE_MSG("shutdown-timeout", "0..3600000", "-1")},
+    {"[proxy]\nnode-timeout = 50\n", 2, RANGE_MSG("node-timeout", "100..3600000", "50")},
+    {"[proxy]\nmax-lanes = 0\n", 2, RANGE_MSG("max-lanes", "1..64", "0")},
+    {"[proxy]\nlane-busy = 0\n", 2, RANGE_MSG("lane-busy", "1..3600000", "0")},
+    {"[proxy]\npool-size = -1\n", 2, RANGE_MSG("pool-size", "0..100000", "-1")},
+    {"[proxy]\npool-idle = 10\n", 2, RANGE_MSG("pool-idle", "100..3600000", "10")},
+    {"[proxy]\nclient-output-limit = 65g\n", 2, SIZE_MSG("client-output-limit", "0..64g", "65g")},
+    {"[proxy]\nclient-query-limit = lots\n", 2, SIZE_MSG("client-query-limit", "0..64g", "lots")},
     {"[proxy]\nlog-level = verbose\n", 2,
      "log-level: must be one of error, warn, info, debug (got 'verbose')"},
     {"[proxy]\nlog-file = \"a\\x02b\"\n", 2,
