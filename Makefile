@@ -51,9 +51,14 @@ ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-reco
 LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
-LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+# libzos is every module whose header is public (include/zos/X.h, proxy/X.c):
+# what the CLI, the proxy and the simulated node share.  A module whose header
+# sits beside its .c in proxy/ is the proxy's own; those form libzosproxy.a.
+LIB_SRC  := $(filter $(patsubst include/zos/%.h,proxy/%.c,$(wildcard include/zos/*.h)),$(wildcard proxy/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libzos.a
+PROXY_SRC := $(filter-out proxy/main.c $(LIB_SRC),$(wildcard proxy/*.c))
+PROXY_LIB := $(BUILD)/libzosproxy.a
 PROXY    := $(BUILD)/zos-proxy
 CLI_SRC  := $(wildcard cli/*.c)
 CLI      := $(if $(CLI_SRC),$(BUILD)/zos)
@@ -75,7 +80,14 @@ $(LIB): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(PROXY): $(BUILD)/proxy/main.o $(LIB)
+$(PROXY_LIB): $(PROXY_SRC:%.c=$(BUILD)/%.o)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# Unit and fuzz tests reach the proxy's own headers too.
+$(BUILD)/tests/%.o: ALL_CFLAGS += -Iproxy
+
+$(PROXY): $(BUILD)/proxy/main.o $(PROXY_LIB) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -87,7 +99,7 @@ $(BUILD)/zos-node-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/testutil.o $(LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/testutil.o $(PROXY_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -133,11 +145,11 @@ FUZZ      := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_TIME ?=
 fuzz: $(FUZZ)
 	$(Q)$(if $(FUZZ_TIME),$(MAKE) --no-print-directory fuzz-run)
-$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_util.h $(LIB_SRC) $(wildcard include/zos/*.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_util.h $(LIB_SRC) $(PROXY_SRC) $(wildcard include/zos/*.h proxy/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
-	    $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Iproxy \
+	    $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(PROXY_SRC) $(PKG_LIBS) -lpthread -lm
 
 # Each target FUZZ_TIME seconds (default 60), one after the other, on a working
 # copy of its seed corpus in $(BUILD)/fuzz/work/ (kept between runs; crashes there too).
@@ -161,7 +173,7 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
-FORMAT_FILES = $(wildcard include/zos/*.h proxy/*.c cli/*.c cli/*.h tests/unit/*.c tests/sim/*.c tests/sim/*.h tests/fuzz/*.c tests/fuzz/*.h)
+FORMAT_FILES = $(wildcard include/zos/*.h proxy/*.h proxy/*.c cli/*.c cli/*.h tests/unit/*.c tests/sim/*.c tests/sim/*.h tests/fuzz/*.c tests/fuzz/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

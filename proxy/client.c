@@ -12,7 +12,7 @@
  * further until the replies arrive), so a node sees one client's commands in
  * the order they were sent.
  */
-#include "zos/client.h"
+#include "client.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -29,11 +29,11 @@
 #include <sys/socket.h>
 #include <netinet/tcp.h>
 
-#include "zos/log.h"
-#include "zos/seal.h"
-#include "zos/server.h"
-#include "zos/verbs.h"
-#include "zos/verbs_job.h"
+#include "log.h"
+#include "seal.h"
+#include "server.h"
+#include "verbs.h"
+#include "verbs_job.h"
 
 #define SLOT_COST    192               /* what a reply slot costs beyond its bytes (output limit) */
 #define LINK_BACKLOG (8 * 1024 * 1024) /* requests not yet written to a node: send no more */

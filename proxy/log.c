@@ -1,5 +1,5 @@
 /* log.c -- levelled logging: "2026-11-28 18:31:15.123 I message", file:line at debug. */
-#include "zos/log.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>

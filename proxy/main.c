@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include "zos/conf.h"
-#include "zos/log.h"
-#include "zos/notify.h"
-#include "zos/server.h"
+#include "log.h"
+#include "notify.h"
+#include "server.h"
 
 static void usage(FILE *fp)
 {

@@ -9,7 +9,7 @@
  * '_' and '.', so they need no escaping).  The latency is a summary: the
  * quantiles 0.5 and 0.99 over the last minute, _sum and _count since the start.
  */
-#include "zos/metrics.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,9 +25,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "zos/log.h"
-#include "zos/router.h"
-#include "zos/server.h"
+#include "log.h"
+#include "router.h"
+#include "server.h"
 #include "zos/zos.h"
 
 struct zos_metrics {

@@ -5,7 +5,7 @@
  * on SO_PASSCRED on its end, so the kernel tells it our PID: no SCM_CREDENTIALS
  * of our own.
  */
-#include "zos/notify.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* router.c -- node table, links with the proxy's settings, command classes. */
-#include "zos/router.h"
+#include "router.h"
 #include "zos/job.h"
-#include "zos/log.h"
+#include "log.h"
 #include "zos/util.h"
 #include "zos/zos.h"
 

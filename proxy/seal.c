@@ -1,5 +1,5 @@
 /* seal.c -- a node's secrets stay with the proxy: CONFIG and ACL through it. */
-#include "zos/seal.h"
+#include "seal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

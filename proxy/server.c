@@ -1,5 +1,5 @@
 /* server.c -- listeners, accept, signals and the bounded drain at shutdown. */
-#include "zos/server.h"
+#include "server.h"
 
 #include <sys/resource.h>
 
@@ -17,12 +17,12 @@
 #include <event2/dns.h>
 #include <netinet/in.h>
 
-#include "zos/log.h"
-#include "zos/metrics.h"
-#include "zos/notify.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "zos/util.h"
-#include "zos/verbs_job.h"
-#include "zos/verbs_ssh.h"
+#include "verbs_job.h"
+#include "verbs_ssh.h"
 
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)

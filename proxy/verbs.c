@@ -1,5 +1,5 @@
 /* verbs.c -- commands zos-proxy answers itself: AUTH, HELLO, PING, INFO, ZOS.NODES, ... */
-#include "zos/verbs.h"
+#include "verbs.h"
 #include "zos/zos.h"
 
 #include <ctype.h>
@@ -15,11 +15,11 @@
 
 #include <openssl/crypto.h>
 
-#include "zos/log.h"
-#include "zos/metrics.h"
-#include "zos/server.h"
-#include "zos/verbs_job.h"
-#include "zos/verbs_ssh.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+#include "verbs_job.h"
+#include "verbs_ssh.h"
 
 /* Equal strings, in time that depends only on the lengths. */
 static bool secret_equal(const char *given, size_t len, const char *want)

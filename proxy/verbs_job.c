@@ -5,7 +5,7 @@
  * answers its slot when the result arrives; other requests of the same
  * client keep flowing meanwhile, and replies still leave in order.
  */
-#include "zos/verbs_job.h"
+#include "verbs_job.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #include <strings.h>
 
 #include "zos/job.h"
-#include "zos/server.h"
+#include "server.h"
 #include "zos/zos.h"
 
 #define DEFAULT_TIMEOUT_S 60

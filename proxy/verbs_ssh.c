@@ -9,7 +9,7 @@
  * MAX_THREADS at once) and hands its result back through a pipe: the loop
  * never waits for the network, and other clients keep being served.
  */
-#include "zos/verbs_ssh.h"
+#include "verbs_ssh.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "zos/server.h"
+#include "server.h"
 #include "zos/ssh.h"
 #include "zos/util.h"
 #include "zos/vbox.h"

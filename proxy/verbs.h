@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "zos/client.h"
+#include "client.h"
 #include "zos/resp.h"
 
 #define ZOS_VERB_NOAUTH 0x1 /* allowed before AUTH when requirepass is set */

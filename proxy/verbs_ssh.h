@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "zos/verbs.h"
+#include "verbs.h"
 
 struct zos_server;
 

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "zos/verbs.h"
+#include "verbs.h"
 
 struct zos_server;
 

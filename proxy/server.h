@@ -8,10 +8,10 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "zos/client.h"
+#include "client.h"
 #include "zos/conf.h"
 #include "zos/resp.h"
-#include "zos/router.h"
+#include "router.h"
 
 struct zos_listener {
     struct zos_server *srv;

@@ -20,7 +20,7 @@
 #include <event2/bufferevent.h>
 
 #include "zos/resp.h"
-#include "zos/router.h"
+#include "router.h"
 
 struct zos_server;
 struct zos_slot;
