@@ -4,7 +4,7 @@
  *                               \--no--> route: shared link of the node
  *                                               or this client's pinned link --> slot
  *   slots (request order):  head -> ... -> tail
- *   flush(): while the head slot is complete, its bytes go to the socket.
+ *   slot.c: while the head slot is complete, its bytes go to the socket.
  *
  * Ordering across links: a request for a pinned link waits until no reply is
  * due on a shared link, and a request for a shared link waits until no reply
@@ -31,8 +31,8 @@
 
 #include "log.h"
 #include "seal.h"
-#include "server.h"
 #include "verbs.h"
+#include "slot.h"
 #include "verbs_job.h"
 
 #define SLOT_COST    192               /* what a reply slot costs beyond its bytes (output limit) */
@@ -42,58 +42,8 @@
 #define HEAVY_MS     10000             /* ...this long: its requests keep to lanes of their own */
 #define LINGER_MS    500 /* a closed client's last bytes are read this long, at most */
 
-enum slot_kind { SLOT_SIMPLE, SLOT_TUNNEL, SLOT_ALL };
-
-struct zos_slot {
-    struct zos_slot *next;
-    struct zos_client *c;  /* NULL once orphaned */
-    struct zos_pin *pin;   /* pinned link the reply comes from, NULL for shared */
-    struct zos_node *node; /* for error messages */
-    struct evbuffer *buf;  /* reply bytes waiting for their turn */
-    unsigned waiting;      /* replies still due (ZOS.ALL: one per node) */
-    unsigned char kind;
-    bool done;
-    bool counted;            /* counted in shared_inflight / pin->inflight */
-    struct all_group *group; /* SLOT_ALL: its parts, until the reply left */
-    struct all_part *part;   /* a detached slot for one part of a group */
-    void (*orphan_fn)(void *arg);
-    void *orphan_arg;
-    unsigned pushes_due;           /* RESP3 (un)subscribe: confirmations still to come */
-    struct zos_slot *next_confirm; /* the pin's queue of those */
-    bool info;                     /* the reply answers INFO: the proxy's section is added */
-    bool seal;                     /* the reply answers CONFIG GET, or EXEC with one in it */
-    bool *seal_which;              /* EXEC: which elements answer a CONFIG GET (owned) */
-    size_t seal_n;
-    bool select; /* the reply answers SELECT: undone if it failed */
-    bool quiet;  /* DEBUG SLEEP (or EXEC with one): the node's quiet time ends with it */
-    int db_before, db_after;
-};
-
-/* One node's share of a ZOS.ALL request. */
-struct all_part {
-    struct all_group *g;
-    struct zos_node *node;
-    struct evbuffer *buf; /* its reply, once it came */
-};
-
-/* A ZOS.ALL request: its parts live as long as any is still on its way, which
- * may be after the reply left (a deadline passed): a late reply is dropped
- * here, never written, and its link keeps its order. */
-struct all_group {
-    struct zos_slot *slot;  /* where the reply goes; NULL once it left */
-    bool resp3;             /* a map node -> reply, else a flat array */
-    struct event *deadline; /* node commands: ZOS.ALL [TIMEOUT ms] */
-    int timeout_ms;
-    bool quiet; /* DEBUG SLEEP on every node: each one's quiet time ends with its part */
-    size_t nparts;
-    size_t waiting; /* parts without a reply, while the slot waits */
-    size_t refs;    /* parts whose reply (or failure) is still to come */
-    struct all_part parts[];
-};
-
 static void process_input(struct zos_client *c);
 static bool is_word(const char *s, size_t len, const char *w);
-static void flush(struct zos_client *c);
 static void schedule(struct zos_client *c);
 static bool over_output_limit(struct zos_client *c, bool pubsub);
 
@@ -118,179 +68,12 @@ static void resume_soon(struct zos_client *c)
     }
 }
 
-/* ---- slots ---- */
-
-struct zos_slot *zos_slot_new(struct zos_client *c)
-{
-    struct zos_slot *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->c = c;
-    if (c->tail != NULL)
-        c->tail->next = s;
-    else
-        c->head = s;
-    c->tail = s;
-    c->nslots++;
-    return s;
-}
-
-static void group_free(struct all_group *g)
-{
-    for (size_t i = 0; i < g->nparts; i++)
-        if (g->parts[i].buf != NULL)
-            evbuffer_free(g->parts[i].buf);
-    if (g->deadline != NULL)
-        event_free(g->deadline);
-    free(g);
-}
-
-static void slot_free(struct zos_slot *s)
-{
-    if (s->group != NULL) {
-        s->group->slot = NULL;
-        if (s->group->refs == 0)
-            group_free(s->group);
-    }
-    free(s->seal_which);
-    if (s->buf != NULL)
-        evbuffer_free(s->buf);
-    free(s);
-}
-
-static void part_done(struct all_part *p, struct evbuffer *buf);
-
-struct zos_slot *zos_slot_new_stream(struct zos_client *c)
-{
-    struct zos_slot *s = zos_slot_new(c);
-    if (s != NULL)
-        s->kind = SLOT_TUNNEL; /* freed with its client, not by a reply */
-    return s;
-}
-
-void zos_slot_stream_flush(struct zos_slot *s)
-{
-    struct zos_client *c = s->c;
-    if (c == NULL || over_output_limit(c, true))
-        return;
-    if (c->head == s)
-        flush(c);
-}
-
-struct evbuffer *zos_slot_buf(struct zos_slot *s)
-{
-    if (s->c != NULL && s->c->head == s && s->c->bev != NULL)
-        return bufferevent_get_output(s->c->bev);
-    if (s->buf == NULL)
-        s->buf = evbuffer_new();
-    return s->buf;
-}
-
-void zos_slot_on_orphan(struct zos_slot *s, void (*fn)(void *arg), void *arg)
-{
-    s->orphan_fn = fn;
-    s->orphan_arg = arg;
-}
-
-bool zos_slot_orphaned(const struct zos_slot *s)
-{
-    return zos_slot_client(s) == NULL;
-}
-
-struct zos_client *zos_slot_client(const struct zos_slot *s)
-{
-    if (s->part != NULL)
-        return s->part->g->slot != NULL ? s->part->g->slot->c : NULL;
-    return s->c;
-}
-
-void zos_slot_done(struct zos_slot *s)
-{
-    if (s->part != NULL) {
-        struct evbuffer *buf = s->buf != NULL ? s->buf : evbuffer_new();
-        s->buf = NULL;
-        part_done(s->part, buf);
-        slot_free(s);
-        return;
-    }
-    if (s->c == NULL) {
-        slot_free(s);
-        return;
-    }
-    s->done = true;
-    if (s->c->head == s)
-        flush(s->c);
-}
-
-void zos_slot_error(struct zos_slot *s, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (!zos_slot_orphaned(s))
-        zos_resp_add_error(zos_slot_buf(s), "%s", msg);
-    zos_slot_done(s);
-}
-
-void zos_slot_status(struct zos_slot *s, const char *status)
-{
-    if (!zos_slot_orphaned(s))
-        zos_resp_add_status(zos_slot_buf(s), status);
-    zos_slot_done(s);
-}
-
-/* Writes every complete slot at the head to the socket. */
-static void flush(struct zos_client *c)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    while (c->head != NULL) {
-        struct zos_slot *s = c->head;
-        size_t n = s->buf != NULL ? evbuffer_get_length(s->buf) : 0;
-        if (n > 0) {
-            c->slot_bytes -= n < c->slot_bytes ? n : c->slot_bytes;
-            evbuffer_add_buffer(out, s->buf);
-        }
-        if (!s->done)
-            break;
-        c->head = s->next;
-        if (c->head == NULL)
-            c->tail = NULL;
-        c->nslots--;
-        slot_free(s);
-    }
-}
-
 size_t zos_client_pending(const struct zos_client *c)
 {
-    return c->nslots;
+    return c->slots.n;
 }
 
 /* ---- who may use which node ---- */
-
-bool zos_client_authed(const struct zos_client *c)
-{
-    return c->auth_all || c->auth_node != NULL;
-}
-
-bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, char *err,
-                        size_t errlen)
-{
-    const char *requirepass = c->srv->conf->proxy.requirepass;
-    if (c->fixed != NULL && n != c->fixed) {
-        snprintf(err, errlen, "ERR this port serves node '%s' only", c->fixed->conf->name);
-        return false;
-    }
-    if (c->auth_all || c->auth_node == n || (n->conf->password == NULL && requirepass == NULL))
-        return true;
-    if (!zos_client_authed(c))
-        snprintf(err, errlen, "NOAUTH Authentication required.");
-    else
-        snprintf(err, errlen, "NOPERM this connection is authenticated for node '%s' only",
-                 c->auth_node->conf->name);
-    return false;
-}
 
 /* Whether C may do nothing before AUTH (redis's authRequired()): then it
  * also gets redis's limits on what it may send. */
@@ -309,7 +92,7 @@ static bool refuse_node(struct zos_client *c, const struct zos_node *n)
         snprintf(err, sizeof(err), "ERR node '%s' was removed", n->conf->name);
     else if (zos_client_may_use(c, n, err, sizeof(err)))
         return false;
-    struct zos_slot *s = zos_slot_new(c);
+    struct zos_slot *s = zos_slot_new(&c->slots);
     if (s != NULL)
         zos_slot_error(s, "%s", err);
     return true;
@@ -432,7 +215,7 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
         s->pin->lost_request = true; /* pin_closed, right after, closes the client */
     uncount(s);
     if (c == NULL) {
-        slot_free(s);
+        zos_slot_free(s);
         return;
     }
     if (reply != NULL) {
@@ -451,7 +234,7 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
             evbuffer_remove_buffer(reply, dst, len);
         }
         if (dst == s->buf) /* waits behind an earlier reply; filters change the length */
-            c->slot_bytes += evbuffer_get_length(dst) - before;
+            c->slots.bytes += evbuffer_get_length(dst) - before;
         if (len >= HEAVY_REPLY && s->pin == NULL) /* its next ones get a lane of their own */
             c->heavy_until_ms = zos_client_now_ms() + HEAVY_MS;
     } else if (s->select && strncmp(err, "SELECT failed: ", 15) == 0) {
@@ -471,71 +254,10 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
 
 /* ---- ZOS.ALL ---- */
 
-/* The reply leaves: [node, reply, node, reply, ...], with an error for
- * each part that did not answer in time. */
-static void group_deliver(struct all_group *g)
-{
-    struct zos_slot *s = g->slot;
-    struct zos_client *c = s->c;
-
-    g->slot = NULL;
-    s->group = NULL;
-    if (g->deadline != NULL)
-        evtimer_del(g->deadline);
-    if (c == NULL) {
-        slot_free(s);
-        return;
-    }
-    if (s->counted) { /* parts still on their way no longer hold the client's order */
-        c->shared_inflight -= g->waiting;
-        c->all_parts -= g->waiting;
-    }
-    s->counted = false;
-    struct evbuffer *out = zos_slot_buf(s);
-    zos_resp_add_map(out, (long long)g->nparts, g->resp3);
-    for (size_t k = 0; k < g->nparts; k++) {
-        struct all_part *p = &g->parts[k];
-        zos_resp_add_cstr(out, p->node->conf->name);
-        if (p->buf != NULL)
-            evbuffer_add_buffer(out, p->buf);
-        else
-            zos_resp_add_error(out, "ERR node '%s' timed out after %d ms", p->node->conf->name,
-                               g->timeout_ms);
-    }
-    zos_slot_done(s);
-    resume_soon(c);
-}
-
-/* Part P is complete with BUF (taken), or came too late for the reply. */
-static void part_done(struct all_part *p, struct evbuffer *buf)
-{
-    struct all_group *g = p->g;
-
-    g->refs--;
-    if (g->slot != NULL && p->buf == NULL) {
-        p->buf = buf;
-        if (g->slot->counted && g->slot->c != NULL) {
-            g->slot->c->shared_inflight--;
-            g->slot->c->all_parts--;
-        }
-        if (--g->waiting == 0)
-            group_deliver(g);
-    } else {
-        evbuffer_free(buf); /* after the deadline: dropped */
-    }
-    if (g->refs == 0 && g->slot == NULL)
-        group_free(g);
-}
-
-static void deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-    group_deliver(arg);
-}
-
 static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
 {
-    struct all_part *p = arg;
-    struct all_group *g = p->g;
+    struct zos_slot_part *p = arg;
+    struct zos_slot_group *g = p->g;
     struct evbuffer *buf = evbuffer_new();
 
     if (g->quiet)
@@ -546,48 +268,7 @@ static void all_part_cb(void *arg, struct evbuffer *reply, size_t len, const cha
         evbuffer_remove_buffer(reply, buf, len);
     else if (g->slot != NULL)
         node_down_error(buf, p->node, err);
-    part_done(p, buf);
-}
-
-struct zos_slot *zos_slot_group(struct zos_client *c, size_t n)
-{
-    struct zos_router *r = c->srv->router;
-    struct zos_slot *s = zos_slot_new(c);
-    if (s == NULL)
-        return NULL;
-    s->kind = SLOT_ALL;
-    if (n == 0) {
-        zos_resp_add_map(zos_slot_buf(s), 0, c->resp3);
-        zos_slot_done(s);
-        return NULL;
-    }
-    struct all_group *g = calloc(1, sizeof(*g) + n * sizeof(g->parts[0]));
-    if (g == NULL) {
-        zos_slot_error(s, "ERR out of memory");
-        return NULL;
-    }
-    g->slot = s;
-    g->resp3 = c->resp3;
-    g->nparts = g->waiting = g->refs = n;
-    for (size_t i = 0; i < n; i++) {
-        g->parts[i].g = g;
-        g->parts[i].node = r->nodes[i % r->nnodes];
-    }
-    s->group = g;
-    return s;
-}
-
-struct zos_slot *zos_slot_part(struct zos_slot *group, size_t i)
-{
-    struct all_part *p = &group->group->parts[i];
-    struct zos_slot *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        part_done(p, evbuffer_new());
-        return NULL;
-    }
-    s->part = p;
-    s->node = p->node;
-    return s;
+    zos_slot_part_done(p, buf);
 }
 
 /* Whether every node says admin = yes (ZOS.ALL may then change secrets). */
@@ -609,7 +290,7 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
     struct zos_slot *s;
 
     if (zos_router_route(av->argv[first], av->argvlen[first]) != ZOS_ROUTE_SHARED) {
-        if ((s = zos_slot_new(c)) != NULL)
+        if ((s = zos_slot_new(&c->slots)) != NULL)
             zos_slot_error(s, "ERR ZOS.ALL cannot run blocking or stateful commands");
         return;
     }
@@ -618,24 +299,21 @@ static void forward_all(struct zos_client *c, const struct zos_resp_argv *av, si
                              ? zos_seal_check(av, first, all_admin(r), err, sizeof(err))
                              : ZOS_SEAL_PASS;
     if (seal == ZOS_SEAL_REFUSE) {
-        if ((s = zos_slot_new(c)) != NULL)
+        if ((s = zos_slot_new(&c->slots)) != NULL)
             zos_slot_error(s, "%s", err);
         return;
     }
-    if ((s = zos_slot_group(c, r->nnodes)) == NULL)
+    if ((s = zos_slot_group(&c->slots, r->nodes, r->nnodes, c->resp3)) == NULL)
         return;
-    struct all_group *g = s->group;
+    struct zos_slot_group *g = s->group;
     long long quiet =
         debug_sleep_ms(av->argv[first], av->argvlen[first], argc > 1 ? av->argv[first + 1] : "",
                        argc > 2 ? av->argv[first + 2] : "");
     g->quiet = quiet > 0;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     s->counted = true;
     s->seal = seal == ZOS_SEAL_FILTER;
-    g->timeout_ms = timeout_ms;
-    if ((g->deadline = evtimer_new(c->srv->base, deadline_cb, g)) != NULL)
-        evtimer_add(g->deadline, &tv);
-    for (size_t i = 0; i < r->nnodes; i++) { /* the last part may free G and S */
+    zos_slot_group_deadline(s, c->srv->base, timeout_ms); /* none when out of memory */
+    for (size_t i = 0; i < r->nnodes; i++) {              /* the last part may free G and S */
         struct zos_node *n = g->parts[i].node;
         struct zos_link *shared = zos_router_lane(r, n, c->db, c->resp3, false);
         c->shared_inflight++;
@@ -659,8 +337,8 @@ static bool over_output_limit(struct zos_client *c, bool pubsub)
 {
     const struct zos_proxy_conf *pc = &c->srv->conf->proxy;
     size_t limit = pubsub ? pc->pubsub_output_limit : pc->client_output_limit;
-    size_t used =
-        evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slot_bytes + c->nslots * SLOT_COST;
+    size_t used = evbuffer_get_length(bufferevent_get_output(c->bev)) + c->slots.bytes +
+                  c->slots.n * SLOT_COST;
     if (c->kill)
         return true;
     if (limit == 0 || used <= limit)
@@ -764,7 +442,7 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
     struct evbuffer *dst = zos_slot_buf(s);
     evbuffer_remove_buffer(reply, dst, len);
     if (dst == s->buf)
-        c->slot_bytes += len;
+        c->slots.bytes += len;
     if (over_output_limit(c, true))
         return;
     if (!p->confirmed && first == '-' && !p->monitor) {
@@ -783,8 +461,8 @@ static void tunnel_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         }
         resume_soon(c);
     }
-    if (c->head == s)
-        flush(c);
+    if (c->slots.head == s)
+        zos_slots_flush(&c->slots);
 }
 
 /* RESP3: the (un)subscribe slot S waits for N confirmations on P. */
@@ -842,7 +520,7 @@ static void push3_cb(struct zos_pin *p, struct evbuffer *reply, size_t len)
             struct evbuffer *dst = zos_slot_buf(s);
             evbuffer_remove_buffer(reply, dst, len);
             if (dst == s->buf)
-                c->slot_bytes += len;
+                c->slots.bytes += len;
             if (--s->pushes_due == 0) {
                 /* Its FIFO entry (for a non-push answer) is at the head: done with. */
                 zos_link_consume_head(p->link, confirm_reply_cb, s);
@@ -854,11 +532,11 @@ static void push3_cb(struct zos_pin *p, struct evbuffer *reply, size_t len)
     }
     /* Out of band, but never ahead of replies still waiting for their turn
      * (an invalidation must not overtake the stale value it invalidates). */
-    struct zos_slot *ps = c->head != NULL ? zos_slot_new(c) : NULL;
+    struct zos_slot *ps = c->slots.head != NULL ? zos_slot_new(&c->slots) : NULL;
     struct evbuffer *dst = ps != NULL ? zos_slot_buf(ps) : bufferevent_get_output(c->bev);
     evbuffer_remove_buffer(reply, dst, len);
     if (ps != NULL) {
-        c->slot_bytes += len;
+        c->slots.bytes += len;
         zos_slot_done(ps);
     }
     if (!over_output_limit(c, true))
@@ -1073,7 +751,7 @@ static void local_unsubscribe(struct zos_client *c, const struct request *rq)
     struct zos_resp_argv own = {0};
     const struct zos_resp_argv *av = rq->av;
     size_t first = rq->first;
-    struct zos_slot *s = zos_slot_new(c);
+    struct zos_slot *s = zos_slot_new(&c->slots);
     char kind[16];
 
     if (s == NULL || (av == NULL && zos_resp_argv(rq->in, rq->req, &own) != 0)) {
@@ -1129,7 +807,7 @@ static enum zos_seal seal_request(struct zos_client *c, const struct zos_node *n
                               err, sizeof(err));
     zos_resp_argv_free(&own);
     if (seal == ZOS_SEAL_REFUSE) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "%s", err);
     }
@@ -1203,7 +881,7 @@ static int tracking_redirect(struct zos_client *c, struct zos_node *n, struct re
         t = t->next;
     struct zos_pin *tp = t != NULL ? pin_find(t, n) : NULL;
     if (tp == NULL || tp->node_id <= 0 || tp->link == NULL) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR The client ID you want redirect to does not exist");
         return ZOS_ERR;
@@ -1286,7 +964,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     if (route == ZOS_ROUTE_UNSUB && p != NULL && (p->confirm != NULL || p->sub_due > 0))
         return ZOS_AGAIN; /* how many replies it brings depends on subscribes still due */
     if (seal == ZOS_SEAL_FILTER && p != NULL && p->tunnel != NULL) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR Can't execute 'config|get': zos-proxy cannot filter it on a "
                               "subscribed or MONITOR connection");
@@ -1298,21 +976,21 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     }
     if (route == ZOS_ROUTE_PUBSUB && rq->argc < 2) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR wrong number of arguments for '%.*s' command", (int)rq->namelen,
                            rq->name);
         return ZOS_ERR;
     }
     if (route == ZOS_ROUTE_REFUSED) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR '%.*s' is not supported through zos-proxy", (int)rq->namelen,
                            rq->name);
         return ZOS_ERR;
     }
     if (route == ZOS_ROUTE_SELECT && p != NULL && p->multi) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR SELECT inside MULTI is not supported through zos-proxy: "
                               "SELECT before MULTI");
@@ -1331,7 +1009,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
                           : v < 0 || v > INT32_MAX ? "ERR DB index is out of range"
                                                    : NULL;
         if (bad != NULL) {
-            struct zos_slot *s = zos_slot_new(c);
+            struct zos_slot *s = zos_slot_new(&c->slots);
             if (s != NULL)
                 zos_slot_error(s, "%s", bad);
             return ZOS_ERR;
@@ -1359,7 +1037,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     if (!pinned && rq->control) {
         /* Never behind data: SCRIPT KILL must pass the script it kills. */
         struct zos_link *ctl = zos_router_control(c->srv->router, n);
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s == NULL)
             return ZOS_ERR;
         s->node = n;
@@ -1383,7 +1061,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
             c->db = olddb;
             return backlogged(c); /* the node reads slowly: hold the client, not its bytes */
         }
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s == NULL) {
             c->db = olddb;
             return ZOS_ERR;
@@ -1417,7 +1095,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     }
     struct zos_slot *s = NULL;
     if (p == NULL || p->tunnel == NULL) {
-        if ((s = zos_slot_new(c)) == NULL)
+        if ((s = zos_slot_new(&c->slots)) == NULL)
             return ZOS_ERR;
         s->node = n;
     }
@@ -1443,7 +1121,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
     if (route == ZOS_ROUTE_PUBSUB || route == ZOS_ROUTE_MONITOR) {
         if (route == ZOS_ROUTE_PUBSUB)
             learn_node_id(p); /* its reply comes before the tunnel opens */
-        s->kind = SLOT_TUNNEL;
+        s->kind = ZOS_SLOT_STREAM;
         p->tunnel = s;
         p->sub_due = route == ZOS_ROUTE_PUBSUB ? rq->argc - 1 : 0;
         if (send_request(p->link, rq, NULL, NULL) != ZOS_OK)
@@ -1514,7 +1192,7 @@ int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
         .block = has_block_arg(av),
     };
     if (is_word(rq.name, rq.namelen, "select")) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR SELECT is not supported with ZOS.AT: the db is the "
                               "connection's, for every node (ZOS.USE the node, then SELECT)");
@@ -1531,7 +1209,7 @@ int zos_client_forward_argv(struct zos_client *c, struct zos_node *node,
 
 static struct zos_node *no_node_error(struct zos_client *c)
 {
-    struct zos_slot *s = zos_slot_new(c);
+    struct zos_slot *s = zos_slot_new(&c->slots);
     if (s != NULL)
         zos_slot_error(s, ZOS_NO_NODE_ERR);
     return NULL;
@@ -1539,7 +1217,7 @@ static struct zos_node *no_node_error(struct zos_client *c)
 
 /* ---- protocol and RESET ---- */
 
-bool zos_client_can_switch_protocol(const struct zos_client *c)
+static bool can_switch_protocol(const struct zos_client *c)
 {
     for (const struct zos_pin *p = c->pins; p != NULL; p = p->next)
         if (pin_holds_state(p) || p->inflight > 0)
@@ -1547,9 +1225,9 @@ bool zos_client_can_switch_protocol(const struct zos_client *c)
     return true;
 }
 
-int zos_client_switch_protocol(struct zos_client *c, bool resp3)
+static int switch_protocol(struct zos_client *c, bool resp3)
 {
-    if (!zos_client_can_switch_protocol(c))
+    if (!can_switch_protocol(c))
         return -1;
     while (c->pins != NULL) { /* links of the old protocol, holding nothing */
         struct zos_pin *p = c->pins;
@@ -1560,7 +1238,7 @@ int zos_client_switch_protocol(struct zos_client *c, bool resp3)
     return 0;
 }
 
-void zos_client_reset(struct zos_client *c, struct zos_slot *s)
+static void reset_client(struct zos_client *c, struct zos_slot *s)
 {
     zos_follow_end_all(c);
     while (c->pins != NULL) { /* transactions, subscriptions, MONITOR: gone with the links */
@@ -1610,7 +1288,7 @@ static bool all_timeout(struct zos_client *c, const struct zos_resp_argv *av, si
         return true;
     long v = av->argc > 2 ? strtol(av->argv[2], &end, 10) : 0;
     if (av->argc <= 3 || *av->argv[2] == '\0' || *end != '\0' || v < 1 || v > 3600000) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR ZOS.ALL TIMEOUT takes milliseconds (1 to 3600000), then a "
                               "command");
@@ -1632,13 +1310,13 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
         return ZOS_OK;
 
     if (av->argc <= first) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR wrong number of arguments for '%s' command", v->name);
         return ZOS_OK;
     }
     if (at && (n = zos_router_node(c->srv->router, av->argv[1], av->argvlen[1])) == NULL) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR unknown node '%s'", av->argv[1]);
         return ZOS_OK;
@@ -1647,7 +1325,7 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
         return ZOS_OK;
     const struct zos_verb *inner = zos_verbs_find(av->argv[first], av->argvlen[first]);
     if (inner != NULL && !(inner->flags & (ZOS_VERB_NODE | ZOS_VERB_ONNODE))) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR '%s' cannot be used with %s", inner->name, v->name);
         return ZOS_OK;
@@ -1655,7 +1333,7 @@ static int route_verb(struct zos_client *c, const struct zos_verb *v, struct zos
     if (inner != NULL && (inner->flags & ZOS_VERB_ONNODE)) {
         if (!at)
             return zos_verbs_run_all(inner, c, av, first);
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s == NULL)
             return ZOS_ERR;
         struct zos_node *saved = c->node;
@@ -1750,7 +1428,7 @@ static bool follow_command(struct zos_client *c, struct evbuffer *in,
         return true;
     }
     struct evbuffer *out = c->follow_slot != NULL ? zos_slot_buf(c->follow_slot) : NULL;
-    struct zos_slot *s = out == NULL ? zos_slot_new(c) : NULL;
+    struct zos_slot *s = out == NULL ? zos_slot_new(&c->slots) : NULL;
     if (out == NULL && s == NULL)
         return true;
     if (out == NULL)
@@ -1839,7 +1517,7 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
         return ZOS_AGAIN; /* the other protocol's link must not overtake them */
     if (c->srv->conf->proxy.requirepass != NULL && !zos_client_authed(c) &&
         (v == NULL || !(v->flags & ZOS_VERB_NOAUTH))) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "NOAUTH Authentication required.");
     } else if ((c->nfollows > 0 || is_word(rq.name, rq.namelen, "subscribe")) &&
@@ -1852,7 +1530,7 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
                refuse_node(c, c->node)) {
         /* answered */
     } else if (v != NULL && !verb_forwarded(c, v)) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL && (rq.av != NULL || zos_resp_argv(in, req, &av) == 0))
             zos_verbs_run(v, c, s, &av);
         else if (s != NULL)
@@ -1908,7 +1586,7 @@ static void process_input(struct zos_client *c)
         if (rc == ZOS_AGAIN)
             break;
         if (rc != ZOS_OK) {
-            struct zos_slot *s = zos_slot_new(c);
+            struct zos_slot *s = zos_slot_new(&c->slots);
             log_debug("client %llu: %s", c->id, err);
             if (s != NULL)
                 zos_slot_error(s, "ERR %s", err);
@@ -1979,9 +1657,9 @@ static void output_drained(struct zos_client *c)
     if (c->closing) {
         /* A tunnel ends with its client: let what follows it (QUIT's +OK) out. */
         for (struct zos_pin *p = c->pins; p != NULL; p = p->next)
-            if (p->tunnel != NULL && p->tunnel == c->head)
+            if (p->tunnel != NULL && p->tunnel == c->slots.head)
                 tunnel_end(p);
-        if (c->head == NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        if (c->slots.head == NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
             linger(c);
         return;
     }
@@ -2091,19 +1769,12 @@ void zos_client_shutdown(struct zos_client *c)
      * each is answered, in order, after the replies in flight. */
     while (!c->closing && !c->kill &&
            zos_resp_parse(&c->parser, in, &req, err, sizeof(err)) == ZOS_OK) {
-        struct zos_slot *s = zos_slot_new(c);
+        struct zos_slot *s = zos_slot_new(&c->slots);
         if (s != NULL)
             zos_slot_error(s, "ERR zos-proxy is shutting down");
         evbuffer_drain(in, req.len);
     }
     zos_client_close_after_flush(c);
-}
-
-long long zos_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The peer's (or with LOCAL our own) address as redis writes it in CLIENT LIST. */
@@ -2135,6 +1806,19 @@ static void sock_name(int fd, bool local, char *buf, size_t len)
     snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%d" : "%s:%d", host, port);
 }
 
+static bool stream_full(struct zos_client *c)
+{
+    return over_output_limit(c, true);
+}
+
+static void parts_left(struct zos_client *c, size_t parts)
+{
+    c->shared_inflight -= parts;
+    c->all_parts -= parts;
+}
+
+static const struct zos_slots_hooks slot_hooks = {stream_full, parts_left, resume_soon};
+
 struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_node *fixed)
 {
     struct zos_client *c = calloc(1, sizeof(*c));
@@ -2163,6 +1847,7 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_enable(c->bev, EV_READ);
     evbuffer_add_cb(bufferevent_get_output(c->bev), output_cb, c);
+    zos_slots_init(&c->slots, bufferevent_get_output(c->bev), c, &slot_hooks);
     c->next = srv->clients;
     if (srv->clients != NULL)
         srv->clients->prev = c;
@@ -2187,21 +1872,7 @@ void zos_client_free(struct zos_client *c)
         undirty(c);
     zos_follow_end_all(c);
 
-    /* Orphan the slots: those still waiting for a reply are freed by whoever answers. */
-    struct zos_slot *s = c->head;
-    while (s != NULL) {
-        struct zos_slot *next = s->next;
-        bool owned_elsewhere = !s->done && s->kind != SLOT_TUNNEL;
-        s->c = NULL;
-        s->pin = NULL;
-        s->next = NULL;
-        if (owned_elsewhere && s->orphan_fn != NULL)
-            s->orphan_fn(s->orphan_arg); /* stops the work; frees S */
-        else if (!owned_elsewhere)
-            slot_free(s);
-        s = next;
-    }
-    c->head = c->tail = NULL;
+    zos_slots_orphan_all(&c->slots); /* those waiting for a reply: freed by whoever answers */
     while (c->pins != NULL) {
         struct zos_pin *p = c->pins;
         c->pins = p->next;
@@ -2216,6 +1887,14 @@ void zos_client_free(struct zos_client *c)
     free(c->uses);
     free(c->name);
     free(c);
-    if (srv->shutting_down)
-        zos_server_client_idle(srv);
+    if (srv->shutting_down && srv->client_idle != NULL)
+        srv->client_idle(srv);
 }
+
+const struct zos_client_ops zos_client_ops = {
+    .switch_protocol = switch_protocol,
+    .can_switch_protocol = can_switch_protocol,
+    .reset = reset_client,
+    .close_after_flush = zos_client_close_after_flush,
+    .kill = zos_client_free,
+};

@@ -27,7 +27,7 @@
 
 #include "log.h"
 #include "router.h"
-#include "server.h"
+#include "state.h"
 #include "zos/zos.h"
 
 struct zos_metrics {

@@ -17,6 +17,7 @@
 #include <event2/dns.h>
 #include <netinet/in.h>
 
+#include "client.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -306,7 +307,7 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Shutting down, every client closes once its last reply is written: the
  * loop ends when the last one is gone (or at shutdown-timeout). */
-void zos_server_client_idle(struct zos_server *srv)
+static void client_idle(struct zos_server *srv)
 {
     if (srv->shutting_down && srv->nclients == 0)
         event_base_loopexit(srv->base, NULL);
@@ -334,7 +335,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct timeval tv = {srv->conf->proxy.shutdown_timeout_ms / 1000,
                          (srv->conf->proxy.shutdown_timeout_ms % 1000) * 1000};
     evtimer_add(srv->shutdown_timer, &tv);
-    zos_server_client_idle(srv);
+    client_idle(srv);
 }
 
 static bool same_str(const char *a, const char *b)
@@ -427,6 +428,8 @@ struct zos_server *zos_server_new(struct zos_conf *conf, char *err, size_t errle
     }
     srv->conf = conf;
     srv->started = time(NULL);
+    srv->client_ops = &zos_client_ops;
+    srv->client_idle = client_idle;
     if (zos_server_check(conf, err, errlen) != 0) {
         free(srv);
         zos_conf_free(conf);

@@ -17,7 +17,7 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
+#include "state.h"
 #include "verbs_job.h"
 #include "verbs_ssh.h"
 
@@ -172,7 +172,7 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
         r3 = av->argv[1][0] == '3';
         i = 2;
     }
-    if (r3 != c->resp3 && !zos_client_can_switch_protocol(c)) {
+    if (r3 != c->resp3 && !c->srv->client_ops->can_switch_protocol(c)) {
         zos_slot_error(s, "ERR zos-proxy cannot change the protocol while this connection holds "
                           "state on a node (MULTI, WATCH, SELECT, subscriptions, tracking, or a "
                           "blocked command): RESET first");
@@ -204,7 +204,7 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
         return;
     }
     if (r3 != c->resp3)
-        zos_client_switch_protocol(c, r3); /* checked above */
+        c->srv->client_ops->switch_protocol(c, r3); /* checked above */
     struct evbuffer *out = zos_slot_buf(s);
     zos_resp_add_map(out, 7, c->resp3);
     add_kv(out, "server", "redis");
@@ -223,7 +223,7 @@ static void verb_hello(struct zos_client *c, struct zos_slot *s, const struct zo
 static void verb_quit(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
     zos_slot_status(s, "OK");
-    zos_client_close_after_flush(c);
+    c->srv->client_ops->close_after_flush(c);
 }
 
 static void verb_ping(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
@@ -448,7 +448,7 @@ static void client_kill(struct zos_client *c, struct zos_slot *s, const struct z
         if (o == c)
             self = true;
         else
-            zos_client_free(o);
+            c->srv->client_ops->kill(o);
     }
     if (old && killed == 0)
         zos_slot_error(s, "ERR No such client");
@@ -459,7 +459,7 @@ static void client_kill(struct zos_client *c, struct zos_slot *s, const struct z
         zos_slot_done(s);
     }
     if (self)
-        zos_client_close_after_flush(c);
+        c->srv->client_ops->close_after_flush(c);
 }
 
 static void verb_client(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
@@ -512,7 +512,7 @@ static void verb_client(struct zos_client *c, struct zos_slot *s, const struct z
 
 static void verb_reset(struct zos_client *c, struct zos_slot *s, const struct zos_resp_argv *av)
 {
-    zos_client_reset(c, s);
+    c->srv->client_ops->reset(c, s);
 }
 
 /* COMMAND [DOCS|COUNT|INFO ...]: an empty answer that keeps redis-cli happy. */
@@ -662,7 +662,7 @@ static void verb_use(struct zos_client *c, struct zos_slot *s, const struct zos_
 }
 
 /* Sorted by name (case-insensitive) for bsearch. */
-static const struct zos_verb verbs[] = {
+const struct zos_verb zos_verbs_core[] = {
     {"auth", 2, 3, ZOS_VERB_NOAUTH, verb_auth},
     {"client", 2, -1, 0, verb_client},
     {"command", 1, -1, 0, verb_command},
@@ -678,6 +678,8 @@ static const struct zos_verb verbs[] = {
     {"zos.use", 2, 2, 0, verb_use},
 };
 
+const size_t zos_verbs_core_count = ZOS_ARRAY_LEN(zos_verbs_core);
+
 static int verb_cmp(const void *key, const void *elem)
 {
     return strcasecmp(key, ((const struct zos_verb *)elem)->name);
@@ -691,47 +693,19 @@ const struct zos_verb *zos_verbs_find(const char *name, size_t len)
     memcpy(key, name, len);
     key[len] = '\0';
     const struct zos_verb *v =
-        bsearch(key, verbs, ZOS_ARRAY_LEN(verbs), sizeof(verbs[0]), verb_cmp);
+        bsearch(key, zos_verbs_core, zos_verbs_core_count, sizeof(*v), verb_cmp);
     if (v == NULL && len > 4 && strncasecmp(key, "zos.", 4) == 0)
-        v = bsearch(key, zos_verbs_job, zos_verbs_job_count, sizeof(verbs[0]), verb_cmp);
+        v = bsearch(key, zos_verbs_job, zos_verbs_job_count, sizeof(*v), verb_cmp);
     if (v == NULL && len > 4 && strncasecmp(key, "zos.", 4) == 0)
-        v = bsearch(key, zos_verbs_ssh, zos_verbs_ssh_count, sizeof(verbs[0]), verb_cmp);
+        v = bsearch(key, zos_verbs_ssh, zos_verbs_ssh_count, sizeof(*v), verb_cmp);
     return v;
-}
-
-void zos_verbs_run(const struct zos_verb *v, struct zos_client *c, struct zos_slot *s,
-                   const struct zos_resp_argv *av)
-{
-    if ((int)av->argc < v->min_argc || (v->max_argc >= 0 && (int)av->argc > v->max_argc)) {
-        zos_slot_error(s, "ERR wrong number of arguments for '%s' command", v->name);
-        return;
-    }
-    v->fn(c, s, av);
-}
-
-char *zos_verbs_join(const struct zos_resp_argv *av, size_t first, size_t last)
-{
-    size_t len = 1;
-    for (size_t i = first; i < last; i++)
-        len += av->argvlen[i] + 1;
-    char *out = malloc(len), *p = out;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = first; i < last; i++) {
-        if (i > first)
-            *p++ = ' ';
-        memcpy(p, av->argv[i], av->argvlen[i]);
-        p += av->argvlen[i];
-    }
-    *p = '\0';
-    return out;
 }
 
 int zos_verbs_run_all(const struct zos_verb *v, struct zos_client *c,
                       const struct zos_resp_argv *av, size_t first)
 {
     struct zos_router *r = c->srv->router;
-    struct zos_slot *group = zos_slot_group(c, r->nnodes);
+    struct zos_slot *group = zos_slot_group(&c->slots, r->nodes, r->nnodes, c->resp3);
     struct zos_resp_argv sub = {av->argc - first, av->argv + first, av->argvlen + first};
     struct zos_node *saved = c->node;
 

@@ -14,7 +14,7 @@
 #include <strings.h>
 
 #include "zos/job.h"
-#include "server.h"
+#include "state.h"
 #include "zos/zos.h"
 
 #define DEFAULT_TIMEOUT_S 60
@@ -664,7 +664,7 @@ static struct zos_node *follow_target(struct zos_client *c, const char *channel,
 
 void zos_follow_subscribe(struct zos_client *c, const struct zos_resp_argv *av, size_t first)
 {
-    if (c->follow_slot == NULL && (c->follow_slot = zos_slot_new_stream(c)) == NULL)
+    if (c->follow_slot == NULL && (c->follow_slot = zos_slot_new_stream(&c->slots)) == NULL)
         return;
     for (size_t i = first + 1; i < av->argc; i++) {
         char err[200];

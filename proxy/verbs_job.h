@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "verbs.h"
+#include "verb.h"
 
 struct zos_server;
 

@@ -21,7 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "state.h"
 #include "zos/ssh.h"
 #include "zos/util.h"
 #include "zos/vbox.h"

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "verbs.h"
+#include "verb.h"
 
 struct zos_server;
 

@@ -26,7 +26,7 @@ count() { # suite name, command...: runs it, adds its counts
 units=$(ls $BUILD/tests/test_* 2>/dev/null | grep -v '\.d$' || true)
 count unit tests/run-unit.sh $units
 PYTEST="/usr/bin/python3 -m pytest -q -p no:cacheprovider"
-for suite in conformance integration jobs cli e2e clients; do
+for suite in source conformance integration jobs cli e2e clients; do
     if ls tests/$suite/test_*.py >/dev/null 2>&1; then
         count $suite $PYTEST tests/$suite
     fi
