@@ -732,6 +732,21 @@ static void slot_quiet(struct zos_slot *s, struct zos_node *n, long long ms)
     zos_link_watch_quiet(n->watch, ms);
 }
 
+/* S answers RQ (of class ROUTE) at node N, sent while the db goes from
+ * OLDDB to NEWDB: what its reply needs filtered or undone; counted in
+ * flight; N is silent for QUIET ms. */
+static void slot_answers(struct zos_slot *s, const struct request *rq, enum zos_route route,
+                         enum zos_seal seal, int olddb, int newdb, long long quiet)
+{
+    s->counted = true;
+    s->seal = seal == ZOS_SEAL_FILTER;
+    s->info = rq->info;
+    s->select = route == ZOS_ROUTE_SELECT;
+    s->db_before = olddb;
+    s->db_after = newdb;
+    slot_quiet(s, s->node, quiet);
+}
+
 static int send_request(struct zos_link *l, struct request *rq, zos_link_reply_fn fn, void *arg)
 {
     if (rq->av != NULL)
@@ -1072,13 +1087,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
             zos_slot_error(s, "ERR out of memory");
             return ZOS_ERR;
         }
-        s->counted = true;
-        s->seal = seal == ZOS_SEAL_FILTER;
-        s->info = rq->info;
-        s->select = route == ZOS_ROUTE_SELECT;
-        s->db_before = olddb;
-        s->db_after = newdb;
-        slot_quiet(s, n, quiet);
+        slot_answers(s, rq, route, seal, olddb, newdb, quiet);
         c->shared_inflight++;
         lane_use(c, n)->inflight++;
         if (send_request(shared, rq, slot_reply_cb, s) != ZOS_OK)
@@ -1138,13 +1147,7 @@ static int route_request(struct zos_client *c, struct zos_node *n, struct reques
         return ZOS_ERR;
     }
     s->pin = p;
-    s->counted = true;
-    s->seal = seal == ZOS_SEAL_FILTER;
-    s->info = rq->info;
-    s->select = route == ZOS_ROUTE_SELECT;
-    s->db_before = olddb;
-    s->db_after = newdb;
-    slot_quiet(s, n, quiet);
+    slot_answers(s, rq, route, seal, olddb, newdb, quiet);
     if (route == ZOS_ROUTE_ENDMULTI && was_multi)
         p->queued_quiet_ms = 0;
     if (route == ZOS_ROUTE_MULTI && !was_multi) {
