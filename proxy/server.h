@@ -46,7 +46,7 @@ struct zos_server {
     struct event *flush;      /* activated when a client has output (client.c) */
     struct zos_client *dirty; /* clients with output to write this turn */
     bool shutting_down;
-    void *ssh;                   /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
+    struct zos_ssh_workers *ssh; /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
     struct zos_metrics *metrics; /* the HTTP endpoint of metrics-listen (metrics.c), or NULL */
 };
 
