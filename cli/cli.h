@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "zos/conf.h"
+#include "zos/container.h"
 #include "zos/job.h"
 
 /* Exit codes of the original tool (src/commons/errorcodes.nim). */
@@ -324,8 +325,8 @@ int zos_cli_cmd_nodes(struct zos_cli *cli, int argc, char **argv);
 
 #define ZOS_CLI_LAST_CONTAINER_KEY "zos:lastcontainerid"
 
-/* SET container:<CID>:<WHAT> VALUE (DEL when VALUE is NULL): 0 or the exit code. */
-int zos_cli_container_set(struct zos_cli_node *n, unsigned long cid, const char *what,
+/* SET container:<CID>:<field> VALUE (DEL when VALUE is NULL): 0 or the exit code. */
+int zos_cli_container_set(struct zos_cli_node *n, unsigned long cid, enum zos_container_field f,
                           const char *value);
 /* zos container new <args>. */
 int zos_cli_container_new(struct zos_cli *cli, int argc, char **argv);

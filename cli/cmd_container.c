@@ -71,11 +71,11 @@ static int container_job(struct zos_cli_node *n, unsigned long cid, const char *
     return rc;
 }
 
-int zos_cli_container_set(struct zos_cli_node *n, unsigned long cid, const char *what,
+int zos_cli_container_set(struct zos_cli_node *n, unsigned long cid, enum zos_container_field f,
                           const char *value)
 {
-    char key[64];
-    snprintf(key, sizeof(key), "container:%lu:%s", cid, what);
+    char key[ZOS_CONTAINER_KEY_LEN];
+    zos_container_key(cid, f, key);
     return zos_cli_node_set(n, key, value);
 }
 
@@ -314,8 +314,6 @@ static int open_target(struct zos_cli *cli, unsigned long *cid, struct zos_cli_n
 static int sub_delete(struct zos_cli *cli, const struct sub *s, unsigned long cid, int argc,
                       char **argv)
 {
-    static const char *keys[] = {"sshkey",  "layeredssh", "sshenabled",
-                                 "sshport", "ip",         "zerotierip"};
     struct zos_cli_node *n;
     struct zos_job_result *r = NULL;
     char *pos[1];
@@ -325,8 +323,8 @@ static int sub_delete(struct zos_cli *cli, const struct sub *s, unsigned long ci
         return rc;
     rc =
         container_job(n, cid, "corex.terminate", "deleting the container", ZOS_EXIT_CMD_FAILED, &r);
-    for (size_t i = 0; rc == 0 && i < ZOS_ARRAY_LEN(keys); i++)
-        rc = zos_cli_container_set(n, cid, keys[i], NULL);
+    for (int f = 0; rc == 0 && f < ZOS_CONTAINER_NFIELDS; f++)
+        rc = zos_cli_container_set(n, cid, (enum zos_container_field)f, NULL);
     zos_job_result_free(r);
     zos_cli_node_close(n);
     return rc;

@@ -325,11 +325,11 @@ static int ssh_port(struct zos_cli_node *n, unsigned long cid, const struct new_
     snprintf(port, sizeof(port), "%.0f", first->valuedouble);
     zos_job_result_free(r);
     container_ip(n, ip, sizeof(ip));
-    if ((rc = zos_cli_container_set(n, cid, "sshkey", a->private_path)) != 0 ||
-        (rc = zos_cli_container_set(n, cid, "layeredssh", "false")) != 0 ||
-        (rc = zos_cli_container_set(n, cid, "sshenabled", "false")) != 0 ||
-        (rc = zos_cli_container_set(n, cid, "sshport", port)) != 0 ||
-        (rc = zos_cli_container_set(n, cid, "ip", ip)) != 0)
+    if ((rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_SSHKEY, a->private_path)) != 0 ||
+        (rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_LAYEREDSSH, "false")) != 0 ||
+        (rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_SSHENABLED, "false")) != 0 ||
+        (rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_SSHPORT, port)) != 0 ||
+        (rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_IP, ip)) != 0)
         return rc;
     args = cJSON_CreateObject();
     cJSON_AddNumberToObject(args, "container", (double)cid);

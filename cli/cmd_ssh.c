@@ -5,13 +5,14 @@
  *              (corex.dispatch): mkdir /root/.ssh /etc/ssh, chmod, service ssh
  *              start --> container:<id>:sshenabled = true --> the connection line
  *   shell/exec/upload/download: the ssh module (libssh, host key pinned in
- *              <config dir>/known_hosts) to root@<ip>:<sshport>
+ *              zos-known_hosts beside the config file, the proxy's too) to
+ *              root@<ip>:<sshport>
  *   mount:     sshfs, a child process
  *
  * Where a container is reached comes from the keys zos stored when it made
- * the container (container:<id>:ip, :sshport, :sshkey).
+ * the container (container:<id>:ip, :sshport, :sshkey), read with five GETs
+ * and checked by the container module, as the proxy's ZOS.SSH does.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,82 +22,48 @@
 
 #include "cli.h"
 #include "zos/ssh.h"
+#include "zos/util.h"
 #include "zos/zos.h"
 
 #define SSH_FLIST     "https://hub.grid.tf/tf-bootable/ubuntu:16.04.flist"
 #define SSH_TIMEOUT_S 60
 
-/* The stored facts about a container's ssh. */
-struct ssh_keys {
-    char *ip, *port, *key, *enabled, *layered;
-};
-
-static void keys_free(struct ssh_keys *k)
+/* The ssh facts of CID from the node, checked (zos_container_ssh_check):
+ * 0 or the exit code. */
+static int load_facts(struct zos_cli_node *n, unsigned long cid, bool need_enabled,
+                      struct zos_container_ssh *k)
 {
-    free(k->ip);
-    free(k->port);
-    free(k->key);
-    free(k->enabled);
-    free(k->layered);
+    static const int exit_codes[] = {
+        [ZOS_CONTAINER_NO_SSH] = ZOS_EXIT_SSH_NOT_ENABLED,
+        [ZOS_CONTAINER_IMPLAUSIBLE] = ZOS_EXIT_GENERAL,
+        [ZOS_CONTAINER_SSH_OFF] = ZOS_EXIT_SSH_NOT_ENABLED,
+    };
+    char *v[ZOS_CONTAINER_NSSH] = {NULL}, key[ZOS_CONTAINER_KEY_LEN], err[256];
+    int rc = 0;
+    for (int f = 0; rc == 0 && f < ZOS_CONTAINER_NSSH; f++) {
+        zos_container_key(cid, (enum zos_container_field)f, key);
+        rc = zos_cli_node_get(n, key, &v[f]);
+    }
+    enum zos_container_verdict why =
+        rc == 0 ? zos_container_ssh_check(cid, v, need_enabled, k, err, sizeof(err))
+                : ZOS_CONTAINER_OK;
+    if (why != ZOS_CONTAINER_OK)
+        rc = zos_cli_fail(exit_codes[why], "%s", err);
+    for (int f = 0; f < ZOS_CONTAINER_NSSH; f++)
+        free(v[f]);
+    return rc;
 }
 
-static int get_key(struct zos_cli_node *n, unsigned long cid, const char *what, char **out)
+static const char *private_key(const struct zos_container_ssh *k)
 {
-    char key[64];
-    snprintf(key, sizeof(key), "container:%lu:%s", cid, what);
-    return zos_cli_node_get(n, key, out);
+    return k->key[0] != '\0' ? k->key : NULL;
 }
 
-/* Letters and digits and the characters of EXTRA only, not starting with '-'. */
-static bool plain_word(const char *w, const char *extra)
+static void print_info(const struct zos_container_ssh *k)
 {
-    if (*w == '\0' || *w == '-')
-        return false;
-    for (const char *c = w; *c != '\0'; c++)
-        if (!isalnum((unsigned char)*c) && strchr(extra, *c) == NULL)
-            return false;
-    return true;
-}
-
-static int load_keys(struct zos_cli_node *n, unsigned long cid, struct ssh_keys *k)
-{
-    int rc;
-    memset(k, 0, sizeof(*k));
-    if ((rc = get_key(n, cid, "ip", &k->ip)) != 0 ||
-        (rc = get_key(n, cid, "sshport", &k->port)) != 0 ||
-        (rc = get_key(n, cid, "sshkey", &k->key)) != 0 ||
-        (rc = get_key(n, cid, "sshenabled", &k->enabled)) != 0 ||
-        (rc = get_key(n, cid, "layeredssh", &k->layered)) != 0)
-        return rc;
-    if (k->port == NULL || k->ip == NULL)
-        return zos_cli_fail(ZOS_EXIT_SSH_NOT_ENABLED,
-                            "container %lu has no ssh port forward (zos did not create it)", cid);
-    /* These come from the node's Redis, which others may write: they reach
-     * ssh options and sshfs's comma-separated -o list. */
-    if (!plain_word(k->ip, "._-:") || !plain_word(k->port, "") ||
-        (k->key != NULL && !plain_word(k->key, "._-/+@~")))
-        return zos_cli_fail(ZOS_EXIT_GENERAL,
-                            "container %lu: the ssh settings stored on the node "
-                            "(container:%lu:ip/sshport/sshkey) are not plausible: refusing them",
-                            cid, cid);
-    return 0;
-}
-
-static bool enabled(const struct ssh_keys *k)
-{
-    return k->enabled != NULL && strcmp(k->enabled, "true") == 0;
-}
-
-static const char *private_key(const struct ssh_keys *k)
-{
-    return k->key != NULL && strcmp(k->key, "false") != 0 && k->key[0] != '\0' ? k->key : NULL;
-}
-
-static void print_info(const struct ssh_keys *k)
-{
-    const char *key = private_key(k);
-    printf("root@%s -p %s%s%s\n", k->ip, k->port, key != NULL ? " -i " : "",
-           key != NULL ? key : "");
+    char line[ZOS_CONTAINER_IP_MAX + ZOS_CONTAINER_KEY_MAX + 32];
+    zos_container_ssh_line(k, line, sizeof(line));
+    printf("%s\n", line);
 }
 
 /* Runs LINE inside the container (corex.dispatch, core.system). */
@@ -142,11 +109,11 @@ static int container_root(struct zos_cli_node *n, unsigned long cid, char *root,
     return rc;
 }
 
-static int sshenable(struct zos_cli_node *n, unsigned long cid, struct ssh_keys *k)
+static int sshenable(struct zos_cli_node *n, unsigned long cid, const struct zos_container_ssh *k)
 {
-    char key[64], root[1024];
+    char root[1024];
     int rc;
-    if (k->layered == NULL || strcmp(k->layered, "true") != 0) {
+    if (!k->layered) {
         if ((rc = container_root(n, cid, root, sizeof(root))) != 0)
             return rc;
         if (strstr(root, "tf-bootable/ubuntu") == NULL) {
@@ -164,8 +131,7 @@ static int sshenable(struct zos_cli_node *n, unsigned long cid, struct ssh_keys 
             if (rc != 0)
                 return rc;
         }
-        snprintf(key, sizeof(key), "container:%lu:layeredssh", cid);
-        if ((rc = zos_cli_node_set(n, key, "true")) != 0)
+        if ((rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_LAYEREDSSH, "true")) != 0)
             return rc;
     }
     if ((rc = inside(n, cid, "/bin/mkdir", "-p", "/root/.ssh", NULL)) != 0 ||
@@ -173,8 +139,7 @@ static int sshenable(struct zos_cli_node *n, unsigned long cid, struct ssh_keys 
         (rc = inside(n, cid, "/bin/chmod", "700", "-R", "/etc/ssh")) != 0 ||
         (rc = inside(n, cid, "service", "ssh", "start", NULL)) != 0)
         return rc;
-    snprintf(key, sizeof(key), "container:%lu:sshenabled", cid);
-    if ((rc = zos_cli_node_set(n, key, "true")) != 0)
+    if ((rc = zos_cli_container_set(n, cid, ZOS_CONTAINER_SSHENABLED, "true")) != 0)
         return rc;
     print_info(k);
     return 0;
@@ -182,24 +147,30 @@ static int sshenable(struct zos_cli_node *n, unsigned long cid, struct ssh_keys 
 
 /* ---- the ssh module ---- */
 
+/* The pin file, zos-known_hosts beside the config file (the proxy's too).
+ * zos before it used <config dir>/known_hosts: its pins move over the first
+ * time (zos_ssh_pins_migrate; that file becomes known_hosts.migrated). */
 static void known_hosts(const struct zos_cli *cli, char *buf, size_t len)
 {
-    const char *slash = strrchr(cli->conf_path, '/');
-    int dir = slash != NULL ? (int)(slash - cli->conf_path) : 1;
-    snprintf(buf, len, "%.*s/known_hosts", dir, slash != NULL ? cli->conf_path : ".");
+    static const char name[] = "zos-known_hosts";
+    char old[4200], err[512];
+    zos_known_hosts_path(cli->conf_path, buf, len);
+    size_t dir = strlen(buf) - (sizeof(name) - 1); /* BUF ends with NAME */
+    snprintf(old, sizeof(old), "%.*sknown_hosts", (int)dir, buf);
+    int moved = zos_ssh_pins_migrate(old, buf, err, sizeof(err));
+    if (moved < 0)
+        zos_cli_debug(cli, "ssh: %s", err);
+    else if (moved > 0)
+        zos_cli_debug(cli, "ssh: %d host keys moved from %s to %s", moved, old, buf);
 }
 
-static int ssh_open(struct zos_cli *cli, const struct ssh_keys *k, struct zos_ssh **s)
+static int ssh_open(struct zos_cli *cli, const struct zos_container_ssh *k, struct zos_ssh **s)
 {
     char pins[4200], err[512];
-    long port;
     known_hosts(cli, pins, sizeof(pins));
-    if (!zos_cli_parse_int(k->port, 1, 65535, &port))
-        return zos_cli_fail(ZOS_EXIT_SSH_NOT_ENABLED, "bad ssh port '%s' stored for the container",
-                            k->port);
     struct zos_ssh_opts o = {
         .host = k->ip,
-        .port = (int)port,
+        .port = k->port,
         .user = "root",
         .key_path = private_key(k),
         .known_hosts = pins,
@@ -213,8 +184,8 @@ static int ssh_open(struct zos_cli *cli, const struct ssh_keys *k, struct zos_ss
     return 0;
 }
 
-static int ssh_session(struct zos_cli *cli, const struct ssh_keys *k, const char *sub, int argc,
-                       char **argv)
+static int ssh_session(struct zos_cli *cli, const struct zos_container_ssh *k, const char *sub,
+                       int argc, char **argv)
 {
     struct zos_ssh *s = NULL;
     struct zos_ssh_result res = {0};
@@ -291,14 +262,14 @@ static const char *mount_dest(int argc, char **argv)
     return base != NULL && base[1] != '\0' ? base + 1 : "zos-mount";
 }
 
-static int sshfs(struct zos_cli *cli, const struct ssh_keys *k, int argc, char **argv)
+static int sshfs(struct zos_cli *cli, const struct zos_container_ssh *k, int argc, char **argv)
 {
-    char remote[4096], port[32], opts[4400], pins[4200];
+    char remote[4096], port[32], opts[4200 + ZOS_CONTAINER_KEY_MAX + 100], pins[4200];
     const char *dest = mount_dest(argc, argv), *key = private_key(k);
     int status;
     known_hosts(cli, pins, sizeof(pins));
     snprintf(remote, sizeof(remote), "root@%s:%s", k->ip, argv[0]);
-    snprintf(port, sizeof(port), "%s", k->port);
+    snprintf(port, sizeof(port), "%d", k->port);
     snprintf(opts, sizeof(opts), "StrictHostKeyChecking=accept-new,UserKnownHostsFile=%s.sshfs%s%s",
              pins, key != NULL ? ",IdentityFile=" : "", key != NULL ? key : "");
     if (mkdir(dest, 0755) != 0 && errno != EEXIST)
@@ -354,18 +325,13 @@ int zos_cli_ssh_check(const char *sub, int argc, char **argv)
 int zos_cli_ssh_run(struct zos_cli *cli, struct zos_cli_node *n, unsigned long cid, const char *sub,
                     int argc, char **argv)
 {
-    struct ssh_keys k;
-    int rc = load_keys(n, cid, &k);
-    if (rc != 0) {
-        keys_free(&k);
+    struct zos_container_ssh k;
+    bool enable = strcmp(sub, "sshenable") == 0;
+    int rc = load_facts(n, cid, !enable, &k);
+    if (rc != 0)
         return rc;
-    }
-    if (strcmp(sub, "sshenable") == 0) {
+    if (enable) {
         rc = sshenable(n, cid, &k);
-    } else if (!enabled(&k)) {
-        rc = zos_cli_fail(ZOS_EXIT_SSH_NOT_ENABLED,
-                          "ssh is not enabled in container %lu: run 'zos container %lu sshenable'",
-                          cid, cid);
     } else if (strcmp(sub, "sshinfo") == 0) {
         print_info(&k);
     } else if (strcmp(sub, "mount") == 0) {
@@ -379,6 +345,5 @@ int zos_cli_ssh_run(struct zos_cli *cli, struct zos_cli_node *n, unsigned long c
         }
         rc = ssh_session(cli, &k, sub, nwords, words);
     }
-    keys_free(&k);
     return rc;
 }

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "zos/container.h"
 #include "zos/link.h"
 #include "zos/resp.h"
 #include "zos/stream.h"
@@ -550,22 +551,13 @@ int zos_cli_node_invoke(struct zos_cli_node *n, unsigned long cid, const char *c
                         const cJSON *args, char *inner_id, struct zos_job_result **res)
 {
     struct zos_job_req inner = {.command = command, .args = args, .id = inner_id};
-    char *json;
-    cJSON *outer = cJSON_CreateObject(), *cmd = NULL;
 
     zos_job_uuid(inner_id);
-    json = zos_job_request_json(&inner, inner_id);
-    if (json != NULL)
-        cmd = cJSON_Parse(json);
-    free(json);
-    cJSON_AddNumberToObject(outer, "container", (double)cid);
-    if (cmd == NULL || !cJSON_AddItemToObject(outer, "command", cmd)) {
-        cJSON_Delete(cmd);
-        cJSON_Delete(outer);
+    cJSON *outer = zos_container_dispatch_args(cid, zos_job_request_object(&inner, inner_id));
+    if (outer == NULL)
         return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
-    }
-    int rc = zos_cli_node_job(n, 0, "corex.dispatch", outer, zos_cli_node_timeout_ms(n, 30), NULL,
-                              ZOS_EXIT_CMD_FAILED, res);
+    int rc = zos_cli_node_job(n, 0, ZOS_CONTAINER_DISPATCH, outer, zos_cli_node_timeout_ms(n, 30),
+                              NULL, ZOS_EXIT_CMD_FAILED, res);
     cJSON_Delete(outer);
     return rc;
 }

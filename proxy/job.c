@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "zos/container.h"
 #include "zos/resp.h"
 #include "zos/util.h"
 #include "zos/zos.h"
@@ -106,7 +107,7 @@ void zos_job_uuid(char *id)
              b[15]);
 }
 
-static cJSON *request_object(const struct zos_job_req *req, const char *id)
+cJSON *zos_job_request_object(const struct zos_job_req *req, const char *id)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
@@ -133,7 +134,7 @@ static cJSON *request_object(const struct zos_job_req *req, const char *id)
 
 char *zos_job_request_json(const struct zos_job_req *req, const char *id)
 {
-    cJSON *o = request_object(req, id);
+    cJSON *o = zos_job_request_object(req, id);
     char *text = o != NULL ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return text;
@@ -739,12 +740,10 @@ struct zos_job *zos_job_run_in(struct zos_jobs *j, unsigned long cid, const stru
         zos_job_uuid(inner_id);
         inner.id = inner_id;
     }
-    cJSON *args = cJSON_CreateObject();
-    cJSON_AddNumberToObject(args, "container", (double)cid);
-    cJSON *cmd = request_object(&inner, inner.id);
-    if (cmd == NULL || !cJSON_AddItemToObject(args, "command", cmd))
-        cJSON_Delete(cmd);
-    struct zos_job_req outer = {.command = "corex.dispatch", .args = args};
+    cJSON *args = zos_container_dispatch_args(cid, zos_job_request_object(&inner, inner.id));
+    if (args == NULL)
+        return NULL;
+    struct zos_job_req outer = {.command = ZOS_CONTAINER_DISPATCH, .args = args};
     struct zos_job *op = start(j, OP_RUN_IN, &outer, timeout_ms, NULL, fn, arg);
     cJSON_Delete(args);
     if (op != NULL) {

@@ -235,32 +235,53 @@ static bool is_hex64(const char *s, size_t len)
 
 enum pin { PIN_ABSENT, PIN_MATCH, PIN_CHANGED };
 
-/* Looks NAME up in TEXT (the pin file).  *WAS gets the pinned hex of a
- * changed key.  -1 with ERR for a malformed line. */
-static int pin_find(char *text, const char *file, const char *name, const char *hex, char was[65],
-                    enum pin *out, char *err, size_t errlen)
+/* Past the characters of SET (true) or up to the first of them (false). */
+static const char *skip(const char *p, const char *end, const char *set, bool in)
 {
+    while (p < end && *p != '\0' && (strchr(set, *p) != NULL) == in)
+        p++;
+    return p;
+}
+
+/* One line of a pin file (LEN bytes at P, without its newline): 1 for a pin
+ * (*NAME, *NLEN and *HEX set), 0 for a blank or comment line, -1 when it is
+ * not "host:port sha256hex". */
+static int pin_line(const char *p, size_t len, const char **name, size_t *nlen, const char **hex)
+{
+    const char *end = p + len, *h;
+    p = skip(p, end, " \t\r", true);
+    if (p == end || *p == '#')
+        return 0;
+    *name = p;
+    p = skip(p, end, " \t\r", false);
+    *nlen = (size_t)(p - *name);
+    *hex = skip(p, end, " \t", true);
+    h = skip(*hex, end, " \t\r", false);
+    if (*nlen == 0 || !is_hex64(*hex, (size_t)(h - *hex)))
+        return -1;
+    return skip(h, end, " \t\r", true) == end ? 1 : -1;
+}
+
+/* Looks NAME (NLEN bytes) up in TEXT (a pin file's content).  *WAS gets the
+ * pinned hex of a changed key.  -1 with ERR for a malformed line. */
+static int pin_find(const char *text, const char *file, const char *name, size_t nlen,
+                    const char *hex, char was[65], enum pin *out, char *err, size_t errlen)
+{
+    const char *p = text;
     int line = 0;
 
     *out = PIN_ABSENT;
-    for (char *p = text, *next; p != NULL && *p != '\0'; p = next) {
-        char *nl = strchr(p, '\n');
-        size_t klen, hlen;
-        next = nl ? nl + 1 : NULL;
-        if (nl)
-            *nl = '\0';
+    while (*p != '\0') {
+        const char *k, *h;
+        size_t len = strcspn(p, "\n"), klen;
+        int kind = pin_line(p, len, &k, &klen, &h);
+        p += len + (p[len] == '\n');
         line++;
-        p += strspn(p, " \t\r");
-        if (*p == '\0' || *p == '#')
-            continue;
-        klen = strcspn(p, " \t\r");
-        char *h = p + klen + strspn(p + klen, " \t");
-        hlen = strcspn(h, " \t\r");
-        if (klen == 0 || !is_hex64(h, hlen) || h[hlen + strspn(h + hlen, " \t\r")] != '\0') {
+        if (kind < 0) {
             seterr(err, errlen, "%s:%d: malformed line (want \"host:port sha256hex\")", file, line);
             return -1;
         }
-        if (strlen(name) != klen || strncmp(p, name, klen) != 0)
+        if (kind == 0 || klen != nlen || strncmp(k, name, nlen) != 0)
             continue;
         if (strncasecmp(h, hex, 64) == 0) {
             *out = PIN_MATCH;
@@ -309,7 +330,7 @@ static int pin_check(struct zos_ssh *s, const char *file, const char *hex, char 
     }
     if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
         (void)fchmod(fd, 0600); /* pins are not secret, but nobody else may edit them */
-    if (pin_find(text, file, s->where, hex, was, &found, err, errlen) < 0)
+    if (pin_find(text, file, s->where, strlen(s->where), hex, was, &found, err, errlen) < 0)
         goto done;
     if (found == PIN_CHANGED) {
         char wasfp[80];
@@ -359,6 +380,109 @@ done:
     ssh_clean_pubkey_hash(&hash);
     if (key != NULL)
         ssh_key_free(key);
+    return rc;
+}
+
+/* PATH lies in ~/.ssh, OpenSSH's own directory (its known_hosts). */
+static bool in_dot_ssh(const char *path)
+{
+    const char *home = getenv("HOME"), *slash = strrchr(path, '/');
+    char dir[PATH_MAX], ssh[PATH_MAX], real_dir[PATH_MAX], real_ssh[PATH_MAX];
+
+    snprintf(dir, sizeof dir, "%.*s", slash != NULL ? (int)(slash - path) + 1 : 1,
+             slash != NULL ? path : ".");
+    snprintf(ssh, sizeof ssh, "%s/.ssh", home != NULL ? home : "");
+    return home != NULL && realpath(dir, real_dir) != NULL && realpath(ssh, real_ssh) != NULL &&
+           strcmp(real_dir, real_ssh) == 0;
+}
+
+/* The pins of FROM (checked whole first: -1 with ERR when a line is not a
+ * pin) that HAVE lacks, as lines in *ADD (caller frees); *N of them; *PINS
+ * lines that were pins at all. */
+static int pins_missing(const char *from, const char *old, const char *have, const char *to,
+                        char **add, int *n, int *pins, char *err, size_t errlen)
+{
+    size_t alen = 0;
+    char was[65];
+    enum pin found;
+
+    *n = *pins = 0;
+    if ((*add = calloc(1, strlen(from) + 2)) == NULL) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    for (const char *p = from; *p != '\0';) {
+        const char *k, *h;
+        size_t len = strcspn(p, "\n"), klen;
+        int kind = pin_line(p, len, &k, &klen, &h);
+        p += len + (p[len] == '\n');
+        if (kind < 0) {
+            seterr(err, errlen, "%s: not a zos pin file: left as it is", old);
+            return -1;
+        }
+        if (kind == 0)
+            continue;
+        (*pins)++;
+        if (pin_find(have, to, k, klen, h, was, &found, err, errlen) < 0)
+            return -1;
+        if (found == PIN_ABSENT && pin_find(*add, to, k, klen, h, was, &found, err, errlen) == 0 &&
+            found == PIN_ABSENT) {
+            alen += (size_t)sprintf(*add + alen, "%.*s %.64s\n", (int)klen, k, h);
+            (*n)++;
+        }
+    }
+    return 0;
+}
+
+int zos_ssh_pins_migrate(const char *old, const char *to, char *err, size_t errlen)
+{
+    char *from = NULL, *have = NULL, *add = NULL, moved[PATH_MAX + 16];
+    size_t flen, hlen;
+    struct stat st;
+    int ofd = -1, tfd = -1, n = 0, pins = 0, rc = -1;
+
+    if (in_dot_ssh(old))
+        return 0;
+    ofd = open(old, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (ofd < 0 && errno != ENOENT && errno != ELOOP) {
+        seterr(err, errlen, "%s: %s", old, strerror(errno));
+        goto done;
+    }
+    if (ofd < 0 || fstat(ofd, &st) < 0 || !S_ISREG(st.st_mode)) { /* absent, a link, ... */
+        rc = 0;
+        goto done;
+    }
+    if (read_fd(ofd, PIN_FILE_MAX, &from, &flen) < 0 ||
+        (tfd = open(to, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0 ||
+        flock(tfd, LOCK_EX) < 0 || read_fd(tfd, PIN_FILE_MAX, &have, &hlen) < 0) {
+        seterr(err, errlen, "%s: %s", from == NULL ? old : to, strerror(errno));
+        goto done;
+    }
+    if (pins_missing(from, old, have, to, &add, &n, &pins, err, errlen) < 0)
+        goto done;
+    if (pins == 0) { /* nothing to move: not ours to rename */
+        rc = 0;
+        goto done;
+    }
+    if (n > 0 && ((hlen > 0 && have[hlen - 1] != '\n' && write_all(tfd, "\n", 1) < 0) ||
+                  write_all(tfd, add, strlen(add)) < 0)) {
+        seterr(err, errlen, "%s: %s", to, strerror(errno));
+        goto done;
+    }
+    snprintf(moved, sizeof moved, "%s.migrated", old);
+    if (rename(old, moved) < 0 && errno != ENOENT) { /* ENOENT: another zos moved it */
+        seterr(err, errlen, "%s: %s", old, strerror(errno));
+        goto done;
+    }
+    rc = n;
+done:
+    free(from);
+    free(have);
+    free(add);
+    if (ofd >= 0)
+        close(ofd);
+    if (tfd >= 0)
+        close(tfd);
     return rc;
 }
 

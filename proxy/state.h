@@ -23,6 +23,7 @@
 
 struct zos_listener;
 struct zos_metrics;
+struct zos_ssh_workers;
 struct zos_client_ops;
 
 /* This client's pinned link to one node. */
@@ -129,7 +130,7 @@ struct zos_server {
     struct event *flush;      /* activated when a client has output (client.c) */
     struct zos_client *dirty; /* clients with output to write this turn */
     bool shutting_down;
-    void *ssh;                   /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
+    struct zos_ssh_workers *ssh; /* ZOS.SSH worker threads (verbs_ssh.c), NULL until used */
     struct zos_metrics *metrics; /* the HTTP endpoint of metrics-listen (metrics.c), or NULL */
     /* What the verbs ask of a client's connection (client.c fills it in), and
      * how the server hears that a client has nothing in flight any more

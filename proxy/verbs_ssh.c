@@ -1,6 +1,7 @@
 /* verbs_ssh.c -- ZOS.SSH, ZOS.SSH.INFO and ZOS.VBOX: slow work off the event loop.
  *
- *   ZOS.SSH <cid> <cmd>:  MGET container:<cid>:{sshport,ip,sshkey}  (shared link)
+ *   ZOS.SSH <cid> <cmd>:  MGET container:<cid>:{ip,sshport,sshkey,sshenabled,layeredssh}
+ *                         (shared link) --> zos_container_ssh_check (as the CLI)
  *                         --> worker thread: libssh connect + exec (blocking)
  *                         --> pipe (the op's pointer) --> loop: answer the slot
  *   ZOS.VBOX ...:         VBoxManage children watched by libevent (vbox.c)
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "state.h"
+#include "zos/container.h"
 #include "zos/ssh.h"
 #include "zos/util.h"
 #include "zos/vbox.h"
@@ -33,14 +35,13 @@
 
 struct remote_op {
     struct remote_op *next; /* every op with a thread, for joining at exit */
-    struct slow_state *st;
+    struct zos_ssh_workers *st;
     struct zos_slot *slot;
     pthread_t thread;
     unsigned long cid;
-    char *command; /* NULL: ZOS.SSH.INFO */
-    char host[256];
-    int port;
-    char key[PATH_MAX];
+    char *command;  /* NULL: ZOS.SSH.INFO */
+    char *node_key; /* the node's sshkey, for a container that stores none; or NULL */
+    struct zos_container_ssh facts;
     char known_hosts[PATH_MAX];
     int timeout_ms;
     /* results, written by the thread */
@@ -52,12 +53,13 @@ struct remote_op {
 /* A ZOS.VBOX in flight, cancelled if the proxy stops first. */
 struct vbox_req {
     struct vbox_req *next;
-    struct slow_state *st;
+    struct zos_ssh_workers *st;
     struct zos_vbox_op *op;
     struct zos_slot *slot;
 };
 
-struct slow_state {
+/* The server's slow work (srv->ssh): ssh worker threads and VBoxManage runs. */
+struct zos_ssh_workers {
     int pipe[2];
     struct event *ev;
     struct remote_op *ops;
@@ -71,6 +73,7 @@ static void op_free(struct remote_op *op)
 {
     zos_ssh_result_clear(&op->res);
     free(op->command);
+    free(op->node_key);
     free(op);
 }
 
@@ -93,7 +96,7 @@ static void reply(struct remote_op *op)
     zos_slot_done(s);
 }
 
-static void unlink_op(struct slow_state *st, struct remote_op *op)
+static void unlink_op(struct zos_ssh_workers *st, struct remote_op *op)
 {
     for (struct remote_op **pp = &st->ops; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == op) {
@@ -106,7 +109,7 @@ static void unlink_op(struct slow_state *st, struct remote_op *op)
 /* A worker finished: its op pointer came through the pipe. */
 static void pipe_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct slow_state *st = arg;
+    struct zos_ssh_workers *st = arg;
     struct remote_op *op;
     while (read(fd, &op, sizeof(op)) == (ssize_t)sizeof(op)) {
         pthread_join(op->thread, NULL);
@@ -117,9 +120,9 @@ static void pipe_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static struct slow_state *state(struct zos_server *srv)
+static struct zos_ssh_workers *state(struct zos_server *srv)
 {
-    struct slow_state *st = srv->ssh;
+    struct zos_ssh_workers *st = srv->ssh;
     if (st != NULL)
         return st;
     st = calloc(1, sizeof(*st));
@@ -138,7 +141,7 @@ static struct slow_state *state(struct zos_server *srv)
 
 void zos_verbs_ssh_free(struct zos_server *srv)
 {
-    struct slow_state *st = srv->ssh;
+    struct zos_ssh_workers *st = srv->ssh;
     if (st == NULL)
         return;
     while (st->vbox != NULL) { /* kill VBoxManage children; nobody waits for them */
@@ -168,9 +171,9 @@ static void *worker(void *arg)
 {
     struct remote_op *op = arg;
     struct zos_ssh_opts o = {
-        .host = op->host,
-        .port = op->port,
-        .key_path = op->key[0] ? op->key : NULL,
+        .host = op->facts.ip,
+        .port = op->facts.port,
+        .key_path = op->facts.key[0] ? op->facts.key : NULL,
         .known_hosts = op->known_hosts,
         .timeout_ms = SSH_CONNECT_MS,
     };
@@ -188,19 +191,10 @@ static void *worker(void *arg)
 
 /* ---- container facts from the node ---- */
 
-/* A value of the MGET reply: a non-empty string other than "false". */
-static bool usable(const char *v)
+static void info_reply(struct remote_op *op)
 {
-    return v != NULL && v[0] != '\0' && strcmp(v, "false") != 0;
-}
-
-static void info_reply(struct remote_op *op, const char *ip, const char *key)
-{
-    char line[PATH_MAX + 300];
-    if (key != NULL)
-        snprintf(line, sizeof(line), "root@%s -p %d -i %s", ip, op->port, key);
-    else
-        snprintf(line, sizeof(line), "root@%s -p %d", ip, op->port);
+    char line[ZOS_CONTAINER_IP_MAX + ZOS_CONTAINER_KEY_MAX + 32];
+    zos_container_ssh_line(&op->facts, line, sizeof(line));
     zos_resp_add_cstr(zos_slot_buf(op->slot), line);
     zos_slot_done(op->slot);
     op_free(op);
@@ -208,7 +202,7 @@ static void info_reply(struct remote_op *op, const char *ip, const char *key)
 
 static void start_worker(struct remote_op *op)
 {
-    struct slow_state *st = op->st;
+    struct zos_ssh_workers *st = op->st;
     if (st->running >= MAX_THREADS) {
         zos_slot_error(op->slot, "ERR too many ZOS.SSH commands in flight (%d)", MAX_THREADS);
         op_free(op);
@@ -224,42 +218,37 @@ static void start_worker(struct remote_op *op)
     st->running++;
 }
 
-/* The MGET reply: [sshport, ip, sshkey]. */
+/* The MGET reply: the ssh facts, in zos_container_field order. */
 static void facts_cb(void *arg, struct evbuffer *buf, size_t len, const char *err)
 {
     struct remote_op *op = arg;
     struct zos_client *c = zos_slot_client(op->slot);
-    char *v[3] = {NULL, NULL, NULL};
+    char *v[ZOS_CONTAINER_NSSH] = {NULL}, why[256];
+    bool ok = false;
 
-    if (buf == NULL) {
+    if (buf == NULL)
         zos_slot_error(op->slot, "ERR node unavailable: %s", err);
-    } else if (!zos_resp_reply_strings(buf, len, 3, v)) {
+    else if (!zos_resp_reply_strings(buf, len, ZOS_CONTAINER_NSSH, v))
         zos_slot_error(op->slot, "ERR unexpected reply from the node");
-    } else if (!usable(v[0]) || (op->port = atoi(v[0])) <= 0) {
-        zos_slot_error(op->slot,
-                       "ERR container %lu has no ssh port on this node: create it with "
-                       "'zos container new' and run 'zos container %lu sshenable'",
-                       op->cid, op->cid);
-    } else {
-        if (usable(v[1])) /* else the node's address, set at the start */
-            snprintf(op->host, sizeof(op->host), "%s", v[1]);
-        if (usable(v[2]))
-            snprintf(op->key, sizeof(op->key), "%s", v[2]);
-        for (int i = 0; i < 3; i++)
-            free(v[i]);
-        if (op->command == NULL) {
-            info_reply(op, op->host, op->key[0] ? op->key : NULL);
-        } else if (c != NULL) {
-            start_worker(op);
-        } else { /* the client left: nobody waits for the command */
-            zos_slot_done(op->slot);
-            op_free(op);
-        }
-        return;
-    }
-    for (int i = 0; i < 3; i++)
+    else if (zos_container_ssh_check(op->cid, v, true, &op->facts, why, sizeof(why)) !=
+             ZOS_CONTAINER_OK)
+        zos_slot_error(op->slot, "ERR %s", why);
+    else
+        ok = true;
+    for (int i = 0; i < ZOS_CONTAINER_NSSH; i++)
         free(v[i]);
-    op_free(op);
+    if (ok && op->facts.key[0] == '\0' && op->node_key != NULL)
+        snprintf(op->facts.key, sizeof(op->facts.key), "%s", op->node_key);
+    if (!ok) {
+        op_free(op);
+    } else if (op->command == NULL) {
+        info_reply(op);
+    } else if (c != NULL) {
+        start_worker(op);
+    } else { /* the client left: nobody waits for the command */
+        zos_slot_done(op->slot);
+        op_free(op);
+    }
 }
 
 static int parse_cid(const char *text, unsigned long *cid)
@@ -306,21 +295,26 @@ static void remote_verb(struct zos_client *c, struct zos_slot *s, const struct z
     op->slot = s;
     op->cid = cid;
     op->timeout_ms = timeout_s * 1000;
-    snprintf(op->host, sizeof(op->host), "%s", c->node->conf->address);
-    if (c->node->conf->sshkey != NULL)
-        snprintf(op->key, sizeof(op->key), "%s", c->node->conf->sshkey);
+    if (c->node->conf->sshkey != NULL && (op->node_key = strdup(c->node->conf->sshkey)) == NULL) {
+        op_free(op);
+        zos_slot_error(s, "ERR out of memory");
+        return;
+    }
     zos_known_hosts_path(c->srv->conf->path, op->known_hosts, sizeof(op->known_hosts));
     if (!info) {
         struct zos_resp_argv words = {end - 2, av->argv + 2, av->argvlen + 2};
         op->command = zos_verbs_join(&words, 0, words.argc);
     }
-    char k1[64], k2[64], k3[64];
-    snprintf(k1, sizeof(k1), "container:%lu:sshport", cid);
-    snprintf(k2, sizeof(k2), "container:%lu:ip", cid);
-    snprintf(k3, sizeof(k3), "container:%lu:sshkey", cid);
-    const char *argv[] = {"MGET", k1, k2, k3};
-    size_t lens[] = {4, strlen(k1), strlen(k2), strlen(k3)};
-    if (zos_link_send_argv(c->node->shared, 4, argv, lens, facts_cb, op) != ZOS_OK)
+    char keys[ZOS_CONTAINER_NSSH][ZOS_CONTAINER_KEY_LEN];
+    const char *argv[1 + ZOS_CONTAINER_NSSH] = {"MGET"};
+    size_t lens[1 + ZOS_CONTAINER_NSSH] = {4};
+    for (int f = 0; f < ZOS_CONTAINER_NSSH; f++) {
+        zos_container_key(cid, (enum zos_container_field)f, keys[f]);
+        argv[1 + f] = keys[f];
+        lens[1 + f] = strlen(keys[f]);
+    }
+    if (zos_link_send_argv(c->node->shared, 1 + ZOS_CONTAINER_NSSH, argv, lens, facts_cb, op) !=
+        ZOS_OK)
         facts_cb(op, NULL, 0, zos_link_errstr(c->node->shared));
 }
 
@@ -459,7 +453,7 @@ static void verb_vbox(struct zos_client *c, struct zos_slot *s, const struct zos
         zos_slot_error(s, "ERR %s", err);
         return;
     }
-    struct slow_state *st = state(c->srv);
+    struct zos_ssh_workers *st = state(c->srv);
     struct vbox_req *v = st != NULL ? calloc(1, sizeof(*v)) : NULL;
     if (v == NULL) {
         zos_slot_error(s, "ERR out of memory");

@@ -61,7 +61,10 @@ char *zos_job_result_output(const struct zos_job_result *r, bool pretty);
 /* One line describing a failed job: "ERROR code=1001: <stderr or data>". */
 void zos_job_result_describe(const struct zos_job_result *r, char *buf, size_t len);
 
-/* The request object as JSON text for REQ with id ID.  Caller frees (free()). */
+/* The request object for REQ with id ID.  Caller owns it (cJSON_Delete);
+ * NULL when out of memory. */
+cJSON *zos_job_request_object(const struct zos_job_req *req, const char *id);
+/* The same as JSON text.  Caller frees (free()). */
 char *zos_job_request_json(const struct zos_job_req *req, const char *id);
 /* Writes a fresh uuid v4 into ID (ZOS_JOB_ID_LEN + 1 bytes). */
 void zos_job_uuid(char *id);

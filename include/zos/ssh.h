@@ -32,7 +32,7 @@ struct zos_ssh_opts {
     const char *key_path;    /* private key file; NULL: the ssh agent ($SSH_AUTH_SOCK), then
                                 ~/.ssh/id_ed25519, id_ecdsa, id_rsa.  Keys without passphrase
                                 (use the agent for protected keys) */
-    const char *known_hosts; /* pin file (required), e.g. <zos config dir>/known_hosts; made
+    const char *known_hosts; /* pin file (required): zos_known_hosts_path; made
                                 with mode 0600, its directory with 0700 */
     int timeout_ms;          /* connect and each blocking step; 0: 10000 */
 };
@@ -58,6 +58,14 @@ void zos_ssh_free(struct zos_ssh *s);
 /* "SHA256:<base64>" of the server's host key, as OpenSSH prints it.  Owned
  * by S. */
 const char *zos_ssh_fingerprint(const struct zos_ssh *s);
+
+/* Moves the pins of OLD, the pin file of an earlier zos, into TO once: each
+ * host:port TO has no pin for is appended (under TO's lock; TO's own pins
+ * win), then OLD is renamed OLD.migrated.  OLD is left alone when it is
+ * absent, a symlink or not a regular file, holds no pin, or lies in ~/.ssh;
+ * and, with -1 and ERR, when a line of it is not a pin (another program's
+ * file).  The number of pins appended, or -1 with ERR. */
+int zos_ssh_pins_migrate(const char *old, const char *to, char *err, size_t errlen);
 
 /* ---- exec ------------------------------------------------------------- */
 

@@ -133,8 +133,8 @@ def test_ssh_sub_commands_reach_the_container_sshd(zos, nodes, fnprocs):
     kv.set("container:%d:sshenabled" % cid, "true")  # what sshenable leaves behind
     r = zos.run("container", cid, "exec", "echo hi; echo err >&2; exit 3")
     assert (r.rc, r.out, r.err) == (3, "hi\n", "err\n")
-    # the host key was pinned beside the config file
-    pins = open(os.path.join(zos.tmp, "known_hosts")).read()
+    # the host key was pinned beside the config file, in the proxy's file
+    pins = open(os.path.join(zos.tmp, "zos-known_hosts")).read()
     assert pins.startswith("127.0.0.1:%d " % port)
     src = os.path.join(zos.tmp, "tree")
     os.makedirs(os.path.join(src, "sub"))

@@ -3,9 +3,9 @@
 Containers are made with raw core0 jobs (corex.create with a port forward to 22,
 then the §9.3 commands that start ssh in them, through corex.dispatch), and the
 keys `zos container new` stores are set on the node (container:<id>:sshport, ip,
-sshkey, sshenabled): the proxy reads them with one MGET and connects with libssh
-from a worker thread.  Host keys are pinned in zos-known_hosts beside the
-proxy's config file.
+sshkey, sshenabled): the proxy reads them with one MGET, checks them as the CLI
+does (zos_container_ssh_check) and connects with libssh from a worker thread.
+Host keys are pinned in zos-known_hosts beside the proxy's config file.
 """
 import base64
 import hashlib
@@ -105,8 +105,7 @@ def test_exit_status_errors_carry_stderr(lab, box):
 
 def test_unknown_container_and_bad_arguments(lab):
     c = lab.proxy.client()
-    no_port = ("ERR container 999 has no ssh port on this node: create it with 'zos container "
-               "new' and run 'zos container 999 sshenable'")
+    no_port = "ERR container 999 has no ssh port forward (zos did not create it)"
     assert c.err("ZOS.SSH", 999, "true") == no_port
     assert c.err("ZOS.SSH.INFO", 999) == no_port
     assert c.err("ZOS.SSH", "abc", "true") == \
@@ -126,7 +125,8 @@ def test_unknown_container_and_bad_arguments(lab):
 def test_nothing_listening_on_the_ssh_port(lab):
     cid = 997
     port = free_port()
-    for k, v in (("sshport", str(port)), ("ip", "127.0.0.1"), ("sshkey", lab.good)):
+    for k, v in (("sshport", str(port)), ("ip", "127.0.0.1"), ("sshkey", lab.good),
+                 ("sshenabled", "true")):
         lab.node.r.set("container:%d:%s" % (cid, k), v)
     c = lab.proxy.client()
     e = c.err("ZOS.SSH", cid, "true")
@@ -167,6 +167,7 @@ def test_ssh_info_without_a_key_and_with_another_ip(lab):
     cid = 996
     lab.node.r.set("container:%d:sshport" % cid, "2222")
     lab.node.r.set("container:%d:ip" % cid, "192.168.56.101")
+    lab.node.r.set("container:%d:sshenabled" % cid, "true")
     c = lab.proxy.client()
     assert c.ok("ZOS.SSH.INFO", cid) == "root@192.168.56.101 -p 2222"
     lab.node.r.set("container:%d:sshkey" % cid, "false")
@@ -174,22 +175,20 @@ def test_ssh_info_without_a_key_and_with_another_ip(lab):
     c.close()
 
 
-def test_no_ip_stored_means_the_node_address(lab):
-    """verbs_ssh.c starts op->host as the node's address and keeps it when
-    container:<id>:ip is missing or "false".  BUG (fails): facts_cb does
-    snprintf(op->host, .., "%s", op->host) -- source and destination overlap -- and
-    glibc leaves "" there: ZOS.SSH.INFO says "root@ -p <port>" and ZOS.SSH cannot
-    connect at all."""
+def test_no_ip_stored_is_no_ssh_forward(lab):
+    """Without container:<id>:ip (missing or "false") the proxy no longer guesses the
+    node's address: it refuses as the CLI does (test_container_facts.py)."""
     cid, port = lab.container()
     lab.node.r.delete("container:%d:ip" % cid)
     c = lab.proxy.client()
-    info = c.call("ZOS.SSH.INFO", cid)
-    run = c.call("ZOS.SSH", cid, "echo", "via-node-address")
+    want = "ERR container %d has no ssh port forward (zos did not create it)" % cid
+    assert c.err("ZOS.SSH.INFO", cid) == want
+    assert c.err("ZOS.SSH", cid, "echo", "via-node-address") == want
     lab.node.r.set("container:%d:ip" % cid, "false")
-    info_false = c.call("ZOS.SSH.INFO", cid)
+    assert c.err("ZOS.SSH.INFO", cid) == want
+    lab.node.r.set("container:%d:ip" % cid, "127.0.0.1")
+    assert c.ok("ZOS.SSH.INFO", cid) == "root@127.0.0.1 -p %d -i %s" % (port, lab.good)
     c.close()
-    want = "root@127.0.0.1 -p %d -i %s" % (port, lab.good)
-    assert (info, run, info_false) == (want, "via-node-address\n", want)
 
 
 def test_a_slow_command_does_not_block_other_clients(lab, box):

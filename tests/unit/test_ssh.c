@@ -442,6 +442,85 @@ static void test_host_key_pinned_then_changed(void **state)
     tu_assert_contains(err, want);
 }
 
+/* The pins of the CLI's old <config dir>/known_hosts move into zos-known_hosts
+ * once; anything that is not such a file is left alone. */
+static void test_pins_migrate(void **state)
+{
+    char dir[400], old[450], to[450], moved[470], err[512], want[1024], *text;
+    const char *a = "1111111111111111111111111111111111111111111111111111111111111111";
+    const char *b = "2222222222222222222222222222222222222222222222222222222222222222";
+    const char *c = "3333333333333333333333333333333333333333333333333333333333333333";
+
+    tu_sfmt(dir, sizeof dir, "%s/migrate", fx.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    tu_sfmt(old, sizeof old, "%s/known_hosts", dir);
+    tu_sfmt(to, sizeof to, "%s/zos-known_hosts", dir);
+    tu_sfmt(moved, sizeof moved, "%s.migrated", old);
+
+    /* No old file: nothing happens, nothing is made. */
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 0);
+    assert_false(tu_exists(to));
+
+    /* TO's own pin for a host wins; the others are appended once, in order. */
+    tu_sfmt(want, sizeof want,
+            "# zos\n10.0.0.1:22 %s\n\n10.0.0.2:2222\t%s \r\n10.0.0.1:22 %s\n"
+            "10.0.0.3:22 %s",
+            a, b, c, c);
+    assert_int_equal(tu_write_file(old, want, strlen(want), 0600), 0);
+    tu_sfmt(want, sizeof want, "10.0.0.1:22 %s", c); /* no final newline */
+    assert_int_equal(tu_write_file(to, want, strlen(want), 0600), 0);
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 2);
+    text = tu_read_file(to, NULL);
+    tu_sfmt(want, sizeof want, "10.0.0.1:22 %s\n10.0.0.2:2222 %s\n10.0.0.3:22 %s\n", c, b, c);
+    assert_string_equal(text, want);
+    free(text);
+    assert_false(tu_exists(old));
+    assert_true(tu_exists(moved));
+    /* Once: the old file is gone, a second run changes nothing. */
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 0);
+    text = tu_read_file(to, NULL);
+    assert_string_equal(text, want);
+    free(text);
+
+    /* Another program's file (OpenSSH's format) stays as it is. */
+    tu_sfmt(want, sizeof want, "10.0.0.9 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\n");
+    assert_int_equal(tu_write_file(old, want, strlen(want), 0600), 0);
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), -1);
+    tu_assert_contains(err, "not a zos pin file");
+    text = tu_read_file(old, NULL);
+    assert_string_equal(text, want);
+    free(text);
+    /* So does a file without any pin. */
+    assert_int_equal(tu_write_file(old, "# nothing\n", 10, 0600), 0);
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 0);
+    assert_true(tu_exists(old));
+    assert_int_equal(unlink(old), 0);
+
+    /* A symlink is not followed (it could point into ~/.ssh). */
+    tu_sfmt(want, sizeof want, "10.0.0.7:22 %s\n", a);
+    assert_int_equal(tu_write_file(moved, want, strlen(want), 0600), 0);
+    assert_int_equal(symlink(moved, old), 0);
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 0);
+    text = tu_read_file(to, NULL);
+    assert_null(strstr(text, "10.0.0.7"));
+    free(text);
+    assert_int_equal(unlink(old), 0);
+
+    /* Never anything in ~/.ssh, even a file of pins. */
+    char sshdir[400], ssh_old[450];
+    tu_sfmt(sshdir, sizeof sshdir, "%s/.ssh", fx.home);
+    assert_true(mkdir(sshdir, 0700) == 0 || errno == EEXIST);
+    tu_sfmt(ssh_old, sizeof ssh_old, "%s/known_hosts", sshdir);
+    assert_false(tu_exists(ssh_old));
+    assert_int_equal(tu_write_file(ssh_old, want, strlen(want), 0600), 0);
+    assert_int_equal(zos_ssh_pins_migrate(ssh_old, to, err, sizeof err), 0);
+    assert_true(tu_exists(ssh_old));
+    text = tu_read_file(to, NULL);
+    assert_null(strstr(text, "10.0.0.7"));
+    free(text);
+    assert_int_equal(unlink(ssh_old), 0);
+}
+
 /* ---- exec --------------------------------------------------------------- */
 
 struct counts {
@@ -1067,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_default_keys),
         cmocka_unit_test(test_agent),
         cmocka_unit_test_teardown(test_host_key_pinned_then_changed, restart_sshd_host1),
+        cmocka_unit_test(test_pins_migrate),
         cmocka_unit_test(test_exec_status_and_streams),
         cmocka_unit_test(test_exec_sinks),
         cmocka_unit_test(test_exec_connection_lost),
