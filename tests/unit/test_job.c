@@ -630,6 +630,7 @@ static void node_stop(void)
     }
     if (N.lis != NULL)
         evconnlistener_free(N.lis);
+    tu_loop_settle(N.base); /* callbacks still deferred hold their bufferevents */
     event_base_free(N.base);
 }
 

@@ -99,6 +99,7 @@ static void fx_teardown(void)
     zos_link_free(F.l);
     tu_peer_free(F.peer);
     seen_clear(&F.seen);
+    tu_loop_settle(F.base); /* callbacks still deferred hold their bufferevents */
     event_base_free(F.base);
 }
 

@@ -184,6 +184,7 @@ static void fx_teardown(void)
     for (size_t i = 0; i < F.npeers; i++)
         tu_peer_free(F.peers[i]);
     zos_conf_free(F.conf);
+    tu_loop_settle(F.base); /* callbacks still deferred hold their bufferevents */
     event_base_free(F.base);
 }
 
