@@ -85,6 +85,16 @@ static void fx_attach(void)
     tu_loop_settle(F.base);
 }
 
+static void answer_handshake(void);
+
+/* A fresh link, attached, its handshake answered: READY. */
+static void fx_ready(void)
+{
+    fx_setup();
+    fx_attach();
+    answer_handshake();
+}
+
 static void seen_clear(struct seen *s)
 {
     for (size_t i = 0; i < s->n; i++) {
@@ -117,6 +127,16 @@ static void record_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         evbuffer_copyout(reply, s->reply[s->n], len);
     }
     s->n++;
+}
+
+/* Requests FROM..TO-1 got ERR (and no reply), in the order sent. */
+static void errors_in_order(int from, int to, const char *err)
+{
+    for (int i = from; i < to; i++) {
+        assert_int_equal(F.seen.tag[i], i);
+        assert_null(F.seen.reply[i]);
+        assert_string_equal(F.seen.err[i], err);
+    }
 }
 
 /* The same, but it takes the reply's bytes away (as client.c moves them). */
@@ -262,11 +282,7 @@ static void check_refused(const char *answer, const char *why)
     assert_int_equal(zos_link_state(F.l), ZOS_LINK_DOWN);
     assert_string_equal(zos_link_errstr(F.l), why);
     assert_int_equal(F.seen.n, 2);
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(F.seen.tag[i], i);
-        assert_null(F.seen.reply[i]);
-        assert_string_equal(F.seen.err[i], why);
-    }
+    errors_in_order(0, 2, why);
     /* Nothing of the requests reached the node. */
     for (size_t i = 0; i < tu_peer_count(F.peer); i++)
         assert_null(strstr(tu_peer_cmd(F.peer, i), "GET"));
@@ -338,9 +354,7 @@ static const char *const replies[] = {
 
 static void test_fifo_matches_replies_in_order(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     size_t sent = tu_peer_count(F.peer);
     for (int i = 0; i < (int)NREPLIES; i++)
         assert_int_equal(send_cmd("ECHO", replies[i], i % 2 ? take_cb : record_cb, i), ZOS_OK);
@@ -368,9 +382,7 @@ static void test_fifo_matches_replies_in_order(void **state)
  * end: no second part). */
 static void run_split(const char *all, size_t len, size_t cut)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     for (int i = 0; i < (int)NREPLIES; i++)
         assert_int_equal(send_cmd("GET", "k", i % 2 ? take_cb : record_cb, i), ZOS_OK);
     tu_loop_settle(F.base);
@@ -416,9 +428,7 @@ static void test_reply_one_byte_at_a_time(void **state)
     char all[512];
     size_t len, ends[NREPLIES], done = 0;
     concat_replies(all, sizeof(all), &len, ends);
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     for (int i = 0; i < (int)NREPLIES; i++)
         assert_int_equal(send_cmd("GET", "k", i % 2 ? take_cb : record_cb, i), ZOS_OK);
     tu_loop_settle(F.base);
@@ -513,10 +523,7 @@ static void test_loss_during_handshake(void **state)
     tu_peer_close(F.peer);
     tu_loop_settle(F.base);
     assert_int_equal(F.seen.n, 3);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(F.seen.tag[i], i);
-        assert_string_equal(F.seen.err[i], "connection closed by the node");
-    }
+    errors_in_order(0, 3, "connection closed by the node");
     assert_int_equal(zos_link_backlog(F.l), 0);
     fx_teardown();
 }
@@ -524,19 +531,14 @@ static void test_loss_during_handshake(void **state)
 /* Freeing the link fails what is in flight with "link closed", in order. */
 static void test_free_fails_pending(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     for (int i = 0; i < 4; i++)
         send_get(i);
     tu_loop_settle(F.base);
     zos_link_free(F.l);
     F.l = NULL;
     assert_int_equal(F.seen.n, 4);
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(F.seen.tag[i], i);
-        assert_string_equal(F.seen.err[i], "link closed");
-    }
+    errors_in_order(0, 4, "link closed");
     fx_teardown();
 }
 
@@ -544,9 +546,7 @@ static void test_free_fails_pending(void **state)
  * protocol error naming the bytes. */
 static void test_malformed_reply_is_a_protocol_error(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     send_get(0);
     send_get(1);
     tu_loop_settle(F.base);
@@ -566,9 +566,7 @@ static void test_malformed_reply_is_a_protocol_error(void **state)
 
 static void test_reply_nobody_asked_for(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     tu_peer_say(F.peer, "+surprise\r\n");
     tu_loop_settle(F.base);
     assert_int_equal(zos_link_state(F.l), ZOS_LINK_DOWN);
@@ -587,9 +585,7 @@ static void drop_cb(void *arg, struct evbuffer *reply, size_t len, const char *e
 
 static void test_drop_from_a_callback(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     assert_int_equal(send_cmd("GET", "a", drop_cb, 0), ZOS_OK);
     send_get(1);
     send_get(2);
@@ -598,10 +594,7 @@ static void test_drop_from_a_callback(void **state)
     tu_loop_settle(F.base);
     assert_int_equal(F.seen.n, 3);
     assert_string_equal(F.seen.reply[0], ":1\r\n");
-    for (int i = 1; i < 3; i++) {
-        assert_int_equal(F.seen.tag[i], i);
-        assert_string_equal(F.seen.err[i], "protocol error: not what I asked (\":1\\r\\n\")");
-    }
+    errors_in_order(1, 3, "protocol error: not what I asked (\":1\\r\\n\")");
     fx_teardown();
 }
 
@@ -609,9 +602,7 @@ static void test_drop_from_a_callback(void **state)
 
 static void test_push_gets_replies_without_a_request(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     zos_link_set_push(F.l, record_cb, &F.tags[9]);
     assert_int_equal(send_cmd("SUBSCRIBE", "ch", NULL, 0), ZOS_OK); /* no FIFO entry */
     assert_int_equal(zos_link_inflight(F.l), 0);
@@ -649,9 +640,7 @@ static void test_consume_head(void **state)
 
 static void test_backlog_counts_bytes_not_yet_written(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     assert_int_equal(zos_link_backlog(F.l), 0);
     bufferevent_disable(tu_peer_bev(F.peer), EV_READ); /* the node reads nothing */
     send_get(0);                                       /* "*2\r\n$3\r\nGET\r\n$2\r\nk0\r\n" */
@@ -707,9 +696,7 @@ static void test_busy(void **state)
 
 static void test_idle_is_zero_while_requests_wait(void **state)
 {
-    fx_setup();
-    fx_attach();
-    answer_handshake();
+    fx_ready();
     send_get(0);
     assert_int_equal(zos_link_idle_ms(F.l), 0);
     tu_loop_settle(F.base);
@@ -824,10 +811,7 @@ static void test_watch_fail_and_quiet(void **state)
     assert_int_equal(zos_link_watch_quiet_left(w), 0);
     zos_link_watch_fail(w, "shutting down");
     assert_int_equal(F.seen.n, 2);
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(F.seen.tag[i], i);
-        assert_string_equal(F.seen.err[i], "shutting down");
-    }
+    errors_in_order(0, 2, "shutting down");
     assert_int_equal(zos_link_watch_hangs(w), 0); /* told, not found */
     zos_link_watch_fail(NULL, "nothing");
     fx_teardown();
