@@ -50,6 +50,15 @@ enum zos_route zos_router_route(const char *name, size_t len)
     return e != NULL ? e->route : ZOS_ROUTE_SHARED;
 }
 
+bool zos_router_route_entry(size_t i, const char **name, enum zos_route *route)
+{
+    if (i >= ZOS_ARRAY_LEN(routes))
+        return false;
+    *name = routes[i].name;
+    *route = routes[i].route;
+    return true;
+}
+
 struct zos_link *zos_router_link_new(const struct zos_router *r, struct zos_node *node, bool pinned,
                                      bool resp3, int db)
 {

@@ -154,5 +154,8 @@ enum zos_route {
 
 /* The class of command NAME (LEN bytes, any case). */
 enum zos_route zos_router_route(const char *name, size_t len);
+/* Entry I of the table zos_router_route searches (sorted by name, for
+ * bsearch): its name and class.  False past the end.  For tests. */
+bool zos_router_route_entry(size_t i, const char **name, enum zos_route *route);
 
 #endif

@@ -1,6 +1,13 @@
 /* testutil.c -- helpers shared by the unit tests: time, files, child processes, ports. */
 #include "testutil.h"
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "zos/resp.h"
+#include "zos/zos.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -263,5 +270,160 @@ void tu_fill_random(void *buf, size_t len)
         x ^= x >> 7;
         x ^= x << 17;
         p[i] = (unsigned char)(x >> 32);
+    }
+}
+
+/* ---- a scripted node ------------------------------------------------------ */
+
+struct tu_peer {
+    struct bufferevent *bev;
+    struct zos_resp_parser parser;
+    tu_peer_fn fn;
+    void *arg;
+    char **cmds;
+    size_t ncmds, cap;
+};
+
+static void peer_record(struct tu_peer *p, const struct zos_resp_argv *av)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < av->argc; i++)
+        len += av->argvlen[i] + 1;
+    char *line = calloc(1, len), *at = line;
+    for (size_t i = 0; line != NULL && i < av->argc; i++) {
+        if (i > 0)
+            *at++ = ' ';
+        memcpy(at, av->argv[i], av->argvlen[i]);
+        at += av->argvlen[i];
+    }
+    if (p->ncmds == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 16;
+        char **n = realloc(p->cmds, ncap * sizeof(*n));
+        if (n == NULL) {
+            free(line);
+            return;
+        }
+        p->cmds = n;
+        p->cap = ncap;
+    }
+    p->cmds[p->ncmds++] = line;
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct tu_peer *p = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct zos_resp_req req;
+    struct zos_resp_argv av;
+    char err[128];
+
+    while (zos_resp_parse(&p->parser, in, &req, err, sizeof err) == ZOS_OK) {
+        if (zos_resp_argv(in, &req, &av) != ZOS_OK)
+            return;
+        evbuffer_drain(in, req.len);
+        peer_record(p, &av);
+        if (p->fn != NULL)
+            p->fn(p->arg, p, av.argc, av.argv, av.argvlen);
+        zos_resp_argv_free(&av);
+    }
+}
+
+struct tu_peer *tu_peer_new(struct bufferevent *bev, tu_peer_fn fn, void *arg)
+{
+    struct tu_peer *p = calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    p->bev = bev;
+    p->fn = fn;
+    p->arg = arg;
+    zos_resp_parser_init(&p->parser, NULL);
+    bufferevent_setcb(bev, peer_read_cb, NULL, NULL, p);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return p;
+}
+
+void tu_peer_free(struct tu_peer *p)
+{
+    if (p == NULL)
+        return;
+    bufferevent_free(p->bev);
+    for (size_t i = 0; i < p->ncmds; i++)
+        free(p->cmds[i]);
+    free(p->cmds);
+    free(p);
+}
+
+void tu_peer_write(struct tu_peer *p, const void *bytes, size_t len)
+{
+    bufferevent_write(p->bev, bytes, len);
+}
+
+void tu_peer_say(struct tu_peer *p, const char *text)
+{
+    tu_peer_write(p, text, strlen(text));
+}
+
+void tu_peer_close(struct tu_peer *p)
+{
+    bufferevent_flush(p->bev, EV_WRITE, BEV_FINISHED);
+}
+
+size_t tu_peer_count(const struct tu_peer *p)
+{
+    return p->ncmds;
+}
+
+const char *tu_peer_cmd(const struct tu_peer *p, size_t i)
+{
+    return i < p->ncmds ? p->cmds[i] : NULL;
+}
+
+struct bufferevent *tu_peer_bev(struct tu_peer *p)
+{
+    return p->bev;
+}
+
+struct tu_peer *tu_peer_pair(struct event_base *base, struct bufferevent **link_end, tu_peer_fn fn,
+                             void *arg)
+{
+    struct bufferevent *pair[2];
+
+    if (bufferevent_pair_new(base, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, pair) != 0)
+        return NULL;
+    *link_end = pair[0];
+    return tu_peer_new(pair[1], fn, arg);
+}
+
+static void guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+    *(bool *)arg = true;
+}
+
+bool tu_loop_until(struct event_base *base, bool (*done)(void *arg), void *arg)
+{
+    bool late = false;
+    struct timeval tv = {30, 0};
+    struct event *guard = evtimer_new(base, guard_cb, &late);
+
+    if (guard == NULL)
+        return false;
+    evtimer_add(guard, &tv);
+    while (!done(arg) && !late)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(guard);
+    return !late;
+}
+
+void tu_loop_settle(struct event_base *base)
+{
+    /* Deferred callbacks run one hop per loop turn; each hop may activate
+     * the next.  The bound only stops a livelock. */
+    for (int i = 0; i < 100000; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        if (event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) == 0)
+            break;
     }
 }

@@ -1,4 +1,5 @@
-/* testutil.h -- helpers shared by the unit tests: time, files, child processes, ports.
+/* testutil.h -- helpers shared by the unit tests: time, files, child processes, ports,
+ * a scripted node.
  *
  * Linked into every build/tests/test_* binary (testutil.o).  The helpers
  * report failure by their return value and never assert, so that group
@@ -77,6 +78,43 @@ bool tu_port_open(int port);
 
 /* LEN pseudo-random bytes into BUF, the same every run (xorshift). */
 void tu_fill_random(void *buf, size_t len);
+
+/* ---- a scripted node: the far end of a link, in this process ----
+ *
+ * A peer owns one bufferevent (an end of a bufferevent_pair, or an accepted
+ * socket) and parses the RESP requests that arrive on it.  Each request is
+ * recorded, its arguments joined by single spaces ("SELECT 3"), and handed
+ * to FN (NULL: recorded only); whatever the test writes with tu_peer_write
+ * goes back, byte for byte. */
+struct bufferevent;
+struct event_base;
+struct tu_peer;
+typedef void (*tu_peer_fn)(void *arg, struct tu_peer *p, size_t argc, char **argv,
+                           const size_t *lens);
+/* Takes BEV (freed with the peer) and enables reading on it.  NULL when out of memory. */
+struct tu_peer *tu_peer_new(struct bufferevent *bev, tu_peer_fn fn, void *arg);
+void tu_peer_free(struct tu_peer *p); /* accepts NULL */
+void tu_peer_write(struct tu_peer *p, const void *bytes, size_t len);
+void tu_peer_say(struct tu_peer *p, const char *text); /* tu_peer_write of strlen(text) */
+/* Hangs up: the other end reads EOF (the peer is still to be freed). */
+void tu_peer_close(struct tu_peer *p);
+/* Requests received so far, and request I (NULL past the end). */
+size_t tu_peer_count(const struct tu_peer *p);
+const char *tu_peer_cmd(const struct tu_peer *p, size_t i);
+/* The peer's bufferevent (for bufferevent_disable/enable of its reading). */
+struct bufferevent *tu_peer_bev(struct tu_peer *p);
+
+/* A bufferevent_pair with deferred callbacks on BASE: *LINK_END is for the
+ * code under test, the other end becomes a peer (FN, ARG as tu_peer_new). */
+struct tu_peer *tu_peer_pair(struct event_base *base, struct bufferevent **link_end, tu_peer_fn fn,
+                             void *arg);
+
+/* Runs BASE until DONE(ARG) is true; false if 30 s went by first (a guard
+ * against hangs, never a measure). */
+bool tu_loop_until(struct event_base *base, bool (*done)(void *arg), void *arg);
+/* Runs BASE until nothing more is ready to run now (deferred callbacks,
+ * data moved between the ends of a pair). */
+void tu_loop_settle(struct event_base *base);
 
 /* Fails the test unless HAY (may be NULL) contains NEEDLE.  Needs <cmocka.h>. */
 #define tu_assert_contains(hay, needle)                                                            \
