@@ -2,7 +2,8 @@
 #
 #   make            build build/zos-proxy, build/zos and build/libzos.a
 #   make deps       install the Debian packages the build and the tests need
-#   make test       unit, conformance and integration suites (installs deps first)
+#   make test       unit, conformance and integration suites (installs deps first);
+#                   LOAD=2 make test runs them while 2 busy processes load the CPU
 #   make demo       a simulated node and a TLS redis behind the proxy, driven by the CLI
 #   make bench      benchmarks of bench/ (figures and ratios, never pass/fail)
 #   make fuzz       libFuzzer targets of tests/fuzz (clang); FUZZ_TIME=N runs each N s
@@ -180,6 +181,6 @@ format-check:
 	$(Q)clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
 
 help:
-	@sed -n '2,12p' Makefile
+	@sed -n '2,13p' Makefile
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

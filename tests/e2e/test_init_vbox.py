@@ -255,7 +255,6 @@ def test_pong_timeout_when_nothing_listens(user):
     r = user.init("vm1", port, timeout_s=1)
     assert r.rc == 12, r
     assert r.err == "zos: node 'vm1' at 127.0.0.1:%d did not answer PING within 1 s\n" % port
-    assert r.elapsed < 10, r
     # the machine was made and started, but is not configured
     assert user.stub.vm("vm1")["state"] == "running"
     assert "vm1" not in user.sections()

@@ -1,24 +1,29 @@
 """ZOS.VBOX through a real zos-proxy, with the stand-in VBoxManage on the proxy's PATH.
 
 The proxy's PATH starts with a directory of our own whose VBoxManage is a small
-wrapper around tests/fixtures/VBoxManage: it sleeps when the file `slow` next to
-it holds a number of seconds, and exports VBOX_STUB_FAIL from the file `fail`.
+wrapper around tests/fixtures/VBoxManage: while the file `hold` next to it exists,
+each run waits (and shows as a file `held.<pid>`), and it exports VBOX_STUB_FAIL
+from the file `fail`.
 Renaming it away makes VBoxManage missing.  The proxy's environment is fixed
 when it starts; these files let one proxy see every case.
 """
 import os
 import shutil
-import time
 
 import pytest
 
 from conftest import (STUB, Cli, Procs, Proxy, VBoxStub, clean_env, create_sequence,
                       free_port, module_lab, run_parallel_gets, start_sequence, start_sim)
+from zostest import wait_until
 
 SYS_PATH = "/usr/bin:/bin"
 WRAPPER = """#!/bin/sh
 ctl='%s'
-if [ -f "$ctl/slow" ]; then sleep "$(cat "$ctl/slow")"; fi
+if [ -f "$ctl/hold" ]; then  # held (at most 30 s) until the test removes the file
+    touch "$ctl/held.$$"; i=0
+    while [ -f "$ctl/hold" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+    rm -f "$ctl/held.$$"
+fi
 if [ -f "$ctl/fail" ]; then VBOX_STUB_FAIL=$(cat "$ctl/fail"); export VBOX_STUB_FAIL; fi
 exec '%s' "$@"
 """
@@ -52,9 +57,13 @@ class Lab:
             with open(path, "w") as f:
                 f.write(text)
 
+    def held(self):
+        """How many VBoxManage runs wait on the "hold" control now."""
+        return len([n for n in os.listdir(self.bindir) if n.startswith("held.")])
+
     def reset(self):
-        """No VMs, an empty log, no slowness, no failures."""
-        self.control("slow")
+        """No VMs, an empty log, no run held, no failures."""
+        self.control("hold")
         self.control("fail")
         c = self.proxy.client()
         for name in c.ok("ZOS.VBOX", "LIST"):
@@ -72,7 +81,7 @@ def vb(lab):
     c = lab.proxy.client()
     yield c
     c.close()
-    lab.control("slow")
+    lab.control("hold")
     lab.control("fail")
 
 
@@ -232,27 +241,26 @@ def test_vboxmanage_missing(lab, vb):
 def test_a_slow_vboxmanage_does_not_block_other_clients(lab, vb):
     kv = lab.proxy.client()
     kv.ok("SET", "e2e:vbox", "x" * 64)
-    lab.control("slow", "2")
+    # Every VBoxManage waits until the test lets it go: the two LISTs must be held at
+    # the same time (one after the other, the second would never start), and the GETs
+    # must all be answered meanwhile (held behind them, they would hang), whatever the load.
+    lab.control("hold", "")
     slow = [lab.proxy.client(), lab.proxy.client()]
-    t0 = time.monotonic()
     for c in slow:
         c.send("ZOS.VBOX", "LIST")
-    time.sleep(0.2)  # both VBoxManage children are sleeping now
-    done = run_parallel_gets(lab.proxy.port, "e2e:vbox", "x" * 64, clients=5, each=100)
-    got = [c.read() for c in slow]
-    t_end = time.monotonic()
-    assert got == [[], []]
-    assert t_end - t0 >= 2.0
-    assert t_end - t0 < 3.8, "two slow LISTs ran one after the other (%.2fs)" % (t_end - t0)
-    assert max(done) - t0 < 1.8, "GETs took %.2fs during a 2 s VBoxManage" % (max(done) - t0)
-    assert max(done) < t_end - 0.5
+    wait_until(lambda: lab.held() == 2, "two LISTs never ran at once")
+    run_parallel_gets(lab.proxy.port, "e2e:vbox", "x" * 64, clients=5, each=100)
+    lab.control("hold")
+    assert [c.read() for c in slow] == [[], []]
     # and a client that leaves while its VBoxManage runs does not disturb the proxy
+    wait_until(lambda: lab.held() == 0, "the released LISTs never ended")
+    lab.control("hold", "")
     gone = lab.proxy.client()
     gone.send("ZOS.VBOX", "LIST")
-    time.sleep(0.1)
+    wait_until(lambda: lab.held() == 1, "the LIST never started")
     gone.close()
-    lab.control("slow")
-    time.sleep(2.2)
+    lab.control("hold")
+    wait_until(lambda: lab.held() == 0, "the released LIST never ended")
     assert kv.ok("ZOS.VBOX", "LIST") == []
     assert kv.ok("PING") == "PONG"
     for c in slow:

@@ -93,8 +93,9 @@ def recv_exactly_lines(sock, n, timeout=10):
     return buf
 
 
-def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
-    """Polls PRED until it returns a truthy value; returns it, or fails after TIMEOUT."""
+def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
+    """Polls PRED until it returns a truthy value; returns it, or fails after TIMEOUT
+    (a no-hang guard, generous: a loaded machine is slow, not wrong)."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while time.monotonic() < deadline:

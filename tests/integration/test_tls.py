@@ -1,7 +1,6 @@
 """TLS to a node: verification modes (none, sha256 pin, CA file), the node secret, and
 nodes that cannot be reached."""
 import os
-import time
 
 import pytest
 import redis
@@ -44,11 +43,9 @@ def at(proxy, node, *cmd):
 
 
 def error_of(proxy, node, *cmd):
-    t0 = time.monotonic()
+    """The error reply (a hang: the client's socket timeout, not a ResponseError)."""
     with pytest.raises(redis.ResponseError) as ei:
         at(proxy, node, *(cmd or ("PING",)))
-    took = time.monotonic() - t0
-    assert took < 10, "the error took %.1fs" % took
     return str(ei.value)
 
 

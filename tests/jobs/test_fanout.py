@@ -1,7 +1,6 @@
 """ZOS.AT and ZOS.ALL with job verbs, and many concurrent jobs over the three nodes."""
 import json
 import threading
-import time
 
 from conftest import NODES, Err, ping_text
 from zostest import run_threads
@@ -79,15 +78,13 @@ def test_1000_concurrent_pings_over_3_nodes_from_50_connections(cluster):
         except Exception as e:  # noqa: BLE001 -- reported below
             errors.append((i, repr(e)))
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(50)]
-    t0 = time.monotonic()
     run_threads(threads, 90)
-    took = time.monotonic() - t0
+    assert not any(t.is_alive() for t in threads), "hung: a client still waits after 90 s"
     assert not errors, errors[:5]
     assert len(results) == 50
     wrong = [(i, n, v) for i, (n, vs) in results.items() for v in vs if v != ping_text(n)]
     assert not wrong, "%d wrong replies, e.g. %r" % (len(wrong), wrong[:5])
     assert sum(len(vs) for _, vs in results.values()) == 1000
-    assert took < 60, took
     cluster.assert_proxy_alive()
 
 

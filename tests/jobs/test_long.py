@@ -1,6 +1,8 @@
 """Long jobs through the proxy: timeouts, MAXTIME, ZOS.SUBMIT + ZOS.RESULT + ZOS.KILL,
-ZOS.SUBMIT ... STREAM + ZOS.FOLLOW.  Time bounds are in whole seconds, generous."""
+ZOS.SUBMIT ... STREAM + ZOS.FOLLOW.  No assertion is about how long anything took: a
+timeout shows in its error, a wait in what it returns; deadlines are no-hang guards only."""
 import json
+import os
 import threading
 import time
 import uuid
@@ -16,14 +18,12 @@ def test_exec_timeout_and_the_proxy_keeps_serving(cluster, raw_conn):
         r = cluster.client("n1")
         other["replies"] = [r.execute_command("ZOS.CMD", "core.ping") for _ in range(20)]
     t = threading.Thread(target=pings)
-    t0 = time.monotonic()
     c.send("ZOS.EXEC", "sleep", "5", "TIMEOUT", "1")
     t.start()
-    e = c.read()
-    took = time.monotonic() - t0
+    e = c.read()  # the timeout's error, not the job's success 5 s later
     t.join(20)
     assert isinstance(e, Err) and e.startswith("ERR timeout after 1 s waiting for job "), e
-    assert 0.5 <= took < 4, took
+    assert not t.is_alive(), "hung: the other client's pings"
     assert other["replies"] == [ping_text("n1")] * 20
     # the same connection goes on working
     assert c.call("ZOS.CMD", "core.ping") == ping_text("n1")
@@ -44,9 +44,7 @@ def test_timeout_keeps_replies_in_order(cluster, raw_conn):
 
 def test_maxtime_kills_the_process(cluster, raw_conn):
     c = raw_conn("n3")
-    t0 = time.monotonic()
     e = c.call("ZOS.CMD", "bash", '{"script": "sleep 8"}', "MAXTIME", "1", "TIMEOUT", "10")
-    assert time.monotonic() - t0 < 6
     assert isinstance(e, Err) and e.startswith("ERR job bash failed: TIMEOUT code="), e
     res = json.loads(c.call("ZOS.JOB", "bash", '{"script": "sleep 8"}', "MAXTIME", "1"))
     assert res["state"] == "TIMEOUT"
@@ -58,22 +56,18 @@ def test_submit_result_kill_of_a_long_job(cluster, raw_conn):
     assert isinstance(id, str) and len(id) == 36, id
     cluster.wait_accepted("n1", id)
     # still running: a short wait times out, the job goes on
-    t0 = time.monotonic()
     e = c.call("ZOS.RESULT", id, "TIMEOUT", "1")
     assert e == "ERR timeout after 1 s waiting for job %s" % id
-    assert time.monotonic() - t0 < 4
     assert cluster.direct("n1").ttl("result:%s:flag" % id) == -1  # running (§3.2)
     assert id in [j["cmd"]["id"] for j in json.loads(c.call("ZOS.JOBS"))]
     # kill it: 1, and its result comes soon, as an error of a signalled process
     assert c.call("ZOS.KILL", id) == 1
-    t0 = time.monotonic()
-    res = json.loads(c.call("ZOS.RESULT", id, "TIMEOUT", "10"))
-    assert time.monotonic() - t0 < 6
+    res = json.loads(c.call("ZOS.RESULT", id, "TIMEOUT", "10"))  # not its 30 s end
     assert res["id"] == id and res["state"] == "ERROR" and res["code"] == 999, res
     assert res["streams"][0] == "started\n"
-    deadline = time.monotonic() + 5  # the job leaves job.list around its result
+    deadline = time.monotonic() + 30  # the job leaves job.list around its result
     while id in [j["cmd"]["id"] for j in json.loads(c.call("ZOS.JOBS"))]:
-        assert time.monotonic() < deadline, "job %s still listed" % id
+        assert time.monotonic() < deadline, "hung: job %s still listed after 30 s" % id
         time.sleep(0.05)
     assert c.call("ZOS.KILL", id) == 0  # no such job any more
 
@@ -83,15 +77,21 @@ def test_kill_with_signal_and_result_via_another_connection(cluster, raw_conn):
     cluster.wait_accepted("n3", id)
     waiter = raw_conn("n3")
     waiter.send("ZOS.RESULT", id, "TIMEOUT", "20")  # blocks until the kill
-    time.sleep(0.3)
+    time.sleep(0.3)  # most likely waiting by now; sent after the kill, it gets the result too
     assert raw_conn("n3").call("ZOS.KILL", id, "9") == 1
     res = json.loads(waiter.read())
     assert res["id"] == id and res["state"] == "ERROR"
 
 
 def test_long_jobs_do_not_starve_short_ones(cluster):
-    """More long waits than job links (16 per node): short jobs still finish quickly."""
-    ids = [cluster.client("n2").execute_command("ZOS.SUBMIT", "bash", '{"script": "sleep 4"}')
+    """More long waits than job links (16 per node): short jobs still finish while the
+    long ones run.  The long jobs end only once the test opens their gate, after the
+    short ones answered: short jobs queued behind them would hang, whatever the load."""
+    gate = os.path.join(cluster.procs.mkdtemp("gate-"), "open")
+    script = ("i=0; while [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+              "test -e %s" % (gate, gate))  # fails after 30 s without the gate
+    ids = [cluster.client("n2").execute_command("ZOS.SUBMIT", "bash",
+                                                json.dumps({"script": script}))
            for _ in range(24)]
     waiters = []
     for id in ids:
@@ -100,12 +100,10 @@ def test_long_jobs_do_not_starve_short_ones(cluster):
         w.send("ZOS.RESULT", id, "TIMEOUT", "20")
         waiters.append(w)
     try:
-        time.sleep(0.5)
         r = cluster.client("n2")
-        t0 = time.monotonic()
         for _ in range(5):
             assert r.execute_command("ZOS.CMD", "core.ping") == ping_text("n2")
-        assert time.monotonic() - t0 < 5
+        open(gate, "w").close()
         for w, id in zip(waiters, ids):
             assert json.loads(w.read())["state"] == "SUCCESS"
     finally:
@@ -137,9 +135,7 @@ def test_follow_while_the_job_runs(cluster, raw_conn):
     c = raw_conn("n3")
     id = c.call("ZOS.SUBMIT", "bash", '{"script": "for i in 1 2 3; do echo line$i; sleep 0.4; done; exit 2"}',
                 "STREAM")
-    t0 = time.monotonic()
-    out = c.call("ZOS.FOLLOW", id, "TIMEOUT", "20")
-    assert time.monotonic() - t0 >= 0.5  # it waited for the job to end
+    out = c.call("ZOS.FOLLOW", id, "TIMEOUT", "20")  # ends with the job's result: it waited
     assert "".join(t for k, t in zip(out[0::2], out[1::2]) if k == "stdout") == "line1\nline2\nline3\n"
     assert out[-2] == "result"
     res = json.loads(out[-1])
@@ -164,7 +160,5 @@ def test_follow_errors(cluster, raw_conn):
         "ERR TIMEOUT needs a number of seconds from 1 to 86400"
     # an id nobody submitted: an error once TIMEOUT is over, never a hang
     id = str(uuid.uuid4())
-    t0 = time.monotonic()
-    e = c.call("ZOS.FOLLOW", id, "TIMEOUT", "2")
-    assert time.monotonic() - t0 < 6
+    e = c.call("ZOS.FOLLOW", id, "TIMEOUT", "2")  # a hang: the connection's 20 s read timeout
     assert isinstance(e, Err) and id in e, e

@@ -83,6 +83,38 @@ def run_threads(threads, timeout):
         t.join(timeout)
 
 
+def wait_until(pred, what, timeout=30.0):
+    """Polls until PRED() is true; the timeout is a no-hang guard: the failure says WHAT hung."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "hung: %s (after %ss)" % (what, timeout)
+        time.sleep(0.02)
+
+
+def wait_file(path, what, timeout=30.0):
+    """Polls until PATH exists (a marker a command wrote)."""
+    wait_until(lambda: os.path.exists(path), "%s (no %s)" % (what, path), timeout)
+
+
+# Shell snippets for tests of concurrency that no load can break: a command waits for a
+# condition the test (or the other commands) create, never for a time.  Each polls at
+# most POLLS times, 50 ms apart, so a broken proxy fails the test instead of hanging it.
+
+def sh_gate(gate, command, polls=400):
+    """Runs COMMAND once the file GATE exists; prints "no gate" if it never does."""
+    return ("i=0; while [ ! -e %s ] && [ $i -lt %d ]; do sleep 0.05; i=$((i+1)); done; "
+            "if [ -e %s ]; then %s; else echo no gate; fi" % (gate, polls, gate, command))
+
+
+def sh_barrier(marks, n, me, polls=400):
+    """Creates MARKS/ME, waits until N files are in the directory MARKS, then prints how
+    many it saw and ME: "N ME" from every one of N commands proves they all ran at once,
+    since none ended before the last had started."""
+    return ("touch %s/%s; i=0; while [ $(ls %s | wc -l) -lt %d ] && [ $i -lt %d ]; do "
+            "sleep 0.05; i=$((i+1)); done; echo $(ls %s | wc -l) %s"
+            % (marks, me, marks, n, polls, marks, me))
+
+
 def read_log(path, missing="(no log)"):
     """The text of the log file PATH (undecodable bytes replaced), or MISSING."""
     try:

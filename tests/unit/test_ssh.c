@@ -594,7 +594,6 @@ static void test_exec_sinks(void **state)
     char in_path[400], buf[64] = "", err[512];
     FILE *out = tmpfile(), *errf = tmpfile(), *in;
     struct zos_ssh_exec_io io = {.out = out, .err = errf};
-    int64_t t0;
 
     /* FILE* sinks. */
     exec_ok(s, "printf abc; printf de >&2; exit 7", &io, &res);
@@ -636,10 +635,8 @@ static void test_exec_sinks(void **state)
     assert_int_equal(zos_ssh_exec(s, "head -c 100 /dev/zero", &io, &res, err, sizeof err), ZOS_ERR);
     tu_assert_contains(err, "output over 10 bytes");
     io = (struct zos_ssh_exec_io){.timeout_ms = 300};
-    t0 = tu_now_ms();
     assert_int_equal(zos_ssh_exec(s, "sleep 5", &io, &res, err, sizeof err), ZOS_ERR);
-    tu_assert_contains(err, "timed out");
-    assert_true(tu_now_ms() - t0 < 3000);
+    tu_assert_contains(err, "timed out"); /* the timeout's error, not the command's end */
     zos_ssh_result_clear(&res);
 
     /* The session is still good after all that. */
@@ -657,10 +654,11 @@ static void test_exec_connection_lost(void **state)
     char err[512], want[64];
     int64_t t0 = tu_now_ms();
 
-    /* $PPID is the sshd process serving this connection. */
-    assert_int_equal(zos_ssh_exec(s, "kill -9 $PPID; sleep 5", NULL, &res, err, sizeof err),
+    /* $PPID is the sshd process serving this connection.  Waiting for the sleep would
+     * take 60 s: a return within 30 s (a no-hang guard only) saw the loss. */
+    assert_int_equal(zos_ssh_exec(s, "kill -9 $PPID; sleep 60", NULL, &res, err, sizeof err),
                      ZOS_ERR);
-    assert_true(tu_now_ms() - t0 < 4000);
+    assert_true(tu_now_ms() - t0 < 30000);
     tu_sfmt(want, sizeof want, "ssh 127.0.0.1:%d: ", fx.port);
     tu_assert_contains(err, want);
     assert_null(res.out);
