@@ -87,6 +87,9 @@ $(PROXY_LIB): $(PROXY_SRC:%.c=$(BUILD)/%.o)
 
 # Unit and fuzz tests reach the proxy's own headers too.
 $(BUILD)/tests/%.o: ALL_CFLAGS += -Iproxy
+# The CLI's exit-code table is tested on its own: it needs nothing else of cli/.
+$(BUILD)/tests/unit/test_exitcode.o: ALL_CFLAGS += -Icli
+$(BUILD)/tests/test_exitcode: $(BUILD)/cli/exitcode.o
 
 $(PROXY): $(BUILD)/proxy/main.o $(PROXY_LIB) $(LIB)
 	@$(if $(Q),echo "  LD      $@")

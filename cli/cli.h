@@ -7,6 +7,7 @@
  *   fleet.c     --all / --node=a,b,c: a child process per node, output
  *               prefixed line by line, the worst exit code
  *   print.c     pretty JSON (2 spaces, as the original) and tables
+ *   exitcode.c  the one table from a library error's category to an exit code
  *   live.c      a streamed job's output, written by a thread as it arrives
  *   cmd_*.c     the commands; names.c the adjective_surname generator;
  *   sshkeys.c   public keys for new containers (file, ssh agent)
@@ -59,6 +60,12 @@ enum zos_cli_exit {
     ZOS_EXIT_INVALID_JWT = 26,
     ZOS_EXIT_CANT_PING = 27,
 };
+
+/* ---- exitcode.c ---- */
+
+/* The exit code for a library error of category CAT (zos.h); 14 (general)
+ * for any value the table does not know. */
+int zos_cli_exit_code(enum zos_errcat cat);
 
 /* The state of one run of zos, filled by main.c from the global options
  * and the config file. */

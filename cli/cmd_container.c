@@ -31,15 +31,9 @@ struct sub {
 
 /* ---- small helpers ---- */
 
-static bool container_missing(const struct zos_job_result *r)
-{
-    const char *text = cJSON_IsString(r->value) ? r->value->valuestring : r->data;
-    return strstr(text, "does not exist") != NULL || strstr(text, "no container with id") != NULL;
-}
-
 static int no_such_container(struct zos_cli_node *n, unsigned long cid)
 {
-    return zos_cli_fail(ZOS_EXIT_CONTAINER_DOESNT_EXIST,
+    return zos_cli_fail(zos_cli_exit_code(ZOS_ERRCAT_NO_CONTAINER),
                         "container %lu does not exist on node '%s'", cid, zos_cli_node_name(n));
 }
 
@@ -47,7 +41,7 @@ static int no_such_container(struct zos_cli_node *n, unsigned long cid)
 static int job_failed(struct zos_cli_node *n, unsigned long cid, const char *what,
                       const struct zos_job_result *r, int code)
 {
-    if (r != NULL && container_missing(r))
+    if (r != NULL && zos_job_result_errcat(r) == ZOS_ERRCAT_NO_CONTAINER)
         return no_such_container(n, cid);
     if (r != NULL)
         zos_cli_print_failure(what, r);

@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "zos/container.h"
+#include "zos/err.h"
 #include "zos/link.h"
 #include "zos/resp.h"
 #include "zos/stream.h"
@@ -65,15 +66,16 @@ struct reply {
 struct call {
     bool done;
     bool abandoned;
+    const struct zos_link *link; /* its link: outlives the call unless abandoned */
     struct reply *reply;
-    char err[256];
+    struct zos_err err;
 };
 
 /* One job. */
 struct wait {
     bool done;
     struct zos_job_result *res;
-    char err[256];
+    struct zos_err err;
 };
 
 static struct zos_link_opts link_opts(const struct zos_cli_node *n);
@@ -124,21 +126,6 @@ static bool run_until(struct zos_cli_node *n, const bool *done, const char *labe
 
 /* ---- errors ---- */
 
-/* The exit code for a transport error text from link.c or job.c. */
-static int error_code(const char *err)
-{
-    if (strstr(err, "unknown node") != NULL)
-        return ZOS_EXIT_NOT_CONFIGURED;
-    if (strstr(err, "AUTH") != NULL || strstr(err, "WRONGPASS") != NULL ||
-        strstr(err, "permission denied") != NULL || strstr(err, "invalid jwt") != NULL)
-        return ZOS_EXIT_INVALID_JWT;
-    if (strncmp(err, "timeout after", 13) == 0)
-        return ZOS_EXIT_CMD_FAILED;
-    if (strstr(err, "not a core0 result") != NULL || strstr(err, "out of memory") != NULL)
-        return ZOS_EXIT_GENERAL;
-    return ZOS_EXIT_UNREACHABLE; /* refused, timed out, TLS, closed, core0 not running */
-}
-
 static const char *where(const struct zos_cli_node *n, char *buf, size_t len)
 {
     if (n->cli->proxy != NULL)
@@ -148,19 +135,34 @@ static const char *where(const struct zos_cli_node *n, char *buf, size_t len)
     return buf;
 }
 
-static int transport_error(const struct zos_cli_node *n, const char *err)
+/* Prints the library error ERR about N; returns its exit code (exitcode.c). */
+static int transport_error(const struct zos_cli_node *n, const struct zos_err *err)
 {
     char w[400];
-    int code = error_code(err);
+    int code = zos_cli_exit_code(err->cat);
     where(n, w, sizeof(w));
     if (code == ZOS_EXIT_NOT_CONFIGURED)
-        return zos_cli_fail(code, "%s: the proxy has no such node (%s)", w, err);
+        return zos_cli_fail(code, "%s: the proxy has no such node (%s)", w, err->text);
     if (code == ZOS_EXIT_INVALID_JWT)
         return zos_cli_fail(code, "%s refused the connection: %s (check its secret, or ZOS_JWT)", w,
-                            err);
+                            err->text);
     if (code == ZOS_EXIT_UNREACHABLE)
-        return zos_cli_fail(code, "cannot reach %s: %s", w, err);
-    return zos_cli_fail(code, "%s: %s", w, err);
+        return zos_cli_fail(code, "cannot reach %s: %s", w, err->text);
+    return zos_cli_fail(code, "%s: %s", w, err->text);
+}
+
+/* A failure the CLI finds itself: the node's link or jobs are gone. */
+static int gone(const struct zos_cli_node *n, const char *why)
+{
+    struct zos_err e;
+    return transport_error(n, zos_err_set(&e, ZOS_ERRCAT_UNREACHABLE, "%s", why));
+}
+
+/* The node's error reply TEXT to a command that should have worked. */
+static int reply_error(const struct zos_cli_node *n, const char *text)
+{
+    struct zos_err e;
+    return transport_error(n, zos_err_set(&e, zos_errcat_of_reply(text), "%s", text));
 }
 
 /* ---- raw commands ---- */
@@ -206,12 +208,12 @@ static void call_cb(void *arg, struct evbuffer *reply, size_t len, const char *e
     }
     c->done = true;
     if (reply == NULL) {
-        snprintf(c->err, sizeof(c->err), "%s", err != NULL ? err : "link closed");
+        zos_err_set(&c->err, zos_link_err(c->link)->cat, "%s", err != NULL ? err : "link closed");
         return;
     }
     c->reply = decode(reply, len);
     if (c->reply == NULL)
-        snprintf(c->err, sizeof(c->err), "cannot read the node's reply");
+        zos_err_set(&c->err, ZOS_ERRCAT_PROTOCOL, "cannot read the node's reply");
 }
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -220,10 +222,19 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
     *timed_out = true;
 }
 
+/* Why N's link is down, into ERR. */
+static void link_down(const struct zos_cli_node *n, struct zos_err *err)
+{
+    if (n->link == NULL || zos_link_err(n->link)->cat == ZOS_ERRCAT_NONE)
+        zos_err_set(err, ZOS_ERRCAT_UNREACHABLE, "link closed");
+    else
+        *err = *zos_link_err(n->link);
+}
+
 /* Sends ARGV and waits up to TIMEOUT_MS: the reply (which may be an error
  * reply; reply_free), or NULL with ERR set (transport). */
 static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const *argv,
-                          int timeout_ms, char *err, size_t errlen)
+                          int timeout_ms, struct zos_err *err)
 {
     size_t lens[8];
     bool timed_out = false;
@@ -231,14 +242,15 @@ static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const
     struct reply *reply = NULL;
 
     if (c == NULL || argc > 8) {
-        snprintf(err, errlen, "out of memory");
+        zos_err_set(err, ZOS_ERRCAT_OTHER, "out of memory");
         free(c);
         return NULL;
     }
+    c->link = n->link;
     for (size_t i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     if (n->link == NULL || zos_link_send_argv(n->link, argc, argv, lens, call_cb, c) != 0) {
-        snprintf(err, errlen, "%s", n->link != NULL ? zos_link_errstr(n->link) : "link closed");
+        link_down(n, err);
         free(c);
         return NULL;
     }
@@ -246,7 +258,7 @@ static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const
         /* link.c: a connect that fails inside the send (a name that does not
          * resolve) leaves the request queued on a dead link: fail now */
         c->abandoned = true;
-        snprintf(err, errlen, "%s", zos_link_errstr(n->link));
+        link_down(n, err);
         return NULL;
     }
     struct event *t = evtimer_new(n->base, call_timeout_cb, &timed_out);
@@ -259,12 +271,13 @@ static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const
         event_free(t);
     if (!c->done) {
         c->abandoned = true; /* call_cb frees it when the reply or the close comes */
-        snprintf(err, errlen, "no reply within %d s", timeout_ms / 1000);
+        /* a node that does not answer a Redis command cannot be used: unreachable */
+        zos_err_set(err, ZOS_ERRCAT_UNREACHABLE, "no reply within %d s", timeout_ms / 1000);
         return NULL;
     }
     reply = c->reply;
     if (reply == NULL)
-        snprintf(err, errlen, "%s", c->err);
+        *err = c->err;
     free(c);
     return reply;
 }
@@ -272,16 +285,16 @@ static struct reply *call(struct zos_cli_node *n, size_t argc, const char *const
 int zos_cli_node_get(struct zos_cli_node *n, const char *key, char **value)
 {
     const char *argv[] = {"GET", key};
-    char err[256];
-    struct reply *r = call(n, 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
+    struct zos_err err;
+    struct reply *r = call(n, 2, argv, REDIS_TIMEOUT_MS, &err);
     int rc = 0;
     *value = NULL;
     if (r == NULL)
-        return transport_error(n, err);
+        return transport_error(n, &err);
     if (r->type == '$')
         *value = strndup(r->str, r->len);
     else if (r->type == '-')
-        rc = transport_error(n, r->str);
+        rc = reply_error(n, r->str);
     reply_free(r);
     return rc;
 }
@@ -289,26 +302,26 @@ int zos_cli_node_get(struct zos_cli_node *n, const char *key, char **value)
 int zos_cli_node_set(struct zos_cli_node *n, const char *key, const char *value)
 {
     const char *argv[] = {value != NULL ? "SET" : "DEL", key, value};
-    char err[256];
-    struct reply *r = call(n, value != NULL ? 3 : 2, argv, REDIS_TIMEOUT_MS, err, sizeof(err));
+    struct zos_err err;
+    struct reply *r = call(n, value != NULL ? 3 : 2, argv, REDIS_TIMEOUT_MS, &err);
     int rc = 0;
     if (r == NULL)
-        return transport_error(n, err);
+        return transport_error(n, &err);
     if (r->type == '-')
-        rc = transport_error(n, r->str);
+        rc = reply_error(n, r->str);
     reply_free(r);
     return rc;
 }
 
 /* ---- jobs ---- */
 
-static void job_cb(void *arg, struct zos_job_result *res, const char *err)
+static void job_cb(void *arg, struct zos_job_result *res, const struct zos_err *err)
 {
     struct wait *w = arg;
     w->done = true;
     w->res = res;
     if (err != NULL)
-        snprintf(w->err, sizeof(w->err), "%s", err);
+        w->err = *err;
 }
 
 static int finish_job(struct zos_cli_node *n, struct wait *w, int fail_code,
@@ -316,7 +329,8 @@ static int finish_job(struct zos_cli_node *n, struct wait *w, int fail_code,
 {
     *res = NULL;
     if (w->res == NULL)
-        return transport_error(n, w->err[0] ? w->err : "the job was lost");
+        return w->err.cat != ZOS_ERRCAT_NONE ? transport_error(n, &w->err)
+                                             : gone(n, "the job was lost");
     *res = w->res;
     zos_cli_debug(n->cli, "job %s: state %s code %lu", w->res->id, w->res->state, w->res->code);
     return zos_job_ok(w->res) ? 0 : fail_code;
@@ -331,7 +345,7 @@ int zos_cli_node_job(struct zos_cli_node *n, unsigned long cid, const char *comm
     struct zos_job *job;
     *res = NULL;
     if (n->jobs == NULL)
-        return transport_error(n, "link closed");
+        return gone(n, "link closed");
     zos_cli_debug(n->cli, "job %s%s", command, cid > 0 ? " in a container" : "");
     if (cid > 0)
         job = zos_job_run_in(n->jobs, cid, &req, timeout_ms, job_cb, &w);
@@ -341,7 +355,7 @@ int zos_cli_node_job(struct zos_cli_node *n, unsigned long cid, const char *comm
         return zos_cli_fail(ZOS_EXIT_GENERAL, "out of memory");
     if (!run_until(n, &w.done, label)) {
         zos_job_cancel(job);
-        return transport_error(n, "nothing left to wait for");
+        return gone(n, "nothing left to wait for");
     }
     return finish_job(n, &w, fail_code, res);
 }
@@ -432,7 +446,7 @@ static void live_end(void *arg, enum zos_stream_end how, const char *err)
         snprintf(lv->why, sizeof(lv->why), "the node sent no end of stream");
 }
 
-static void live_job_cb(void *arg, struct zos_job_result *res, const char *err)
+static void live_job_cb(void *arg, struct zos_job_result *res, const struct zos_err *err)
 {
     struct live *lv = arg;
     job_cb(&lv->w, res, err);
@@ -442,7 +456,10 @@ static void live_job_cb(void *arg, struct zos_job_result *res, const char *err)
         zos_stream_reader_job_ended(lv->reader); /* read what is still to come, then end */
     } else {
         lv->over = true;
-        snprintf(lv->why, sizeof(lv->why), "%s", res != NULL ? "the job wrote no stream" : err);
+        snprintf(lv->why, sizeof(lv->why), "%s",
+                 res != NULL   ? "the job wrote no stream"
+                 : err != NULL ? err->text
+                               : "");
     }
 }
 
@@ -509,7 +526,7 @@ int zos_cli_node_job_live(struct zos_cli_node *n, unsigned long cid, const char 
 
     *res = NULL;
     if (n->jobs == NULL)
-        return transport_error(n, "link closed");
+        return gone(n, "link closed");
     zos_job_uuid(id);
     if (!live_start(n, &lv)) {
         live_stop(&lv);
@@ -542,7 +559,7 @@ int zos_cli_node_job_live(struct zos_cli_node *n, unsigned long cid, const char 
     live_stop(&lv);
     if (lost && !lv.w.done) {
         zos_job_cancel(job);
-        return transport_error(n, "nothing left to wait for");
+        return gone(n, "nothing left to wait for");
     }
     return finish_job(n, &lv.w, fail_code, res);
 }
@@ -657,19 +674,19 @@ static int connect_links(struct zos_cli_node *n)
 static int ping_check(struct zos_cli_node *n)
 {
     const char *direct[] = {"PING"}, *via[] = {"ZOS.AT", n->name, "PING"};
-    char err[256], w[400];
+    char w[400];
+    struct zos_err err;
     bool proxy = n->cli->proxy != NULL;
     int rc = 0;
-    struct reply *r =
-        call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, err, sizeof(err));
+    struct reply *r = call(n, proxy ? 3 : 1, proxy ? via : direct, PING_TIMEOUT_MS, &err);
 
     if (r == NULL)
-        return transport_error(n, err);
+        return transport_error(n, &err);
     if (r->type == '-') {
-        int code = error_code(r->str);
-        if (code == ZOS_EXIT_INVALID_JWT || code == ZOS_EXIT_NOT_CONFIGURED ||
-            strstr(r->str, "unavailable") != NULL)
-            rc = transport_error(n, r->str);
+        /* the node's own error to PING is no PONG; the credentials refused,
+         * or a proxy's report on its node, is the connection's error */
+        if (zos_errcat_of_reply(r->str) != ZOS_ERRCAT_NODE)
+            rc = reply_error(n, r->str);
         else
             rc = zos_cli_fail(ZOS_EXIT_CANT_PING, "%s did not answer PONG: %s",
                               where(n, w, sizeof(w)), r->str);
@@ -762,9 +779,9 @@ static bool pong_once(struct zos_cli_node *n)
 {
     struct zos_link_opts lo = {.pinned = true, .connect_timeout_ms = 2000};
     const char *argv[] = {"PING"};
-    char err[256];
+    struct zos_err err;
     n->link = zos_link_new(n->base, NULL, &n->conn, n->ssl, &lo);
-    struct reply *r = n->link != NULL ? call(n, 1, argv, 2000, err, sizeof(err)) : NULL;
+    struct reply *r = n->link != NULL ? call(n, 1, argv, 2000, &err) : NULL;
     bool ok = r != NULL && r->type == '+' && strcmp(r->str, "PONG") == 0;
     if (r != NULL)
         reply_free(r);

@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "zos/container.h"
+#include "zos/err.h"
 #include "zos/resp.h"
 #include "zos/util.h"
 #include "zos/zos.h"
@@ -61,7 +62,7 @@ struct zos_job {
     bool queued;
     bool accepted; /* the flag key was seen */
     bool stream_end;
-    char errstr[200]; /* failure found while starting, reported on the next turn */
+    struct zos_err err; /* failure found while starting, reported on the next turn */
 };
 
 struct zos_jobs {
@@ -159,17 +160,19 @@ bool zos_job_ok(const struct zos_job_result *r)
     return strcmp(r->state, "SUCCESS") == 0;
 }
 
-struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err, size_t errlen)
+/* zos_job_result_parse, with the error's category in ERR. */
+static struct zos_job_result *parse_result(const char *text, size_t len, struct zos_err *err)
 {
     cJSON *o = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(o) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "state"))) {
-        snprintf(err, errlen, "the node returned a result that is not a core0 result object");
+        zos_err_set(err, ZOS_ERRCAT_PROTOCOL,
+                    "the node returned a result that is not a core0 result object");
         cJSON_Delete(o);
         return NULL;
     }
     struct zos_job_result *r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        snprintf(err, errlen, "out of memory");
+        zos_err_set(err, ZOS_ERRCAT_OTHER, "out of memory");
         cJSON_Delete(o);
         return NULL;
     }
@@ -193,6 +196,29 @@ struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *
     if (r->level == 20)
         r->value = cJSON_Parse(r->data); /* cJSON skips the blanks zerotier.list leaves */
     return r;
+}
+
+struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+    struct zos_err e;
+    struct zos_job_result *r = parse_result(text, len, &e);
+    if (r == NULL)
+        snprintf(err, errlen, "%s", e.text);
+    return r;
+}
+
+/* core0's words for a container id it does not have (core0-protocol.md
+ * §6.3, §6.4): "container does not exist" (dispatch, 404s), "no container
+ * with id '<n>'" (terminate). */
+enum zos_errcat zos_job_result_errcat(const struct zos_job_result *r)
+{
+    if (zos_job_ok(r))
+        return ZOS_ERRCAT_NONE;
+    const char *text = cJSON_IsString(r->value) ? r->value->valuestring : r->data;
+    if (strncmp(text, "container does not exist", 24) == 0 ||
+        strncmp(text, "no container with id", 20) == 0)
+        return ZOS_ERRCAT_NO_CONTAINER;
+    return ZOS_ERRCAT_JOB_FAILED;
 }
 
 void zos_job_result_free(struct zos_job_result *r)
@@ -282,7 +308,7 @@ static void op_unqueue(struct zos_job *op)
 }
 
 /* Runs the callback once, then frees the op when no reply is still due. */
-static void finish(struct zos_job *op, struct zos_job_result *res, const char *err)
+static void finish(struct zos_job *op, struct zos_job_result *res, const struct zos_err *err)
 {
     if (op->done) {
         zos_job_result_free(res);
@@ -319,14 +345,14 @@ static bool op_back(struct zos_job *op)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct zos_job *op = arg;
-    char err[160];
-    if (op->errstr[0] != '\0') {
-        finish(op, NULL, op->errstr);
+    struct zos_err err;
+    if (op->err.cat != ZOS_ERRCAT_NONE) {
+        finish(op, NULL, &op->err);
         return;
     }
-    snprintf(err, sizeof(err), "timeout after %d s waiting for job %s", op->timeout_ms / 1000,
-             op->id);
-    finish(op, NULL, err);
+    zos_err_set(&err, ZOS_ERRCAT_TIMEOUT, "timeout after %d s waiting for job %s",
+                op->timeout_ms / 1000, op->id);
+    finish(op, NULL, &err);
 }
 
 static struct zos_job *op_new(struct zos_jobs *j, enum op_kind kind, int timeout_ms, zos_job_fn fn,
@@ -359,11 +385,20 @@ static struct zos_job *op_new(struct zos_jobs *j, enum op_kind kind, int timeout
 
 /* Reports an error from inside the starting call on the next loop turn,
  * so callbacks never run before the start function returned. */
-static void fail_soon(struct zos_job *op, const char *why)
+static void fail_soon(struct zos_job *op, const struct zos_err *why)
 {
     struct timeval tv = {0, 0};
-    snprintf(op->errstr, sizeof(op->errstr), "%s", why);
+    op->err = *why;
     evtimer_add(op->timer, &tv);
+}
+
+/* "node unavailable: WHY" (NULL: why LINK is down), of the category of
+ * LINK's failure, into E. */
+static struct zos_err *unavailable(struct zos_err *e, const struct zos_link *link, const char *why)
+{
+    const struct zos_err *down = zos_link_err(link);
+    return zos_err_set(e, down->cat != ZOS_ERRCAT_NONE ? down->cat : ZOS_ERRCAT_UNREACHABLE,
+                       "node unavailable: %s", why != NULL ? why : down->text);
 }
 
 /* ---- replies ---- */
@@ -393,16 +428,24 @@ static void waiter_lost(struct waiter *w, const char *err)
 
 static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
 
-static void fail_unavailable(struct zos_job *op, const char *why)
+/* OP's request on LINK failed with ERR: the op fails. */
+static void fail_unavailable(struct zos_job *op, const struct zos_link *link, const char *err)
 {
-    char buf[200];
-    snprintf(buf, sizeof(buf), "node unavailable: %s", why);
-    finish(op, NULL, buf);
+    struct zos_err e;
+    finish(op, NULL, unavailable(&e, link, err));
 }
 
-/* The common start of a callback for a short reply (TTL, RPUSH): false when
- * the op is over, the link failed, or the node answered an error (handled);
- * else *N is the integer reply (-2 when the reply is no integer). */
+/* The node answered OP with an error reply (TEXT): the op fails. */
+static void fail_reply(struct zos_job *op, const char *text)
+{
+    struct zos_err e;
+    finish(op, NULL, zos_err_set(&e, zos_errcat_of_reply(text), "%s", text));
+}
+
+/* The common start of a callback for a short reply (TTL, RPUSH) on the
+ * shared link: false when the op is over, the link failed, or the node
+ * answered an error (handled); else *N is the integer reply (-2 when the
+ * reply is no integer). */
 static bool short_reply(struct zos_job *op, struct evbuffer *reply, size_t len, const char *err,
                         long long *n)
 {
@@ -410,11 +453,11 @@ static bool short_reply(struct zos_job *op, struct evbuffer *reply, size_t len, 
     if (!op_back(op))
         return false;
     if (reply == NULL) {
-        fail_unavailable(op, err);
+        fail_unavailable(op, op->jobs->shared, err);
         return false;
     }
     if (zos_resp_reply_error(reply, len, buf, sizeof(buf))) {
-        finish(op, NULL, buf);
+        fail_reply(op, buf);
         return false;
     }
     if (!zos_resp_reply_int(reply, len, n))
@@ -433,10 +476,10 @@ static void check_state(struct zos_job *op)
     size_t lens[] = {3, strlen(key)};
     op->refs++;
     if (zos_link_send_argv(op->jobs->shared, 2, argv, lens, state_cb, op) != ZOS_OK) {
-        char why[200];
+        struct zos_err why;
         op->refs--;
-        snprintf(why, sizeof(why), "node unavailable: %s", zos_link_errstr(op->jobs->shared));
-        fail_soon(op, why); /* maybe inside zos_job_wait(): report on the next turn */
+        /* maybe inside zos_job_wait(): report on the next turn */
+        fail_soon(op, unavailable(&why, op->jobs->shared, NULL));
     }
 }
 
@@ -461,22 +504,24 @@ static void poll_later(struct zos_job *op)
 /* The flag is missing: not taken yet, unknown, or expired. */
 static void flag_missing(struct zos_job *op)
 {
-    char buf[200];
+    struct zos_err e;
     long long waited = now_ms() - op->started_ms;
     bool run = op->kind == OP_RUN || op->kind == OP_RUN_IN;
 
     if (op->accepted) {
-        snprintf(buf, sizeof(buf), "job %s not found: its result expired", op->id);
+        zos_err_set(&e, ZOS_ERRCAT_NOT_FOUND, "job %s not found: its result expired", op->id);
     } else if (run && waited >= ACCEPT_MS) {
-        snprintf(buf, sizeof(buf), "the node did not take job %s within %d s: is core0 running?",
-                 op->id, ACCEPT_MS / 1000);
+        zos_err_set(&e, ZOS_ERRCAT_UNREACHABLE,
+                    "the node did not take job %s within %d s: is core0 running?", op->id,
+                    ACCEPT_MS / 1000);
     } else if (!run && waited >= GRACE_MS) {
-        snprintf(buf, sizeof(buf), "job %s not found (unknown id, or its result expired)", op->id);
+        zos_err_set(&e, ZOS_ERRCAT_NOT_FOUND,
+                    "job %s not found (unknown id, or its result expired)", op->id);
     } else {
         enqueue(op);
         return;
     }
-    finish(op, NULL, buf);
+    finish(op, NULL, &e);
 }
 
 static void state_cb(void *arg, struct evbuffer *reply, size_t len, const char *err)
@@ -539,9 +584,9 @@ static void waiter_cb(void *arg, struct evbuffer *reply, size_t len, const char 
         if (reply != NULL && !zos_resp_reply_string(reply, len, false, &payload, &blen))
             zos_resp_reply_string(reply, len, true, &payload, &blen); /* BLPOP's [key, value] */
         if (reply == NULL) {
-            fail_unavailable(op, err);
+            fail_unavailable(op, w->link, err);
         } else if (payload == NULL && zos_resp_reply_error(reply, len, buf, sizeof(buf))) {
-            finish(op, NULL, buf);
+            fail_reply(op, buf);
         } else if (payload == NULL) { /* slice over, nothing yet */
             op->sliced = true;
             if (op->kind == OP_FOLLOW && op->stream_end)
@@ -602,10 +647,10 @@ static void send_wait(struct waiter *w, struct zos_job *op)
     for (size_t i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     if (zos_link_send_argv(w->link, argc, argv, lens, waiter_cb, w) != ZOS_OK) {
-        char why[200];
-        snprintf(why, sizeof(why), "node unavailable: %s", zos_link_errstr(w->link));
-        waiter_lost(w, why);
-        fail_soon(op, why); /* maybe inside zos_job_run(): report on the next turn */
+        struct zos_err why;
+        unavailable(&why, w->link, NULL);
+        waiter_lost(w, why.text);
+        fail_soon(op, &why); /* maybe inside zos_job_run(): report on the next turn */
         return;
     }
     w->op = op;
@@ -684,9 +729,8 @@ static struct zos_job *start(struct zos_jobs *j, enum op_kind kind, const struct
         return NULL;
     set_id(op, req, id);
     if (submit(op, req) != 0) {
-        char why[200];
-        snprintf(why, sizeof(why), "node unavailable: %s", zos_link_errstr(j->shared));
-        fail_soon(op, why);
+        struct zos_err why;
+        fail_soon(op, unavailable(&why, j->shared, NULL));
         return op;
     }
     if (kind != OP_SUBMIT)
@@ -756,10 +800,10 @@ struct zos_job *zos_job_run_in(struct zos_jobs *j, unsigned long cid, const stru
 /* A result arrived for OP: for OP_RUN_IN the first one is corex.dispatch's. */
 static void deliver_result(struct zos_job *op, char *text, size_t len)
 {
-    char err[200];
-    struct zos_job_result *res = zos_job_result_parse(text, len, err, sizeof(err));
+    struct zos_err err;
+    struct zos_job_result *res = parse_result(text, len, &err);
     if (res == NULL) {
-        finish(op, NULL, err);
+        finish(op, NULL, &err);
         return;
     }
     if (op->kind == OP_RUN_IN && strcmp(op->id, op->outer_id) == 0) {
@@ -829,10 +873,11 @@ void zos_jobs_free(struct zos_jobs *j)
         if (op->poll != NULL)
             evtimer_del(op->poll);
         if (!op->done) {
+            struct zos_err closed;
             op->done = true;
             op->queued = false;
             if (op->fn != NULL)
-                op->fn(op->arg, NULL, "closed");
+                op->fn(op->arg, NULL, zos_err_set(&closed, ZOS_ERRCAT_OTHER, "closed"));
         }
     }
     /* Waiting links: their callbacks drop the ops' references. */

@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "zos/err.h"
 #include "zos/resp.h"
 #include "zos/zos.h"
 
@@ -79,11 +80,11 @@ struct zos_link {
     void *closed_arg;
     void (*state_fn)(void *arg, enum zos_link_state s, const char *why);
     void *state_arg;
-    char errstr[256];
+    struct zos_err err; /* why it is or was down, and what kind of failure */
 };
 
-static void link_fail(struct zos_link *l, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void link_fail(struct zos_link *l, enum zos_errcat cat, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int start_connect(struct zos_link *l);
 static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const char *err);
 static void watch_heard(struct zos_link_watch *w, long long now);
@@ -378,12 +379,14 @@ static void close_idle(struct zos_link *l)
     l->state = ZOS_LINK_IDLE;
 }
 
-/* Drops the connection and fails every pending request with the reason. */
-static void link_fail(struct zos_link *l, const char *fmt, ...)
+/* Drops the connection and fails every pending request with the reason,
+ * of category CAT. */
+static void link_fail(struct zos_link *l, enum zos_errcat cat, const char *fmt, ...)
 {
     va_list ap;
+    l->err.cat = cat;
     va_start(ap, fmt);
-    vsnprintf(l->errstr, sizeof(l->errstr), fmt, ap);
+    vsnprintf(l->err.text, sizeof(l->err.text), fmt, ap);
     va_end(ap);
 
     drop_connection(l);
@@ -393,7 +396,7 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
         l->state = ZOS_LINK_IDLE;
     } else {
         if (l->state_fn != NULL && l->state != ZOS_LINK_DOWN)
-            l->state_fn(l->state_arg, ZOS_LINK_DOWN, l->errstr);
+            l->state_fn(l->state_arg, ZOS_LINK_DOWN, l->err.text);
         l->state = ZOS_LINK_DOWN;
         l->had_failure = true;
         if (!l->opts.pinned) {
@@ -404,9 +407,9 @@ static void link_fail(struct zos_link *l, const char *fmt, ...)
                                                                        : l->backoff_ms * 2;
         }
     }
-    /* Copy the reason: a callback may not touch errstr, but keep it stable. */
-    char why[sizeof(l->errstr)];
-    memcpy(why, l->errstr, sizeof(why));
+    /* Copy the reason: a callback may not touch err, but keep it stable. */
+    char why[sizeof(l->err.text)];
+    memcpy(why, l->err.text, sizeof(why));
     l->failing = true; /* a callback's send on L is refused, as while DOWN */
     while (l->count > 0) {
         struct pending p = fifo_pop(l);
@@ -431,7 +434,7 @@ static void set_ready(struct zos_link *l)
     l->state = ZOS_LINK_READY;
     l->backoff_ms = BACKOFF_MIN_MS;
     gate_leave(l); /* the connect slot; the descriptor stays listed */
-    l->errstr[0] = '\0';
+    l->err = (struct zos_err){0};
     evtimer_del(l->timer);
     if (l->opts.watch != NULL)
         watch_kick(l->opts.watch);
@@ -449,6 +452,21 @@ static bool ping_answered(struct evbuffer *reply, size_t len)
     if (!zos_resp_reply_error(reply, len, text, sizeof(text)))
         return zos_resp_reply_type(reply, len) == '+';
     return strncmp(text, "NOAUTH", 6) != 0;
+}
+
+/* What a refused handshake command WHAT means, and its reply (an error's
+ * text, else the reply escaped) in TEXT: any error to AUTH refuses the
+ * secret; else the error reply says (NOAUTH to PING, WRONGPASS to HELLO);
+ * an answer that is no error and not the expected one is not the protocol. */
+static enum zos_errcat handshake_errcat(const char *what, struct evbuffer *reply, size_t len,
+                                        char *text, size_t textlen)
+{
+    if (!zos_resp_reply_error(reply, len, text, textlen)) {
+        zos_resp_escape(reply, len, text, textlen);
+        return ZOS_ERRCAT_PROTOCOL;
+    }
+    enum zos_errcat cat = zos_errcat_of_reply(text);
+    return cat == ZOS_ERRCAT_NODE && strcmp(what, "AUTH") == 0 ? ZOS_ERRCAT_AUTH : cat;
 }
 
 /* The reply to AUTH, SELECT or HELLO (anything but +OK or a map ends the
@@ -469,9 +487,8 @@ static void handshake_cb(void *arg, struct evbuffer *reply, size_t len, const ch
             set_ready(l);
         return;
     }
-    if (!zos_resp_reply_error(reply, len, text, sizeof(text)))
-        zos_resp_escape(reply, len, text, sizeof(text));
-    link_fail(l, "%s failed: %s", what, text);
+    link_fail(l, handshake_errcat(what, reply, len, text, sizeof(text)), "%s failed: %s", what,
+              text);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -481,7 +498,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case ZOS_LINK_CONNECTING:
         if (l->waiting) {
             l->over_budget = true; /* not the node's fault */
-            link_fail(l, "no descriptor left for another node connection within %d ms",
+            link_fail(l, ZOS_ERRCAT_OTHER,
+                      "no descriptor left for another node connection within %d ms",
                       l->opts.connect_timeout_ms);
         } else if (zos_link_watch_quiet_left(l->opts.watch) > 0) {
             /* The node is busy with a known long command (DEBUG SLEEP): it
@@ -489,7 +507,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             timer_arm(l,
                       (int)zos_link_watch_quiet_left(l->opts.watch) + l->opts.connect_timeout_ms);
         } else {
-            link_fail(l, "connect timeout after %d ms", l->opts.connect_timeout_ms);
+            link_fail(l, ZOS_ERRCAT_UNREACHABLE, "connect timeout after %d ms",
+                      l->opts.connect_timeout_ms);
         }
         break;
     case ZOS_LINK_DOWN: /* backoff over: try again if anyone asked, else on next use */
@@ -514,13 +533,13 @@ static void protocol_error(struct zos_link *l, struct evbuffer *in, const char *
 
 void zos_link_drop(struct zos_link *l, const char *what, struct evbuffer *reply, size_t len)
 {
-    char bytes[72], why[sizeof(l->errstr) + 32];
+    char bytes[72], why[sizeof(l->err.text) + 32];
     zos_resp_escape(reply, len, bytes, sizeof(bytes));
-    link_fail(l, "%s%s (\"%s\")", PROTO_ERR, what, bytes);
+    link_fail(l, ZOS_ERRCAT_PROTOCOL, "%s%s (\"%s\")", PROTO_ERR, what, bytes);
     /* Requests in flight got the protocol error; requests refused while the
      * link is down are told why it is down. */
-    snprintf(why, sizeof(why), "dropped for a %s", l->errstr);
-    snprintf(l->errstr, sizeof(l->errstr), "%.*s", (int)sizeof(l->errstr) - 1, why);
+    snprintf(why, sizeof(why), "dropped for a %s", l->err.text);
+    snprintf(l->err.text, sizeof(l->err.text), "%.*s", (int)sizeof(l->err.text) - 1, why);
 }
 
 bool zos_link_consume_head(struct zos_link *l, zos_link_reply_fn fn, void *arg)
@@ -608,20 +627,23 @@ static void describe_error(struct zos_link *l, struct bufferevent *bev, short wh
     int sock_err = EVUTIL_SOCKET_ERROR();
 
     if (dns_err != 0) {
-        link_fail(l, "cannot resolve '%s': %s", l->node->address, evutil_gai_strerror(dns_err));
+        link_fail(l, ZOS_ERRCAT_UNREACHABLE, "cannot resolve '%s': %s", l->node->address,
+                  evutil_gai_strerror(dns_err));
     } else if (ssl_err != 0 && (ERR_GET_LIB(ssl_err) != 0 || sock_err == 0)) {
         char buf[120];
         ERR_error_string_n(ssl_err, buf, sizeof(buf));
-        link_fail(l, "TLS error: %s", buf);
+        link_fail(l, ZOS_ERRCAT_TLS, "TLS error: %s", buf);
     } else if (what & BEV_EVENT_EOF) {
-        link_fail(l, "connection closed by the node");
+        link_fail(l, ZOS_ERRCAT_UNREACHABLE, "connection closed by the node");
     } else if (sock_err != 0) {
         char buf[80];
         snprintf(buf, sizeof(buf), "%s", evutil_socket_error_to_string(sock_err));
         buf[0] = (char)(buf[0] >= 'A' && buf[0] <= 'Z' ? buf[0] + 32 : buf[0]);
-        link_fail(l, "%s", buf);
+        link_fail(l, ZOS_ERRCAT_UNREACHABLE, "%s", buf);
+    } else if (l->ssl != NULL) {
+        link_fail(l, ZOS_ERRCAT_TLS, "TLS handshake failed");
     } else {
-        link_fail(l, "%s", l->ssl != NULL ? "TLS handshake failed" : "connection failed");
+        link_fail(l, ZOS_ERRCAT_UNREACHABLE, "connection failed");
     }
 }
 
@@ -650,7 +672,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         if (l->ssl != NULL && l->node->verify == ZOS_TLS_VERIFY_SHA256 && check_pin(l) != 0) {
-            link_fail(l, "TLS certificate does not match the pinned sha256 fingerprint");
+            link_fail(l, ZOS_ERRCAT_TLS,
+                      "TLS certificate does not match the pinned sha256 fingerprint");
             return;
         }
         if (l->handshake_left == 0)
@@ -734,7 +757,8 @@ static int gate_enter(struct zos_link *l)
          * closing until libevent has closed it, and does not evict again. */
         if (g->closing == 0 && !gate_evict(g, l) && !gate_busy_shared(g)) {
             l->over_budget = true;
-            link_fail(l, "no descriptor left for another node connection (%zu open, the budget)",
+            link_fail(l, ZOS_ERRCAT_OTHER,
+                      "no descriptor left for another node connection (%zu open, the budget)",
                       g->open);
             return ENTER_FAIL;
         }
@@ -764,13 +788,13 @@ static int really_connect(struct zos_link *l)
     if (enter != ENTER_OK)
         return enter;
     if (l->node->tls && l->ssl == NULL) {
-        link_fail(l, "no TLS context for a TLS node");
+        link_fail(l, ZOS_ERRCAT_TLS, "no TLS context for a TLS node");
         return ENTER_FAIL;
     }
     if (l->ssl != NULL) {
         SSL *ssl = SSL_new(l->ssl);
         if (ssl == NULL) {
-            link_fail(l, "cannot create a TLS session");
+            link_fail(l, ZOS_ERRCAT_TLS, "cannot create a TLS session");
             return ENTER_FAIL;
         }
         SSL_set_tlsext_host_name(ssl, l->node->address);
@@ -787,7 +811,7 @@ static int really_connect(struct zos_link *l)
         l->bev = bufferevent_socket_new(l->base, -1, opts);
     }
     if (l->bev == NULL) {
-        link_fail(l, "out of memory");
+        link_fail(l, ZOS_ERRCAT_OTHER, "out of memory");
         return ENTER_FAIL;
     }
     if (l->opts.stats != NULL) {
@@ -798,7 +822,7 @@ static int really_connect(struct zos_link *l)
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     if (write_handshake(l) != 0) {
-        link_fail(l, "out of memory");
+        link_fail(l, ZOS_ERRCAT_OTHER, "out of memory");
         return ENTER_FAIL;
     }
     timer_arm(l, l->opts.connect_timeout_ms);
@@ -827,7 +851,7 @@ int zos_link_attach(struct zos_link *l, struct bufferevent *bev)
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     if (write_handshake(l) != 0) {
-        link_fail(l, "out of memory");
+        link_fail(l, ZOS_ERRCAT_OTHER, "out of memory");
         return ZOS_ERR;
     }
     if (l->handshake_left == 0)
@@ -865,7 +889,7 @@ struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
         return NULL;
     }
     if (node->tls && ssl == NULL)
-        snprintf(l->errstr, sizeof(l->errstr), "no TLS context");
+        zos_err_set(&l->err, ZOS_ERRCAT_TLS, "no TLS context");
     if (l->opts.watch != NULL)
         watch_add(l);
     return l;
@@ -880,7 +904,7 @@ void zos_link_free(struct zos_link *l)
     l->opts.pinned = true; /* no backoff timer from the failure below */
     l->freeing = true;     /* its owner drops what is in flight: not the node's error */
     if (l->timer != NULL)
-        link_fail(l, "link closed");
+        link_fail(l, ZOS_ERRCAT_OTHER, "link closed");
     gate_leave(l); /* a link that was waiting for a slot */
     if (l->opts.watch != NULL)
         watch_remove(l);
@@ -1005,7 +1029,12 @@ const char *zos_link_state_name(enum zos_link_state s)
 
 const char *zos_link_errstr(const struct zos_link *l)
 {
-    return l->errstr;
+    return l->err.text;
+}
+
+const struct zos_err *zos_link_err(const struct zos_link *l)
+{
+    return &l->err;
 }
 
 size_t zos_link_inflight(const struct zos_link *l)
@@ -1145,7 +1174,7 @@ static bool link_open(const struct zos_link *l)
 
 /* Every link of W that has a connection fails with WHY.  A failure's
  * callbacks may free other links of W: start over after each. */
-static void watch_fail(struct zos_link_watch *w, const char *why)
+static void watch_fail(struct zos_link_watch *w, enum zos_errcat cat, const char *why)
 {
     unsigned round = ++w->round;
     w->failing = true;
@@ -1158,7 +1187,7 @@ static void watch_fail(struct zos_link_watch *w, const char *why)
         if (l == NULL)
             break;
         l->hung_mark = round;
-        link_fail(l, "%s", why);
+        link_fail(l, cat, "%s", why);
     }
     w->failing = false;
 }
@@ -1178,7 +1207,7 @@ static void watch_ping_cb(void *arg, struct evbuffer *reply, size_t len, const c
         return;
     snprintf(why, sizeof(why), "the node does not answer: %s", err);
     w->hangs++;
-    watch_fail(w, why);
+    watch_fail(w, ZOS_ERRCAT_UNREACHABLE, why);
 }
 
 static bool watch_busy(const struct zos_link_watch *w, bool *open)
@@ -1230,7 +1259,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
             snprintf(why, sizeof(why), "no answer to PING within %d ms (node hung?)",
                      w->timeout_ms);
             w->hangs++;
-            watch_fail(w, why);
+            watch_fail(w, ZOS_ERRCAT_UNREACHABLE, why);
             return; /* no link is open now: the next connect kicks the watch */
         }
         watch_arm(w, tick);
@@ -1258,7 +1287,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 void zos_link_watch_fail(struct zos_link_watch *w, const char *why)
 {
     if (w != NULL)
-        watch_fail(w, why);
+        watch_fail(w, ZOS_ERRCAT_OTHER, why);
 }
 
 void zos_link_watch_free(struct zos_link_watch *w)

@@ -219,16 +219,16 @@ static void follow_reply(struct ctx *x, const struct zos_job_result *r)
 }
 
 /* A job verb of X ended with R or ERR (both NULL: ZOS.SUBMIT's job was taken). */
-static void count_job(struct ctx *x, const struct zos_job_result *r, const char *err)
+static void count_job(struct ctx *x, const struct zos_job_result *r, const struct zos_err *err)
 {
     x->stats->jobs++;
-    if (r == NULL && err != NULL && strncmp(err, "timeout after ", 14) == 0)
-        x->stats->jobs_timed_out++; /* job.h: "timeout after N s waiting for job <id>" */
+    if (r == NULL && err != NULL && err->cat == ZOS_ERRCAT_TIMEOUT)
+        x->stats->jobs_timed_out++;
     else if ((r == NULL && err != NULL) || (r != NULL && !zos_job_ok(r)))
         x->stats->jobs_failed++;
 }
 
-static void job_done(void *arg, struct zos_job_result *r, const char *err)
+static void job_done(void *arg, struct zos_job_result *r, const struct zos_err *err)
 {
     struct ctx *x = arg;
     struct zos_slot *s = x->slot;
@@ -245,7 +245,7 @@ static void job_done(void *arg, struct zos_job_result *r, const char *err)
         zos_resp_add_cstr(zos_slot_buf(s), x->id);
         zos_slot_done(s);
     } else if (r == NULL) {
-        zos_slot_error(s, "ERR %s", err);
+        zos_slot_error(s, "ERR %s", err->text);
     } else if (x->mode == MODE_JOB) {
         reply_output(s, r, x->mode);
         zos_slot_done(s);
@@ -614,7 +614,7 @@ static void follow_record_cb(void *arg, int level, const char *text, size_t len,
     follow_message(f, m);
 }
 
-static void follow_done_cb(void *arg, struct zos_job_result *res, const char *err)
+static void follow_done_cb(void *arg, struct zos_job_result *res, const struct zos_err *err)
 {
     struct zos_follow *f = arg;
     cJSON *m = cJSON_CreateObject();
@@ -624,7 +624,7 @@ static void follow_done_cb(void *arg, struct zos_job_result *res, const char *er
         cJSON_AddItemToObject(m, "result", cJSON_Duplicate(res->json, true));
     } else {
         cJSON_AddStringToObject(m, "kind", "error");
-        cJSON_AddStringToObject(m, "error", err != NULL ? err : "no result");
+        cJSON_AddStringToObject(m, "error", err != NULL ? err->text : "no result");
     }
     zos_job_result_free(res);
     follow_message(f, m);
@@ -687,7 +687,7 @@ void zos_follow_subscribe(struct zos_client *c, const struct zos_resp_argv *av, 
         follow_push(c, "subscribe", f->channel, NULL, 0, (long long)c->nfollows);
         f->op = zos_job_follow(j, id, FOLLOW_TIMEOUT_MS, follow_record_cb, follow_done_cb, f);
         if (f->op == NULL)
-            follow_done_cb(f, NULL, "out of memory");
+            follow_done_cb(f, NULL, &(struct zos_err){ZOS_ERRCAT_OTHER, "out of memory"});
     }
     if (c->nfollows == 0 && c->follow_slot != NULL) { /* nothing followed: out of the mode */
         struct zos_slot *s = c->follow_slot;

@@ -53,6 +53,10 @@ struct zos_job_result {
 bool zos_job_ok(const struct zos_job_result *r);
 /* Parses TEXT (LEN bytes).  NULL with ERR when it is not a result object. */
 struct zos_job_result *zos_job_result_parse(const char *text, size_t len, char *err, size_t errlen);
+/* What R says of the job: ZOS_ERRCAT_NONE when it succeeded,
+ * ZOS_ERRCAT_NO_CONTAINER when core0 refused it for a container id it does
+ * not have, else ZOS_ERRCAT_JOB_FAILED. */
+enum zos_errcat zos_job_result_errcat(const struct zos_job_result *r);
 void zos_job_result_free(struct zos_job_result *r);
 
 /* The output a user wants from a result: for level 20 the decoded value as
@@ -92,9 +96,11 @@ size_t zos_jobs_pending(const struct zos_jobs *j);
 struct zos_job;
 
 /* RES is owned by the callback's callee (free it with zos_job_result_free);
- * on failure RES is NULL and ERR says why ("timeout after 10 s waiting for job
- * <id>", "node unavailable: ...", "job <id> not found ..."). */
-typedef void (*zos_job_fn)(void *arg, struct zos_job_result *res, const char *err);
+ * on failure RES is NULL and ERR (borrowed for the call) says why, with its
+ * category: "timeout after 10 s waiting for job <id>" (TIMEOUT), "node
+ * unavailable: <the link's error>" (the link's category), an error reply of
+ * the node (zos_errcat_of_reply), "job <id> not found ..." (NOT_FOUND). */
+typedef void (*zos_job_fn)(void *arg, struct zos_job_result *res, const struct zos_err *err);
 
 /* Submits REQ and waits up to TIMEOUT_MS for its result.  ID, when not NULL,
  * receives the job id at once.  NULL on allocation failure. */

@@ -27,6 +27,7 @@
 #include "zos/conf.h"
 #include "zos/resp.h"
 #include "zos/stats.h"
+#include "zos/zos.h"
 
 struct zos_link;
 struct evdns_base;
@@ -34,7 +35,8 @@ struct evdns_base;
 /* Called once per request.  On success REPLY holds the reply in its first LEN
  * bytes: the callee either moves/removes exactly those LEN bytes or leaves
  * them (the link drops them afterwards).  On failure REPLY is NULL and ERR
- * says why ("connection refused", "link closed", ...).  The callee must not
+ * says why ("connection refused", "link closed", ...): the link's error,
+ * whose category zos_link_err() gives meanwhile.  The callee must not
  * free the link from inside the callback (schedule it instead). */
 typedef void (*zos_link_reply_fn)(void *arg, struct evbuffer *reply, size_t len, const char *err);
 
@@ -173,6 +175,9 @@ enum zos_link_state zos_link_state(const struct zos_link *l);
 const char *zos_link_state_name(enum zos_link_state s);
 /* Why the link is or was down ("" when it never failed). */
 const char *zos_link_errstr(const struct zos_link *l);
+/* The same with its category (ZOS_ERRCAT_NONE when it never failed): set
+ * where the link failed (UNREACHABLE, AUTH, TLS, PROTOCOL, NODE, ...). */
+const struct zos_err *zos_link_err(const struct zos_link *l);
 /* Requests sent and not yet answered. */
 size_t zos_link_inflight(const struct zos_link *l);
 const struct zos_node_conf *zos_link_node(const struct zos_link *l);

@@ -184,9 +184,9 @@ class HostileNode:
                 self.accepts.append(time.monotonic())
                 self._conns.add(conn)
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()  # before stop() can see it: a thread not started cannot be joined
             with self.lock:
                 self._threads.append(t)
-            t.start()
 
     def _send(self, conn, data, chunks=1):
         if chunks <= 1 or len(data) < chunks:

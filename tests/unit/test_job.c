@@ -641,9 +641,10 @@ struct done {
     char out[64];
     unsigned long container;
     char err[200];
+    enum zos_errcat cat;
 };
 
-static void done_cb(void *arg, struct zos_job_result *res, const char *err)
+static void done_cb(void *arg, struct zos_job_result *res, const struct zos_err *err)
 {
     struct done *d = arg;
     d->calls++;
@@ -652,7 +653,8 @@ static void done_cb(void *arg, struct zos_job_result *res, const char *err)
         tu_sfmt(d->out, sizeof(d->out), "%s", res->out);
         d->container = res->container;
     }
-    tu_sfmt(d->err, sizeof(d->err), "%s", err != NULL ? err : "");
+    tu_sfmt(d->err, sizeof(d->err), "%s", err != NULL ? err->text : "");
+    d->cat = err != NULL ? err->cat : ZOS_ERRCAT_NONE;
     zos_job_result_free(res);
 }
 
@@ -749,6 +751,7 @@ static void test_waiting_links_are_bounded(void **state)
         assert_int_equal(d[i].calls, 1);
         assert_string_equal(d[i].id, ids[i]);
         assert_string_equal(d[i].err, "");
+        assert_int_equal(d[i].cat, ZOS_ERRCAT_NONE);
     }
     assert_int_equal(N.most_held, 2);
     assert_int_equal(N.nconns, 3);
@@ -849,6 +852,7 @@ static void test_free_fails_pending(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(d[i].calls, 1);
         assert_string_equal(d[i].err, "closed");
+        assert_int_equal(d[i].cat, ZOS_ERRCAT_OTHER);
     }
     zos_link_free(f.shared);
     node_stop();
@@ -868,6 +872,7 @@ static void test_node_unavailable(void **state)
     assert_int_equal(d.calls, 0);
     assert_true(tu_loop_until(N.base, called, &d));
     tu_assert_contains(d.err, "node unavailable: ");
+    assert_int_equal(d.cat, ZOS_ERRCAT_UNREACHABLE);
     assert_int_equal(d.calls, 1);
     teardown_jobs(&f);
     node_stop();
