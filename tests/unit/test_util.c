@@ -26,27 +26,6 @@
 
 #include "testutil.h"
 
-struct env {
-    char dir[PATH_MAX];
-};
-
-static int env_setup(void **state)
-{
-    struct env *e = calloc(1, sizeof *e);
-    assert_non_null(e);
-    assert_non_null(tu_mkdtemp(e->dir, sizeof e->dir, "util"));
-    *state = e;
-    return 0;
-}
-
-static int env_teardown(void **state)
-{
-    struct env *e = *state;
-    tu_rm_tree(e->dir);
-    free(e);
-    return 0;
-}
-
 static mode_t mode_of(const char *path)
 {
     struct stat st;
@@ -59,10 +38,10 @@ static mode_t mode_of(const char *path)
 
 static void test_mkdir_p_nested(void **state)
 {
-    struct env *e = *state;
+    const char *dir = *state;
     char path[PATH_MAX + 64], mid[PATH_MAX + 64], err[PATH_MAX + 128] = "";
-    tu_sfmt(path, sizeof path, "%s/a/b/c", e->dir);
-    tu_sfmt(mid, sizeof mid, "%s/a/b", e->dir);
+    tu_sfmt(path, sizeof path, "%s/a/b/c", dir);
+    tu_sfmt(mid, sizeof mid, "%s/a/b", dir);
     mode_t old = umask(077); /* takes bits away: the mode asked for still holds */
     int rc = zos_mkdir_p(path, 0750, err, sizeof err);
     umask(old);
@@ -70,29 +49,29 @@ static void test_mkdir_p_nested(void **state)
     assert_string_equal(err, ""); /* untouched on success */
     assert_int_equal(mode_of(path), 0750);
     assert_int_equal(mode_of(mid), 0750);
-    assert_int_equal(mode_of(e->dir), 0700); /* there already: kept as it was */
+    assert_int_equal(mode_of(dir), 0700); /* there already: kept as it was */
 
     /* All of it there already, and a trailing slash. */
     assert_int_equal(chmod(path, 0700), 0);
     assert_int_equal(zos_mkdir_p(path, 0755, NULL, 0), 0);
     assert_int_equal(mode_of(path), 0700);
-    tu_sfmt(path, sizeof path, "%s/a/b/d/", e->dir);
+    tu_sfmt(path, sizeof path, "%s/a/b/d/", dir);
     assert_int_equal(zos_mkdir_p(path, 0700, NULL, 0), 0);
     assert_int_equal(mode_of(path), 0700);
 }
 
 static void test_mkdir_p_relative(void **state)
 {
-    struct env *e = *state;
+    const char *dir = *state;
     char cwd[PATH_MAX], path[PATH_MAX + 16];
     assert_non_null(getcwd(cwd, sizeof cwd));
-    assert_int_equal(chdir(e->dir), 0);
+    assert_int_equal(chdir(dir), 0);
     int rc = zos_mkdir_p("x/y", 0700, NULL, 0);
     int rc_empty = zos_mkdir_p("", 0700, NULL, 0);
     int errno_empty = errno;
     assert_int_equal(chdir(cwd), 0);
     assert_int_equal(rc, 0);
-    tu_sfmt(path, sizeof path, "%s/x/y", e->dir);
+    tu_sfmt(path, sizeof path, "%s/x/y", dir);
     assert_int_equal(mode_of(path), 0700);
     assert_int_equal(rc_empty, -1);
     assert_int_equal(errno_empty, ENOENT);
@@ -100,9 +79,9 @@ static void test_mkdir_p_relative(void **state)
 
 static void test_mkdir_p_file_in_the_way(void **state)
 {
-    struct env *e = *state;
+    const char *dir = *state;
     char file[PATH_MAX + 16], path[PATH_MAX + 32], err[PATH_MAX + 128];
-    tu_sfmt(file, sizeof file, "%s/f", e->dir);
+    tu_sfmt(file, sizeof file, "%s/f", dir);
     assert_int_equal(tu_write_file(file, "x", 1, 0644), 0);
 
     /* The file is the path itself: not a directory, so not done. */
@@ -339,9 +318,10 @@ static void test_json_pretty(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mkdir_p_nested, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_mkdir_p_relative, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_mkdir_p_file_in_the_way, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_p_nested, tu_tmpdir_setup, tu_tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_p_relative, tu_tmpdir_setup, tu_tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_p_file_in_the_way, tu_tmpdir_setup,
+                                        tu_tmpdir_teardown),
         cmocka_unit_test(test_write_all_pipe),
         cmocka_unit_test(test_write_all_errors),
         cmocka_unit_test(test_now_ms_monotonic),
