@@ -19,6 +19,8 @@
 
 #include "cli.h"
 #include "zos/fetch.h"
+#include "zos/qemu.h"
+#include "zos/util.h"
 #include "zos/vbox.h"
 #include "zos/zos.h"
 
@@ -113,7 +115,7 @@ static int init_virtualbox(const struct init_args *a)
 {
     struct zos_vbox vb;
     struct zos_vbox_spec spec;
-    struct zos_vbox_info info = {0};
+    struct zos_vboxmanage_info info = {0};
     char err[1024];
     int rc = zos_vbox_init(&vb, NULL, err, sizeof(err));
     if (rc != ZOS_OK)
@@ -129,26 +131,10 @@ static int init_virtualbox(const struct init_args *a)
     } else if (rc == ZOS_OK) {
         rc = zos_vbox_check_port(&vb, spec.port, a->name, err, sizeof(err));
     }
-    zos_vbox_info_clear(&info);
+    zos_vboxmanage_info_clear(&info);
     if (rc == ZOS_OK)
         rc = zos_vbox_start(&vb, a->name, err, sizeof(err));
     return rc == ZOS_OK ? 0 : vbox_error(rc, err);
-}
-
-/* mkdir -p DIR, mode 0700. */
-static int make_dirs(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(path, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 /* Before a download: is the hypervisor there at all?  -1 when it is. */
@@ -159,7 +145,7 @@ static int init_hypervisor_present(const struct init_args *a)
     int rc;
 
     if (a->qemu)
-        return zos_vbox_which("qemu-system-x86_64", path, sizeof(path))
+        return zos_proc_which("qemu-system-x86_64", path, sizeof(path))
                    ? -1
                    : zos_cli_fail(ZOS_EXIT_DEPS_NOT_INSTALLED,
                                   "qemu is not installed: qemu-system-x86_64 not found on PATH");
@@ -179,7 +165,7 @@ static int init_download(const struct init_args *a)
         url = ISO_URL;
     snprintf(dir, sizeof(dir), "%s", a->iso_path);
     *strrchr(dir, '/') = '\0';
-    if (make_dirs(dir) != 0)
+    if (zos_mkdir_p(dir, 0700, NULL, 0) != 0)
         return zos_cli_fail(ZOS_EXIT_GENERAL, "%s: %s", dir, strerror(errno));
     fflush(stdout);
     fprintf(stderr, "zos: downloading the Zero-OS ISO from %s to %s\n", url, a->iso_path);
@@ -194,17 +180,17 @@ static int init_qemu(const struct init_args *a)
 {
     char dir[4096], disk[4200], err[1024];
     const char *home = getenv("HOME");
-    if (zos_vbox_qemu_dir(home != NULL ? home : "", a->name, dir, sizeof(dir)) != ZOS_OK)
+    if (zos_qemu_dir(home != NULL ? home : "", a->name, dir, sizeof(dir)) != ZOS_OK)
         return zos_cli_fail(ZOS_EXIT_GENERAL, "home directory path too long");
     snprintf(disk, sizeof(disk), "%s/disk.img", dir);
     if (a->reset) {
-        if (zos_vbox_qemu_stop(dir, err, sizeof(err)) != ZOS_OK)
+        if (zos_qemu_stop(dir, err, sizeof(err)) != ZOS_OK)
             return zos_cli_fail(ZOS_EXIT_GENERAL, "%s", err);
         unlink(disk);
     }
-    if (zos_vbox_qemu_pid(dir) > 0)
+    if (zos_qemu_pid(dir) > 0)
         return 0; /* running already, as init on a running VirtualBox VM */
-    struct zos_vbox_qemu q = {
+    struct zos_qemu q = {
         .name = a->name,
         .iso = a->iso_path,
         .disk = a->disk_gb > 0 ? disk : NULL,
@@ -213,12 +199,12 @@ static int init_qemu(const struct init_args *a)
         .state_dir = dir,
     };
     int rc = ZOS_OK;
-    if (make_dirs(dir) != 0)
+    if (zos_mkdir_p(dir, 0700, NULL, 0) != 0)
         return zos_cli_fail(ZOS_EXIT_GENERAL, "%s: %s", dir, strerror(errno));
     if (q.disk != NULL)
-        rc = zos_vbox_qemu_disk(disk, (int)a->disk_gb * 1024, err, sizeof(err));
+        rc = zos_qemu_disk(disk, (int)a->disk_gb * 1024, err, sizeof(err));
     if (rc == ZOS_OK)
-        rc = zos_vbox_qemu_start(&q, err, sizeof(err));
+        rc = zos_qemu_start(&q, err, sizeof(err));
     if (rc == ZOS_VBOX_NOTFOUND)
         return zos_cli_fail(ZOS_EXIT_DEPS_NOT_INSTALLED, "%s", err);
     return rc == ZOS_OK ? 0 : zos_cli_fail(ZOS_EXIT_GENERAL, "%s", err);
@@ -244,8 +230,8 @@ static bool qemu_made(const char *name)
 {
     char dir[PATH_MAX];
     struct stat st;
-    return zos_vbox_qemu_dir(getenv("HOME") != NULL ? getenv("HOME") : "", name, dir,
-                             sizeof(dir)) == 0 &&
+    const char *home = getenv("HOME");
+    return zos_qemu_dir(home != NULL ? home : "", name, dir, sizeof(dir)) == 0 &&
            stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -286,8 +272,8 @@ int zos_cli_vm_delete(struct zos_cli *cli, const struct zos_node_conf *node)
     const char *home = getenv("HOME");
     if (!node->isvbox) {
         /* a machine of "zos init --hypervisor qemu": stop it when it runs */
-        if (zos_vbox_qemu_dir(home != NULL ? home : "", node->name, dir, sizeof(dir)) == ZOS_OK &&
-            zos_vbox_qemu_pid(dir) > 0 && zos_vbox_qemu_stop(dir, err, sizeof(err)) != ZOS_OK)
+        if (zos_qemu_dir(home != NULL ? home : "", node->name, dir, sizeof(dir)) == ZOS_OK &&
+            zos_qemu_pid(dir) > 0 && zos_qemu_stop(dir, err, sizeof(err)) != ZOS_OK)
             return zos_cli_fail(ZOS_EXIT_GENERAL, "%s", err);
         return 0;
     }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "zos/util.h"
 #include "zos/zos.h"
 
 #define LINE_MAX_OUT (1 << 20) /* a line longer than this is cut in pieces */
@@ -55,13 +56,6 @@ static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig)
 {
     stop_signal = sig;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- names ---- */
@@ -147,19 +141,6 @@ void zos_cli_fleet_free(struct zos_cli_fleet *f)
 
 /* ---- output ---- */
 
-static void write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* stdout closed: nothing more to show (SIGPIPE ends us first) */
-        p += w;
-        len -= (size_t)w;
-    }
-}
-
 /* "NAME: LINE\n" on FD in one write. */
 static void emit_line(int fd, const char *name, const char *line, size_t len)
 {
@@ -171,7 +152,7 @@ static void emit_line(int fd, const char *name, const char *line, size_t len)
     memcpy(out + nlen, ": ", 2);
     memcpy(out + nlen + 2, line, len);
     out[total - 1] = '\n';
-    write_all(fd, out, total);
+    (void)zos_write_all(fd, out, total); /* stdout closed: nothing more to show */
     if (out != stackbuf)
         free(out);
 }
@@ -279,7 +260,7 @@ static int start_child(struct zos_cli *cli, struct child *kids, size_t nkids, si
     kids[i].pid = pid;
     kids[i].s[0].fd = out[0];
     kids[i].s[1].fd = err[0];
-    kids[i].deadline_ms = job->timeout_ms > 0 ? now_ms() + job->timeout_ms : 0;
+    kids[i].deadline_ms = job->timeout_ms > 0 ? zos_now_ms() + job->timeout_ms : 0;
     kids[i].res->started = true;
     return 0;
 }
@@ -330,7 +311,7 @@ static bool running(const struct child *c)
 /* Kills children past their deadline; the poll timeout until the next one. */
 static int check_deadlines(struct child *kids, size_t n)
 {
-    long long now = now_ms(), next = -1;
+    long long now = zos_now_ms(), next = -1;
     for (size_t i = 0; i < n; i++) {
         struct child *c = &kids[i];
         if (!running(c) || c->deadline_ms == 0 || c->res->timed_out)

@@ -33,6 +33,7 @@
 #include "seal.h"
 #include "verbs.h"
 #include "slot.h"
+#include "zos/util.h"
 #include "verbs_job.h"
 
 #define SLOT_COST    192               /* what a reply slot costs beyond its bytes (output limit) */
@@ -159,8 +160,7 @@ static struct zos_link *client_lane(struct zos_client *c, struct zos_node *n, bo
         u = &c->uses[c->nuses++];
         *u = (struct zos_lane_use){.node = n};
     }
-    u->link = zos_router_lane(c->srv->router, n, c->db, c->resp3,
-                              c->heavy_until_ms > zos_client_now_ms());
+    u->link = zos_router_lane(c->srv->router, n, c->db, c->resp3, c->heavy_until_ms > zos_now_ms());
     u->db = db;
     u->resp3 = c->resp3;
     return u->link;
@@ -236,7 +236,7 @@ static void slot_reply_cb(void *arg, struct evbuffer *reply, size_t len, const c
         if (dst == s->buf) /* waits behind an earlier reply; filters change the length */
             c->slots.bytes += evbuffer_get_length(dst) - before;
         if (len >= HEAVY_REPLY && s->pin == NULL) /* its next ones get a lane of their own */
-            c->heavy_until_ms = zos_client_now_ms() + HEAVY_MS;
+            c->heavy_until_ms = zos_now_ms() + HEAVY_MS;
     } else if (s->select && strncmp(err, "SELECT failed: ", 15) == 0) {
         /* The lane of that db could not select it: the node's own answer. */
         if (c->db == s->db_after)
@@ -1479,7 +1479,7 @@ static int dispatch(struct zos_client *c, struct evbuffer *in, const struct zos_
             rq.namelen = sizeof(name) - 1;
     }
     c->srv->total_commands++;
-    c->last_ms = zos_client_now_ms();
+    c->last_ms = zos_now_ms();
 
     const struct zos_verb *v = zos_verbs_find(rq.name, rq.namelen);
     char sub[16] = "";
@@ -1843,7 +1843,7 @@ struct zos_client *zos_client_new(struct zos_server *srv, int fd, struct zos_nod
     c->node = fixed != NULL ? fixed : srv->router->default_node;
     c->db = -1;
     c->fd = fd;
-    c->created_ms = c->last_ms = zos_client_now_ms();
+    c->created_ms = c->last_ms = zos_now_ms();
     sock_name(fd, false, c->addr, sizeof(c->addr));
     sock_name(fd, true, c->laddr, sizeof(c->laddr));
     zos_resp_parser_init(&c->parser, &srv->limits);

@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,8 +71,6 @@ struct key_def {
 
 static int check_host(const struct key_def *k, const char *text, char *why, size_t len);
 static int check_sun_path(const struct key_def *k, const char *text, char *why, size_t len);
-
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define APP(f)  offsetof(struct zos_app_conf, f)
 #define PRX(f)  offsetof(struct zos_proxy_conf, f)
@@ -129,7 +126,8 @@ static const struct key_def keys[] = {
      false},
     {SECT_PROXY, "shutdown-timeout", KT_INT, "5000", 0, MS_HOUR, NULL, NULL,
      PRX(shutdown_timeout_ms), false},
-    {SECT_PROXY, "log-level", KT_ENUM, "info", 0, 0, log_levels, NULL, PRX(log_level), false},
+    {SECT_PROXY, "log-level", KT_ENUM, "info", 0, 0, zos_log_level_names, NULL, PRX(log_level),
+     false},
     {SECT_PROXY, "log-file", KT_STRING, NULL, 0, 0, NULL, NULL, PRX(log_file), false},
 
     {SECT_NODE, "address", KT_STRING, "127.0.0.1", 0, 0, NULL, check_host, NODE(address), true},
@@ -1341,24 +1339,6 @@ done:
     return rc;
 }
 
-/* mkdir -p DIR; the directories it makes get mode 0700 whatever the umask. */
-static int make_dirs(char *dir)
-{
-    for (char *p = dir + 1;; p++) {
-        char saved = *p;
-        if (saved != '/' && saved != '\0')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) == 0)
-            (void)chmod(dir, 0700);
-        else if (errno != EEXIST)
-            return -1;
-        *p = saved;
-        if (saved == '\0')
-            return 0;
-    }
-}
-
 static int make_parent(const struct errbuf *e)
 {
     char *dir = strdup(e->path), *slash;
@@ -1368,25 +1348,11 @@ static int make_parent(const struct errbuf *e)
         return fail(e, 0, "out of memory");
     if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
         *slash = '\0';
-        if (make_dirs(dir) < 0)
+        if (zos_mkdir_p(dir, 0700, NULL, 0) < 0)
             rc = fail(e, 0, "cannot create directory %s: %s", dir, strerror(errno));
     }
     free(dir);
     return rc;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* Temp file beside the target, mode 0600 whatever the umask, then rename(2). */
@@ -1406,7 +1372,7 @@ static int write_atomic(const struct errbuf *e, const char *data, size_t len)
         fail(e, 0, "cannot write: %s", strerror(errno));
         goto done;
     }
-    if (fchmod(fd, 0600) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0)
+    if (fchmod(fd, 0600) < 0 || zos_write_all(fd, data, len) < 0 || fsync(fd) < 0)
         saved = errno;
     if (close(fd) < 0 && saved == 0)
         saved = errno;
@@ -1466,20 +1432,11 @@ static const char *env_nonempty(const char *name)
     return v != NULL && *v != '\0' ? v : NULL;
 }
 
-static const char *home_dir(void)
-{
-    const char *home = env_nonempty("HOME");
-    struct passwd *pw;
-
-    if (home == NULL && (pw = getpwuid(getuid())) != NULL && pw->pw_dir[0] != '\0')
-        home = pw->pw_dir;
-    return home;
-}
-
 /* NULL when the path does not fit BUF or there is no home directory. */
 const char *zos_conf_path(const char *opt, char *buf, size_t buflen)
 {
     const char *v;
+    char pwbuf[1024];
     int n;
 
     if (opt != NULL)
@@ -1488,7 +1445,7 @@ const char *zos_conf_path(const char *opt, char *buf, size_t buflen)
         n = snprintf(buf, buflen, "%s", v);
     else if ((v = env_nonempty("XDG_CONFIG_HOME")) != NULL)
         n = snprintf(buf, buflen, "%s/zos.toml", v);
-    else if ((v = home_dir()) != NULL)
+    else if ((v = zos_home_dir(pwbuf, sizeof pwbuf)) != NULL)
         n = snprintf(buf, buflen, "%s/.config/zos.toml", v);
     else
         return NULL;

@@ -84,13 +84,6 @@ struct zos_jobs {
 static void dispatch(struct zos_jobs *j);
 static void enqueue(struct zos_job *op);
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- ids and request objects ---- */
 
 void zos_job_uuid(char *id)
@@ -365,7 +358,7 @@ static struct zos_job *op_new(struct zos_jobs *j, enum op_kind kind, int timeout
     op->kind = kind;
     op->fn = fn;
     op->arg = arg;
-    op->started_ms = now_ms();
+    op->started_ms = zos_now_ms();
     op->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
     op->deadline_ms = op->started_ms + op->timeout_ms;
     op->timer = evtimer_new(j->base, timeout_cb, op);
@@ -505,7 +498,7 @@ static void poll_later(struct zos_job *op)
 static void flag_missing(struct zos_job *op)
 {
     struct zos_err e;
-    long long waited = now_ms() - op->started_ms;
+    long long waited = zos_now_ms() - op->started_ms;
     bool run = op->kind == OP_RUN || op->kind == OP_RUN_IN;
 
     if (op->accepted) {
@@ -632,7 +625,7 @@ static void send_wait(struct waiter *w, struct zos_job *op)
     char key[64], slice[16];
     const char *argv[4];
     size_t lens[4], argc;
-    long long left_s = (op->deadline_ms - now_ms() + 999) / 1000;
+    long long left_s = (op->deadline_ms - zos_now_ms() + 999) / 1000;
 
     snprintf(slice, sizeof(slice), "%lld", left_s < SLICE_S ? (left_s < 1 ? 1 : left_s) : SLICE_S);
     if (op->kind == OP_FOLLOW) {
@@ -814,7 +807,7 @@ static void deliver_result(struct zos_job *op, char *text, size_t len)
         snprintf(op->id, sizeof(op->id), "%s", res->value->valuestring);
         zos_job_result_free(res);
         op->accepted = op->sliced = false; /* a new job: its own flag, its own 10 s */
-        op->started_ms = now_ms();
+        op->started_ms = zos_now_ms();
         enqueue(op);
         return;
     }

@@ -27,6 +27,7 @@
 
 #include "zos/err.h"
 #include "zos/resp.h"
+#include "zos/util.h"
 #include "zos/zos.h"
 
 #define BACKOFF_MIN_MS  100
@@ -103,14 +104,6 @@ static void scanner_init(struct zos_link *l)
     zos_resp_scanner_init(&l->scan, &lim);
 }
 
-/* A clock for ages of requests and idle times: milliseconds, a few ms coarse, cheap. */
-static long long coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
 {
     if (l->count == l->cap) {
@@ -126,7 +119,7 @@ static int fifo_push(struct zos_link *l, zos_link_reply_fn fn, void *arg)
         l->cap = ncap;
     }
     l->fifo[(l->head + l->count) % l->cap] =
-        (struct pending){fn, arg, coarse_ms(), l->timed ? zos_stats_now_us() : 0};
+        (struct pending){fn, arg, zos_stats_now_ms(), l->timed ? zos_stats_now_us() : 0};
     if (++l->count == 1 && l->opts.watch != NULL)
         watch_wake(l->opts.watch);
     return 0;
@@ -138,7 +131,7 @@ static int fifo_unshift(struct zos_link *l, zos_link_reply_fn fn, void *arg)
         return -1;
     l->count--;
     l->head = (l->head + l->cap - 1) % l->cap;
-    l->fifo[l->head] = (struct pending){fn, arg, coarse_ms(), 0};
+    l->fifo[l->head] = (struct pending){fn, arg, zos_stats_now_ms(), 0};
     l->count++;
     return 0;
 }
@@ -157,13 +150,6 @@ static void timer_arm(struct zos_link *l, int ms)
     evtimer_add(l->timer, &tv);
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A delay in [MS/2, MS]: links that failed together do not retry together. */
 static int jitter(int ms)
 {
@@ -172,7 +158,7 @@ static int jitter(int ms)
 
 static void retry_in(struct zos_link *l, int ms)
 {
-    l->retry_at_ms = mono_ms() + ms;
+    l->retry_at_ms = zos_now_ms() + ms;
     timer_arm(l, ms);
 }
 
@@ -579,7 +565,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     unsigned epoch = l->epoch;
     uint64_t now_us = l->timed ? zos_stats_now_us() : 0; /* when these replies were read */
 
-    l->used_ms = coarse_ms();
+    l->used_ms = zos_stats_now_ms();
     if (l->opts.watch != NULL)
         watch_heard(l->opts.watch, l->used_ms);
     for (;;) {
@@ -879,7 +865,7 @@ struct zos_link *zos_link_new(struct event_base *base, struct evdns_base *dns,
         l->opts.backoff_max_ms = BACKOFF_MIN_MS;
     l->backoff_ms = BACKOFF_MIN_MS;
     l->state = ZOS_LINK_IDLE;
-    l->used_ms = coarse_ms();
+    l->used_ms = zos_stats_now_ms();
     l->timed = opts->stats != NULL && opts->stats->timed && !opts->pinned;
     scanner_init(l);
     l->outq = evbuffer_new();
@@ -923,7 +909,7 @@ static int admit_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     if (l->state == ZOS_LINK_DOWN) {
         /* Refused at once; but someone wants the node: retry within
          * DEMAND_RETRY_MS, so traffic resumes soon after it is back. */
-        if (!l->opts.pinned && !l->demand && l->retry_at_ms - mono_ms() > DEMAND_RETRY_MS) {
+        if (!l->opts.pinned && !l->demand && l->retry_at_ms - zos_now_ms() > DEMAND_RETRY_MS) {
             retry_in(l, jitter(DEMAND_RETRY_MS));
         }
         l->demand = true;
@@ -932,7 +918,7 @@ static int admit_send(struct zos_link *l, zos_link_reply_fn fn, void *arg)
     if (l->state == ZOS_LINK_IDLE && start_connect(l) != 0)
         return -1;
     gate_touch(l);
-    l->used_ms = coarse_ms();
+    l->used_ms = zos_stats_now_ms();
     if (fn != NULL && fifo_push(l, fn, arg) != 0)
         return -1;
     return 0;
@@ -1109,7 +1095,7 @@ void zos_link_watch_set_times(struct zos_link_watch *w, int timeout_ms, int idle
 
 void zos_link_watch_quiet(struct zos_link_watch *w, long long ms)
 {
-    long long until = coarse_ms() + ms;
+    long long until = zos_stats_now_ms() + ms;
     if (until > w->quiet_ms)
         w->quiet_ms = until;
     w->sleepers++;
@@ -1118,12 +1104,12 @@ void zos_link_watch_quiet(struct zos_link_watch *w, long long ms)
 void zos_link_watch_quiet_done(struct zos_link_watch *w)
 {
     if (w->sleepers > 0 && --w->sleepers == 0)
-        w->quiet_ms = coarse_ms(); /* answered (or refused): it talks again from now on */
+        w->quiet_ms = zos_stats_now_ms(); /* answered (or refused): it talks again from now on */
 }
 
 long long zos_link_watch_quiet_left(const struct zos_link_watch *w)
 {
-    long long left = w != NULL ? w->quiet_ms - coarse_ms() : 0;
+    long long left = w != NULL ? w->quiet_ms - zos_stats_now_ms() : 0;
     return left > 0 ? left : 0;
 }
 
@@ -1238,7 +1224,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     static const char *const ping[] = {"PING"};
     static const size_t pinglen[] = {4};
     struct zos_link_watch *w = arg;
-    long long now = coarse_ms();
+    long long now = zos_stats_now_ms();
     int tick = watch_tick_ms(w);
     bool open;
     bool busy = watch_busy(w, &open);
@@ -1339,14 +1325,14 @@ bool zos_link_busy(const struct zos_link *l, int busy_ms)
         return true; /* the node reads slowly: what is sent now waits behind that */
     if (evbuffer_get_length(bufferevent_get_input(l->bev)) > BIG_REPLY)
         return true; /* a big reply is on its way: everything behind it waits for it */
-    return coarse_ms() - l->fifo[l->head].at_ms > busy_ms;
+    return zos_stats_now_ms() - l->fifo[l->head].at_ms > busy_ms;
 }
 
 long long zos_link_idle_ms(const struct zos_link *l)
 {
     if (l->count > 0 || evbuffer_get_length(l->outq) > 0)
         return 0;
-    return coarse_ms() - l->used_ms;
+    return zos_stats_now_ms() - l->used_ms;
 }
 
 /* ---- TLS session resumption ----

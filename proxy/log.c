@@ -11,18 +11,6 @@
 enum zos_log_level zos_log_level = ZOS_LOG_INFO;
 static FILE *log_fp;
 
-int zos_log_parse_level(const char *name, enum zos_log_level *out)
-{
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++) {
-        if (strcasecmp(name, names[i]) == 0) {
-            *out = (enum zos_log_level)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 int zos_log_open(const char *path)
 {
     zos_log_close();

@@ -8,12 +8,10 @@
 
 #include <stdbool.h>
 
-enum zos_log_level { ZOS_LOG_ERROR, ZOS_LOG_WARN, ZOS_LOG_INFO, ZOS_LOG_DEBUG };
+#include "zos/util.h" /* enum zos_log_level, zos_log_level_parse */
 
 extern enum zos_log_level zos_log_level;
 
-/* Parses "error", "warn", "info" or "debug"; returns -1 on anything else. */
-int zos_log_parse_level(const char *name, enum zos_log_level *out);
 /* Logs to PATH (appending) instead of stderr; NULL or "" means stderr. */
 int zos_log_open(const char *path);
 void zos_log_close(void);

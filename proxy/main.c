@@ -93,7 +93,7 @@ int main(int argc, char **argv)
     }
     if (level == NULL)
         level = conf->proxy.log_level;
-    if (level != NULL && zos_log_parse_level(level, &zos_log_level) != 0) {
+    if (level != NULL && zos_log_level_parse(level, &zos_log_level) != 0) {
         fprintf(stderr, "zos-proxy: log level '%s': expected error, warn, info or debug\n", level);
         zos_conf_free(conf);
         return 2;

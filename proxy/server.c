@@ -387,7 +387,7 @@ int zos_server_reload(struct zos_server *srv, char *err, size_t errlen)
     srv->limits = (struct zos_resp_limits){conf->proxy.max_bulk, conf->proxy.max_args,
                                            conf->proxy.max_inline, false};
     if (!same_str(old->proxy.log_level, conf->proxy.log_level) && conf->proxy.log_level != NULL)
-        zos_log_parse_level(conf->proxy.log_level, &zos_log_level);
+        zos_log_level_parse(conf->proxy.log_level, &zos_log_level);
     if (conf->proxy.log_file != NULL && zos_log_open(conf->proxy.log_file) != 0)
         log_error("reload: log-file '%s': cannot open: logging to stderr", conf->proxy.log_file);
     else if (conf->proxy.log_file == NULL && old->proxy.log_file != NULL)

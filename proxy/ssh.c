@@ -26,7 +26,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -67,14 +66,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static char *join(const char *a, const char *b)
 {
     size_t la = strlen(a);
@@ -108,27 +99,6 @@ static char *base_name(const char *path)
         (len - start == 2 && path[start] == '.' && path[start + 1] == '.'))
         return NULL;
     return strndup(path + start, len - start);
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EAGAIN) {
-            struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            (void)poll(&pf, 1, POLL_MS);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* ---- library ----------------------------------------------------------- */
@@ -166,24 +136,18 @@ const char *zos_ssh_fingerprint(const struct zos_ssh *s)
 /* mkdir -p of PATH's directory, new directories 0700. */
 static int mkdir_parents(const char *path, char *err, size_t errlen)
 {
-    char *p = strdup(path);
-    int rc = -1;
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int rc;
 
-    if (p == NULL) {
+    if (slash == NULL || slash == path)
+        return 0;
+    if ((dir = strndup(path, (size_t)(slash - path))) == NULL) {
         seterr(err, errlen, "out of memory");
         return -1;
     }
-    for (char *q = strchr(p + 1, '/'); q != NULL; q = strchr(q + 1, '/')) {
-        *q = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            seterr(err, errlen, "%s: %s", p, strerror(errno));
-            goto done;
-        }
-        *q = '/';
-    }
-    rc = 0;
-done:
-    free(p);
+    rc = zos_mkdir_p(dir, 0700, err, errlen);
+    free(dir);
     return rc;
 }
 
@@ -344,7 +308,7 @@ static int pin_check(struct zos_ssh *s, const char *file, const char *hex, char 
     if (found == PIN_ABSENT) {
         int n = snprintf(line, sizeof line, "%s%s %s\n",
                          len > 0 && text[len - 1] != '\n' ? "\n" : "", s->where, hex);
-        if (n < 0 || (size_t)n >= sizeof line || write_all(fd, line, (size_t)n) < 0) {
+        if (n < 0 || (size_t)n >= sizeof line || zos_write_all(fd, line, (size_t)n) < 0) {
             seterr(err, errlen, "%s: %s", file, n < 0 ? "write failed" : strerror(errno));
             goto done;
         }
@@ -464,8 +428,8 @@ int zos_ssh_pins_migrate(const char *old, const char *to, char *err, size_t errl
         rc = 0;
         goto done;
     }
-    if (n > 0 && ((hlen > 0 && have[hlen - 1] != '\n' && write_all(tfd, "\n", 1) < 0) ||
-                  write_all(tfd, add, strlen(add)) < 0)) {
+    if (n > 0 && ((hlen > 0 && have[hlen - 1] != '\n' && zos_write_all(tfd, "\n", 1) < 0) ||
+                  zos_write_all(tfd, add, strlen(add)) < 0)) {
         seterr(err, errlen, "%s: %s", to, strerror(errno));
         goto done;
     }
@@ -530,26 +494,16 @@ static enum auth auth_file(struct zos_ssh *s, const char *path, char *err, size_
     return AUTH_FAILED;
 }
 
-static const char *home_dir(char *buf, size_t len)
-{
-    const char *home = getenv("HOME");
-    struct passwd pw, *res = NULL;
-
-    if (home != NULL && *home != '\0')
-        return home;
-    if (getpwuid_r(getuid(), &pw, buf, len, &res) == 0 && res != NULL)
-        return res->pw_dir;
-    return "/";
-}
-
 /* No key given: the agent, then the usual key files. */
 static int auth_default(struct zos_ssh *s, const char *user, char *err, size_t errlen)
 {
     static const char *const names[] = {"id_ed25519", "id_ecdsa", "id_rsa"};
     const char *sock = getenv("SSH_AUTH_SOCK");
     char tried[512] = "", pwbuf[1024];
-    const char *home = home_dir(pwbuf, sizeof pwbuf);
+    const char *home = zos_home_dir(pwbuf, sizeof pwbuf);
 
+    if (home == NULL)
+        home = "/";
     if (sock != NULL && *sock != '\0') {
         int r = ssh_userauth_agent(s->session, NULL);
         if (r == SSH_AUTH_SUCCESS)
@@ -685,7 +639,7 @@ struct run {
     void *arg;
     int (*tick)(struct run *r); /* before each wait; the shell's signal flags */
     const sigset_t *waitmask;   /* signals allowed while waiting (NULL: unchanged) */
-    int64_t deadline;           /* now_ms() limit, 0: none */
+    int64_t deadline;           /* zos_now_ms() limit, 0: none */
     bool pty;
     bool got_status, got_signal;
     int status;
@@ -818,7 +772,7 @@ static int pump(struct run *r)
         }
         if ((eof[0] && eof[1]) || ssh_channel_is_closed(r->ch))
             return 0;
-        if (r->deadline && now_ms() >= r->deadline) {
+        if (r->deadline && zos_now_ms() >= r->deadline) {
             seterr(r->err, r->errlen, "ssh %s: command timed out", r->s->where);
             return -1;
         }
@@ -985,7 +939,7 @@ int zos_ssh_exec(struct zos_ssh *s, const char *cmd, const struct zos_ssh_exec_i
         goto done;
     r.sink = exec_sink;
     r.arg = &x;
-    r.deadline = x.io->timeout_ms > 0 ? now_ms() + x.io->timeout_ms : 0;
+    r.deadline = x.io->timeout_ms > 0 ? zos_now_ms() + x.io->timeout_ms : 0;
     if (ssh_channel_request_exec(r.ch, cmd) != SSH_OK) {
         seterr(err, errlen, "ssh %s: exec: %s", s->where, ssh_get_error(s->session));
         goto done;
@@ -1147,7 +1101,7 @@ static int shell_sink(struct run *r, int stream, const char *buf, size_t len)
 {
     int fd = stream == ZOS_SSH_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
 
-    if (write_all(fd, buf, len) == 0)
+    if (zos_write_all(fd, buf, len) == 0)
         return 0;
     seterr(r->err, r->errlen, "writing output: %s", strerror(errno));
     return -1;
@@ -1504,7 +1458,7 @@ static void discard(sftp_file f, uint32_t *ids, size_t head, size_t count, char 
 
 static int get_out(struct xfer *x, int fd, const char *lpath, const char *rpath, size_t n)
 {
-    if (write_all(fd, x->buf, n) < 0)
+    if (zos_write_all(fd, x->buf, n) < 0)
         return lerr(x, lpath);
     x->done += n;
     return progress(x, rpath);

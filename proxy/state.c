@@ -2,7 +2,6 @@
 #include "state.h"
 
 #include <stdio.h>
-#include <time.h>
 
 bool zos_client_authed(const struct zos_client *c)
 {
@@ -25,11 +24,4 @@ bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, ch
         snprintf(err, errlen, "NOPERM this connection is authenticated for node '%s' only",
                  c->auth_node->conf->name);
     return false;
-}
-
-long long zos_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

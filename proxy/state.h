@@ -164,7 +164,5 @@ bool zos_client_authed(const struct zos_client *c);
  * or the node of a per-node port. */
 bool zos_client_may_use(const struct zos_client *c, const struct zos_node *n, char *err,
                         size_t errlen);
-/* Milliseconds of a monotonic clock (ages and idle times of clients). */
-long long zos_client_now_ms(void);
 
 #endif

@@ -13,13 +13,19 @@
 
 #include <event2/buffer.h>
 
+#include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <poll.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void put_string(struct evbuffer *b, const char *s)
@@ -365,4 +371,120 @@ bool zos_index_get(const struct zos_index *x, const char *name, size_t len, size
         return false;
     *value = s->value;
     return true;
+}
+
+/* ---- files, clocks, the home directory ---- */
+
+/* One directory of a mkdir -p: made with MODE, or there already as a directory. */
+static int mkdir_one(const char *dir, mode_t mode)
+{
+    struct stat st;
+    if (mkdir(dir, mode) == 0) {
+        (void)chmod(dir, mode); /* the umask took bits away: MODE is what was asked for */
+        return 0;
+    }
+    if (errno != EEXIST)
+        return -1;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    errno = ENOTDIR;
+    return -1;
+}
+
+int zos_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    char *dir = strdup(path);
+    int rc = -1;
+    if (dir == NULL) {
+        if (err != NULL)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (char *p = dir + (dir[0] != '\0');; p++) {
+        char saved = *p;
+        if (saved != '/' && saved != '\0')
+            continue;
+        *p = '\0';
+        if (mkdir_one(dir, mode) != 0)
+            goto done;
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    rc = 0;
+done:
+    if (rc != 0 && err != NULL) {
+        int saved_errno = errno;
+        snprintf(err, errlen, "%s: %s", dir, strerror(saved_errno));
+        errno = saved_errno;
+    }
+    free(dir);
+    return rc;
+}
+
+int zos_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            (void)poll(&pf, 1, -1);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+long long zos_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void zos_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+const char *zos_home_dir(char *buf, size_t len)
+{
+    const char *home = getenv("HOME");
+    struct passwd pw, *res = NULL;
+    if (home != NULL && *home != '\0')
+        return home;
+    if (getpwuid_r(getuid(), &pw, buf, len, &res) == 0 && res != NULL && res->pw_dir != NULL &&
+        res->pw_dir[0] != '\0')
+        return res->pw_dir;
+    return NULL;
+}
+
+/* ---- log levels ---- */
+
+const char *const zos_log_level_names[] = {
+    [ZOS_LOG_ERROR] = "error", [ZOS_LOG_WARN] = "warn",    [ZOS_LOG_INFO] = "info",
+    [ZOS_LOG_DEBUG] = "debug", [ZOS_LOG_DEBUG + 1] = NULL,
+};
+
+int zos_log_level_parse(const char *name, enum zos_log_level *out)
+{
+    for (int i = 0; name != NULL && zos_log_level_names[i] != NULL; i++) {
+        if (strcasecmp(name, zos_log_level_names[i]) == 0) {
+            *out = (enum zos_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
 }

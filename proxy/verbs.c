@@ -20,6 +20,7 @@
 #include "state.h"
 #include "verbs_job.h"
 #include "verbs_ssh.h"
+#include "zos/util.h"
 
 /* Equal strings, in time that depends only on the lengths. */
 static bool secret_equal(const char *given, size_t len, const char *want)
@@ -245,7 +246,7 @@ static void verb_echo(struct zos_client *c, struct zos_slot *s, const struct zos
 /* One CLIENT LIST line of C, in redis 7.0's format, then node=<name>. */
 static void client_line(struct evbuffer *out, const struct zos_client *c)
 {
-    long long now = zos_client_now_ms();
+    long long now = zos_now_ms();
     size_t sub = 0, psub = 0, ssub = 0;
     long long multi = -1;
     for (const struct zos_pin *p = c->pins; p != NULL; p = p->next) {

@@ -365,7 +365,7 @@ static void vbox_done(void *arg, const struct zos_vbox_reply *r)
         zos_resp_add_cstr(out, "state");
         zos_resp_add_cstr(out, r->info->state);
         for (size_t i = 0; i < r->info->nfwd; i++) {
-            const struct zos_vbox_fwd *f = &r->info->fwd[i];
+            const struct zos_vboxmanage_fwd *f = &r->info->fwd[i];
             char rule[256];
             snprintf(rule, sizeof(rule), "%s %s %d -> %d", f->name, f->proto, f->host_port,
                      f->guest_port);

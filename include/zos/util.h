@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <cjson/cJSON.h>
 
@@ -59,5 +60,41 @@ void zos_index_clear(struct zos_index *x);
  * reserved until exit; secrets are few and small).  Both accept NULL. */
 char *zos_secret_dup(const char *s);
 void zos_secret_free(char *s);
+
+/* ---- files, clocks, the home directory ---- */
+
+/* mkdir -p PATH: every missing directory is made with MODE exactly (chmod
+ * after mkdir, whatever the umask); existing ones are kept as they are.
+ * 0, or -1 with errno (ENOTDIR when a file is in the way, PATH itself
+ * included) and, when ERR is not NULL, "<the directory that failed>: <why>". */
+int zos_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
+
+/* Writes all LEN bytes of BUF to FD, through EINTR and short writes; on a
+ * non-blocking FD it waits for room (poll) on EAGAIN.  0, or -1 with errno
+ * (EIO when write(2) returned 0). */
+int zos_write_all(int fd, const void *buf, size_t len);
+
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines and ages, never dates. */
+long long zos_now_ms(void);
+
+/* Sleeps MS milliseconds (through EINTR). */
+void zos_sleep_ms(int ms);
+
+/* The user's home directory: $HOME when set and not empty, else the password
+ * database's entry for our uid (read with getpwuid_r into BUF, LEN bytes, so
+ * threads may call it), else NULL.  The result is $HOME's or lives in BUF. */
+const char *zos_home_dir(char *buf, size_t len);
+
+/* ---- log levels ---- */
+
+/* The levels of the proxy's log (proxy/log.h) and of the config's log-level
+ * key (conf.c), one table for both: zos_log_level_names[L] is the name of
+ * level L; NULL follows the last (the config's list of choices). */
+enum zos_log_level { ZOS_LOG_ERROR, ZOS_LOG_WARN, ZOS_LOG_INFO, ZOS_LOG_DEBUG };
+extern const char *const zos_log_level_names[];
+
+/* The level NAME names ("error", "warn", "info" or "debug", any case) into
+ * OUT; -1 for anything else. */
+int zos_log_level_parse(const char *name, enum zos_log_level *out);
 
 #endif

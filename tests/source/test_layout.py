@@ -112,11 +112,14 @@ def listed(layout, heading):
     for i, line in enumerate(lines):
         if line.strip().startswith(heading):
             indent = len(line) - len(line.lstrip())
-            names = set()
+            names, column = set(), None
             for below in lines[i + 1:]:
-                if len(below) - len(below.lstrip()) <= indent:
+                depth = len(below) - len(below.lstrip())
+                if depth <= indent:
                     break
-                names.add(below.split()[0])
+                column = depth if column is None else column
+                if depth == column:  # deeper lines continue a description
+                    names.add(below.split()[0])
             return names
     pytest.fail(f"README's Layout has no line starting with {heading!r}")
 

@@ -1,4 +1,5 @@
-/* test_vbox.c -- the vbox module against tests/fixtures/VBoxManage (a stand-in on PATH), qemu. */
+/* test_vbox.c -- vbox's VBoxManage sequences against tests/fixtures/VBoxManage (a stand-in
+ * on PATH), blocking and on an event loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include "zos/util.h"
 #include "zos/vbox.h"
 #include "zos/zos.h"
 
@@ -47,20 +49,6 @@ static void seq_add(struct seq *q, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(q->s[q->n++], sizeof q->s[0], fmt, ap);
     va_end(ap);
-}
-
-static int mkdir_p_test(const char *path)
-{
-    char tmp[PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0700);
-            *p = '/';
-        }
-    }
-    return mkdir(tmp, 0700);
 }
 
 /* The stub's log as "arg|arg|..." lines; the log is emptied. */
@@ -185,23 +173,23 @@ static void create_ok(struct env *e, const char *name, int port, int disk_mb)
 /* The uuid VirtualBox (the stub) gave NAME. */
 static void uuid_of(const struct env *e, const char *name, char *uuid)
 {
-    struct zos_vbox_list l = {0};
+    struct zos_vboxmanage_list l = {0};
     char err[1024];
     assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
-    const struct zos_vbox_vm *vm = zos_vbox_list_find(&l, name);
+    const struct zos_vboxmanage_vm *vm = zos_vboxmanage_list_find(&l, name);
     assert_non_null(vm);
     strcpy(uuid, vm->uuid);
-    zos_vbox_list_clear(&l);
+    zos_vboxmanage_list_clear(&l);
     log_reset(e);
 }
 
 static void state_of(const struct env *e, const char *name, char *state, size_t len)
 {
-    struct zos_vbox_info info = {0};
+    struct zos_vboxmanage_info info = {0};
     char err[1024];
     assert_int_equal(zos_vbox_info(&e->vb, name, &info, err, sizeof err), ZOS_OK);
     snprintf(state, len, "%s", info.state);
-    zos_vbox_info_clear(&info);
+    zos_vboxmanage_info_clear(&info);
     log_reset(e);
 }
 
@@ -264,66 +252,7 @@ static void expect_start(struct env *e, const char *uuid, const char *type)
     expect_cmds(e, &q);
 }
 
-/* ---- parsing ------------------------------------------------------------ */
-
-static void test_parse_list(void **state)
-{
-    (void)state;
-    const char *text = "\"My Node\" {0b6a2c7e-1111-4a4a-9c9c-000000000001}\n"
-                       "\"ZOS-Test\" {0b6a2c7e-1111-4a4a-9c9c-000000000002}\r\n"
-                       "garbage line\n"
-                       "\"<inaccessible>\" {0b6a2c7e-1111-4a4a-9c9c-000000000003}\n"
-                       "\"say \"hi\" {x}\" {0b6a2c7e-1111-4a4a-9c9c-000000000004}";
-    struct zos_vbox_list l = {0};
-    assert_int_equal(zos_vbox_parse_list(text, &l), ZOS_OK);
-    assert_int_equal(l.n, 4);
-    assert_string_equal(l.vms[0].name, "My Node");
-    assert_string_equal(l.vms[0].uuid, "0b6a2c7e-1111-4a4a-9c9c-000000000001");
-    assert_string_equal(l.vms[1].name, "ZOS-Test"); /* the original lower-cased it */
-    assert_string_equal(l.vms[1].uuid, "0b6a2c7e-1111-4a4a-9c9c-000000000002");
-    assert_string_equal(l.vms[2].name, "<inaccessible>");
-    assert_string_equal(l.vms[3].name, "say \"hi\" {x}");
-    assert_non_null(zos_vbox_list_find(&l, "ZOS-Test"));
-    assert_null(zos_vbox_list_find(&l, "zos-test"));
-    zos_vbox_list_clear(&l);
-    assert_int_equal(zos_vbox_parse_list("", &l), ZOS_OK);
-    assert_int_equal(l.n, 0);
-}
-
-static void test_parse_info(void **state)
-{
-    (void)state;
-    const char *text =
-        "Name:                        zos\n"
-        "State:                       powered off (since 2024-05-01T10:00:00.000000000)\n"
-        "NIC 1:                       MAC: 080027, Attachment: NAT, Cable connected: on\n"
-        "NIC 1 Settings:  MTU: 0, Socket (send: 64, receive: 64)\n"
-        "NIC 1 Rule(0):   name = redis, protocol = tcp, host ip = , host port = 4444, guest ip "
-        "= , guest port = 6379\n"
-        "NIC 1 Rule(1):   name = ssh, protocol = udp, host ip = 127.0.0.1, host port = 2222, "
-        "guest ip = 10.0.2.15, guest port = 22\n";
-    struct zos_vbox_info i = {0};
-    assert_int_equal(zos_vbox_parse_info(text, &i), ZOS_OK);
-    assert_string_equal(i.state, "powered off");
-    assert_false(zos_vbox_info_running(&i));
-    assert_int_equal(i.nfwd, 2);
-    assert_int_equal(i.fwd[0].nic, 1);
-    assert_string_equal(i.fwd[0].name, "redis");
-    assert_string_equal(i.fwd[0].proto, "tcp");
-    assert_string_equal(i.fwd[0].host_ip, "");
-    assert_int_equal(i.fwd[0].host_port, 4444);
-    assert_int_equal(i.fwd[0].guest_port, 6379);
-    assert_string_equal(i.fwd[1].name, "ssh");
-    assert_string_equal(i.fwd[1].proto, "udp");
-    assert_string_equal(i.fwd[1].host_ip, "127.0.0.1");
-    assert_int_equal(i.fwd[1].host_port, 2222);
-    assert_string_equal(i.fwd[1].guest_ip, "10.0.2.15");
-    assert_int_equal(i.fwd[1].guest_port, 22);
-    zos_vbox_info_clear(&i);
-    assert_int_equal(zos_vbox_parse_info("State:   running (since x)\n", &i), ZOS_OK);
-    assert_true(zos_vbox_info_running(&i));
-    zos_vbox_info_clear(&i);
-}
+/* ---- verbs ------------------------------------------------------------- */
 
 static void test_verbs(void **state)
 {
@@ -336,6 +265,36 @@ static void test_verbs(void **state)
     assert_int_equal(zos_vbox_verb_parse("Delete", &v), ZOS_OK);
     assert_string_equal(zos_vbox_verb_name(v), "DELETE");
     assert_int_equal(zos_vbox_verb_parse("explode", &v), ZOS_ERR);
+    assert_int_equal(zos_vbox_verb_parse(NULL, &v), ZOS_ERR);
+    assert_string_equal(zos_vbox_verb_name((enum zos_vbox_verb)99), "?");
+}
+
+static void test_name_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *why;
+    } bad[] = {
+        {"", "invalid VM name '': it is empty"},
+        {"-rf", "invalid VM name '-rf': it starts with '-'"},
+        {"a/b", "invalid VM name 'a/b': it contains '/'"},
+        {"..", "invalid VM name '..': it is a directory name"},
+        {"tab\there", "invalid VM name 'tab\there': it contains a control character"},
+        {"del\x7f", "invalid VM name 'del\x7f': it contains a control character"},
+    };
+    char err[256], longname[130];
+    for (size_t i = 0; i < ZOS_ARRAY_LEN(bad); i++) {
+        assert_false(zos_vbox_name_valid(bad[i].name, err, sizeof err));
+        assert_string_equal(err, bad[i].why);
+    }
+    assert_false(zos_vbox_name_valid(NULL, err, sizeof err));
+    memset(longname, 'x', 129);
+    longname[129] = '\0';
+    assert_false(zos_vbox_name_valid(longname, err, sizeof err));
+    tu_assert_contains(err, "it is longer than 128 bytes");
+    longname[128] = '\0';
+    assert_true(zos_vbox_name_valid(longname, err, sizeof err));
+    assert_true(zos_vbox_name_valid("ZOS Capital's {1}", err, sizeof err));
 }
 
 /* ---- VBoxManage sequences ------------------------------------------------ */
@@ -351,7 +310,7 @@ static void test_create_sequence(void **state)
     expect_cmds(e, &q);
 
     /* What VirtualBox now holds: the redis forward, powered off. */
-    struct zos_vbox_info info = {0};
+    struct zos_vboxmanage_info info = {0};
     char err[1024];
     assert_int_equal(zos_vbox_info(&e->vb, "zos", &info, err, sizeof err), ZOS_OK);
     assert_string_equal(info.state, "powered off");
@@ -359,7 +318,7 @@ static void test_create_sequence(void **state)
     assert_string_equal(info.fwd[0].name, "redis");
     assert_int_equal(info.fwd[0].host_port, 4444);
     assert_int_equal(info.fwd[0].guest_port, 6379);
-    zos_vbox_info_clear(&info);
+    zos_vboxmanage_info_clear(&info);
     log_reset(e);
 
     /* A second VM: the first one's forwards are looked at, vboxnet0 exists now. */
@@ -455,10 +414,10 @@ static void check_delete(struct env *e, bool running)
     expect_cmds(e, &q);
     assert_false(tu_exists(dir));
 
-    struct zos_vbox_list l = {0};
+    struct zos_vboxmanage_list l = {0};
     assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
     assert_int_equal(l.n, 0);
-    zos_vbox_list_clear(&l);
+    zos_vboxmanage_list_clear(&l);
 
     assert_int_equal(zos_vbox_delete(&e->vb, "zos", err, sizeof err), ZOS_VBOX_NOVM);
     assert_string_equal(err, "no VirtualBox VM named 'zos'");
@@ -484,7 +443,7 @@ static void test_reset(void **state)
     /* Reset of a VM that does not exist yet: a leftover directory goes, then create. */
     char dir[PATH_MAX + 32], leftover[PATH_MAX + 48];
     snprintf(dir, sizeof dir, "%s/VirtualBox VMs/zos", e->dir);
-    assert_int_equal(mkdir_p_test(dir), 0);
+    assert_int_equal(zos_mkdir_p(dir, 0700, NULL, 0), 0);
     snprintf(leftover, sizeof leftover, "%s/zos.vbox", dir);
     /* createvm would refuse to overwrite it */
     assert_int_equal(tu_write_file(leftover, "<old/>\n", 7, 0644), 0);
@@ -611,10 +570,10 @@ static void test_failing_subcommand(void **state)
     assert_string_equal(ran[n - 1], "unregistervm|zos|--delete");
     log_free(ran, n);
     unsetenv("VBOX_STUB_FAIL");
-    struct zos_vbox_list l = {0};
+    struct zos_vboxmanage_list l = {0};
     assert_int_equal(zos_vbox_list(&e->vb, &l, err, sizeof err), ZOS_OK);
     assert_int_equal(l.n, 0);
-    zos_vbox_list_clear(&l);
+    zos_vboxmanage_list_clear(&l);
 
     /* VirtualBox's own message comes through, not a progress line. */
     create_ok(e, "zos", 4444, 0);
@@ -635,7 +594,7 @@ static void test_failing_subcommand(void **state)
 static void test_names(void **state)
 {
     struct env *e = *state;
-    struct zos_vbox_list l = {0};
+    struct zos_vboxmanage_list l = {0};
     char err[1024], st[32];
     create_ok(e, "My Node", 4444, 0);
     create_ok(e, "ZOS Capital's", 4445, 0);
@@ -644,7 +603,7 @@ static void test_names(void **state)
     assert_string_equal(l.vms[0].name, "My Node");
     assert_string_equal(l.vms[1].name, "ZOS Capital's");
     assert_int_equal(strlen(l.vms[1].uuid), 36);
-    zos_vbox_list_clear(&l);
+    zos_vboxmanage_list_clear(&l);
 
     /* Names with spaces, capitals and quotes go through argv untouched. */
     assert_int_equal(zos_vbox_start(&e->vb, "ZOS Capital's", err, sizeof err), ZOS_OK);
@@ -670,131 +629,7 @@ static void test_names(void **state)
     expect_cmds(e, &none);
 }
 
-/* ---- the asynchronous runner and operations ------------------------------ */
-
-struct proc_seen {
-    int calls;
-    int status;
-    char *out, *err;
-    int64_t at_ms; /* when the callback came */
-};
-
-static void on_proc(void *arg, struct zos_vbox_result *res, const char *err)
-{
-    struct proc_seen *p = arg;
-    assert_null(err);
-    p->calls++;
-    p->status = res->status;
-    p->out = res->out; /* taken */
-    p->err = res->err;
-    res->out = res->err = NULL;
-    p->at_ms = tu_now_ms();
-}
-
-/* Frees what on_proc took. */
-static void proc_clear(struct proc_seen *p)
-{
-    free(p->out);
-    free(p->err);
-}
-
-static void run_proc(struct event_base *base, char *const argv[], struct proc_seen *p)
-{
-    char err[256];
-    memset(p, 0, sizeof *p);
-    struct zos_vbox_proc *pr = zos_vbox_spawn(base, argv, on_proc, p, err, sizeof err);
-    assert_non_null(pr);
-    assert_int_equal(p->calls, 0); /* never inside the call */
-    event_base_dispatch(base);
-    assert_int_equal(p->calls, 1);
-}
-
-static void test_async_spawn(void **state)
-{
-    struct env *e = *state;
-    struct event_base *base = event_base_new();
-    struct proc_seen p;
-    char err[256];
-    assert_non_null(base);
-
-    char *hostonly[] = {e->vb.bin, "hostonlyif", "create", NULL};
-    run_proc(base, hostonly, &p);
-    assert_int_equal(p.status, 0);
-    assert_string_equal(p.out, "Interface 'vboxnet0' was successfully created\n");
-    assert_non_null(strstr(p.err, "100%"));
-    proc_clear(&p);
-
-    setenv("VBOX_STUB_FAIL", "list", 1);
-    char *list[] = {e->vb.bin, "list", "vms", NULL};
-    run_proc(base, list, &p);
-    assert_int_equal(p.status, 1);
-    assert_string_equal(p.out, "");
-    assert_string_equal(p.err, "VBoxManage: error: injected failure of list\n");
-    proc_clear(&p);
-
-    /* Much output on both pipes, an exit status, a signal. */
-    char *big[] = {"/bin/sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x; echo oops >&2; exit 3",
-                   NULL};
-    run_proc(base, big, &p);
-    assert_int_equal(p.status, 3);
-    assert_int_equal(strlen(p.out), 300000);
-    assert_string_equal(p.err, "oops\n");
-    proc_clear(&p);
-    char *killed[] = {"/bin/sh", "-c", "kill -9 $$", NULL};
-    run_proc(base, killed, &p);
-    assert_int_equal(p.status, 128 + 9);
-    proc_clear(&p);
-
-    /* A grandchild keeping the pipes open does not hold the callback: held, it would
-     * come 60 s later (the 30 s bound is a no-hang guard only). */
-    int64_t t0 = tu_now_ms();
-    char *daemon[] = {"/bin/sh", "-c", "sleep 60 & echo $!; exit 0", NULL};
-    run_proc(base, daemon, &p);
-    assert_int_equal(p.status, 0);
-    assert_true(p.at_ms - t0 < 30000);
-    pid_t grandchild = (pid_t)atoi(p.out);
-    assert_true(grandchild > 1);
-    kill(grandchild, SIGKILL);
-    proc_clear(&p);
-
-    /* A program that does not exist is an error at once, no callback. */
-    char *nothing[] = {"/nonexistent/VBoxManage", "list", NULL};
-    assert_null(zos_vbox_spawn(base, nothing, on_proc, &p, err, sizeof err));
-    assert_string_equal(err, "cannot run '/nonexistent/VBoxManage': No such file or directory");
-
-    /* Cancel: killed and reaped, no callback. */
-    char *slow[] = {"/bin/sleep", "30", NULL};
-    memset(&p, 0, sizeof p);
-    struct zos_vbox_proc *pr = zos_vbox_spawn(base, slow, on_proc, &p, err, sizeof err);
-    assert_non_null(pr);
-    zos_vbox_proc_cancel(pr);
-    event_base_loop(base, EVLOOP_NONBLOCK);
-    assert_int_equal(p.calls, 0);
-    event_base_free(base);
-}
-
-static void test_exec_blocking(void **state)
-{
-    (void)state;
-    struct zos_vbox_result r = {0};
-    char err[256];
-    char *argv[] = {"/bin/sh", "-c", "echo out; echo err >&2; exit 7", NULL};
-    assert_int_equal(zos_vbox_exec(NULL, argv, &r, err, sizeof err), ZOS_OK);
-    assert_int_equal(r.status, 7);
-    assert_string_equal(r.out, "out\n");
-    assert_string_equal(r.err, "err\n");
-    zos_vbox_result_clear(&r);
-    char *none[] = {"no-such-program-zos", NULL};
-    assert_int_equal(zos_vbox_exec(NULL, none, &r, err, sizeof err), ZOS_ERR);
-    assert_string_equal(err, "cannot run 'no-such-program-zos': No such file or directory");
-    /* The child gets no descriptor of ours beyond 0-2. */
-    char *fds[] = {"/bin/sh", "-c", "ls /proc/self/fd | wc -l", NULL};
-    int extra = open("/dev/null", O_RDONLY); /* not close-on-exec */
-    assert_int_equal(zos_vbox_exec(NULL, fds, &r, err, sizeof err), ZOS_OK);
-    close(extra);
-    assert_int_equal(atoi(r.out), 4); /* 0, 1, 2 and ls's own directory */
-    zos_vbox_result_clear(&r);
-}
+/* ---- the asynchronous operations ----------------------------------------- */
 
 struct op_seen {
     int calls;
@@ -927,193 +762,13 @@ static void test_async_ops(void **state)
     event_base_free(base);
 }
 
-/* ---- qemu ---------------------------------------------------------------- */
-
-static void test_qemu_argv(void **state)
-{
-    (void)state;
-    char err[256];
-    struct zos_vbox_qemu q = {
-        .name = "zos,1",
-        .iso = "/home/u/.zos/zos.iso",
-        .disk = "/home/u/my,disks/zos.qcow2",
-        .memory_mb = 2048,
-        .port = 4444,
-        .state_dir = "/home/u/.zos/qemu/zos",
-        .accel = "tcg",
-    };
-    static const char *const want[] = {
-        "qemu-system-x86_64",
-        "-name",
-        "guest=zos,,1",
-        "-accel",
-        "tcg",
-        "-m",
-        "2048",
-        "-boot",
-        "order=dc",
-        "-cdrom",
-        "/home/u/.zos/zos.iso",
-        "-drive",
-        "file=/home/u/my,,disks/zos.qcow2,format=qcow2,if=virtio",
-        "-netdev",
-        "user,id=n0,hostfwd=tcp:127.0.0.1:4444-:6379",
-        "-device",
-        "virtio-net-pci,netdev=n0",
-        "-display",
-        "none",
-        "-serial",
-        "file:/home/u/.zos/qemu/zos/serial.log",
-        "-monitor",
-        "none",
-        "-pidfile",
-        "/home/u/.zos/qemu/zos/qemu.pid",
-        "-daemonize",
-    };
-    char **argv = zos_vbox_qemu_argv(&q, err, sizeof err);
-    assert_non_null(argv);
-    size_t n = 0;
-    for (; argv[n] != NULL; n++) {
-        assert_true(n < ZOS_ARRAY_LEN(want));
-        assert_string_equal(argv[n], want[n]);
-    }
-    assert_int_equal(n, ZOS_ARRAY_LEN(want));
-    zos_vbox_argv_free(argv);
-
-    /* A raw disk, e1000, no disk at all. */
-    q.disk = "/d/zos.img";
-    q.nic = "e1000";
-    argv = zos_vbox_qemu_argv(&q, err, sizeof err);
-    assert_string_equal(argv[12], "file=/d/zos.img,format=raw,if=virtio");
-    assert_string_equal(argv[16], "e1000,netdev=n0");
-    zos_vbox_argv_free(argv);
-    q.disk = NULL;
-    argv = zos_vbox_qemu_argv(&q, err, sizeof err);
-    assert_string_equal(argv[11], "-netdev");
-    zos_vbox_argv_free(argv);
-
-    q.port = 70000;
-    assert_null(zos_vbox_qemu_argv(&q, err, sizeof err));
-    assert_string_equal(err, "qemu VM 'zos,1': port must be 1..65535");
-    q.port = 4444;
-    q.nic = "e1000,romfile=/etc/shadow";
-    assert_null(zos_vbox_qemu_argv(&q, err, sizeof err));
-    assert_string_equal(err, "qemu VM 'zos,1': bad NIC model");
-
-    char dir[256];
-    assert_int_equal(zos_vbox_qemu_dir("/home/u", "zos", dir, sizeof dir), ZOS_OK);
-    assert_string_equal(dir, "/home/u/.zos/qemu/zos");
-    assert_int_equal(zos_vbox_qemu_dir("/home/u", "../x", dir, sizeof dir), ZOS_ERR);
-}
-
-static void test_qemu_disk(void **state)
-{
-    struct env *e = *state;
-    char path[PATH_MAX + 32], err[256];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/disk.img", e->dir);
-    assert_int_equal(zos_vbox_qemu_disk(path, 64, err, sizeof err), ZOS_OK);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_size, 64 << 20);
-    assert_int_equal(zos_vbox_qemu_disk(path, 128, err, sizeof err), ZOS_OK); /* kept */
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_size, 64 << 20);
-
-    char img[PATH_MAX];
-    snprintf(path, sizeof path, "%s/disk.qcow2", e->dir);
-    if (!zos_vbox_which("qemu-img", img, sizeof img)) {
-        assert_int_equal(zos_vbox_qemu_disk(path, 64, err, sizeof err), ZOS_VBOX_NOTFOUND);
-        print_message("qemu-img not installed: qcow2 creation not exercised\n");
-        return;
-    }
-    assert_int_equal(zos_vbox_qemu_disk(path, 64, err, sizeof err), ZOS_OK);
-    char magic[4] = "";
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(magic, 1, 4, f), 4);
-    fclose(f);
-    assert_memory_equal(magic, "QFI\xfb", 4);
-}
-
-/* A minimal ISO 9660 image: 16 empty sectors, a primary volume descriptor,
- * the set terminator.  Nothing boots from it; qemu only has to open it. */
-static void make_tiny_iso(const char *path)
-{
-    static char img[19 * 2048];
-    memset(img, 0, sizeof img);
-    memcpy(img + 16 * 2048,
-           "\x01"
-           "CD001\x01",
-           7);
-    memcpy(img + 16 * 2048 + 40, "ZOS_TEST", 8);
-    memcpy(img + 17 * 2048,
-           "\xff"
-           "CD001\x01",
-           7);
-    assert_int_equal(tu_write_file(path, img, sizeof img, 0644), 0);
-}
-
-static void test_qemu_start(void **state)
-{
-    struct env *e = *state;
-    char err[512], bin[PATH_MAX], iso[PATH_MAX + 16], dir[PATH_MAX];
-    struct zos_vbox_qemu q = {.name = "zos", .memory_mb = 64, .iso = iso, .state_dir = dir};
-    snprintf(iso, sizeof iso, "%s/tiny.iso", e->dir);
-    assert_int_equal(zos_vbox_qemu_dir(e->dir, "zos", dir, sizeof dir), ZOS_OK);
-
-    q.binary = "qemu-system-none-such";
-    q.port = 4444;
-    assert_int_equal(zos_vbox_qemu_start(&q, err, sizeof err), ZOS_VBOX_NOTFOUND);
-    assert_string_equal(err, "qemu is not installed: qemu-system-none-such not found on PATH");
-    q.binary = NULL;
-
-    if (!zos_vbox_which("qemu-system-x86_64", bin, sizeof bin)) {
-        print_message(
-            "test_qemu_start: skipped: qemu-system-x86_64 is not installed (apt-get install "
-            "qemu-system-x86): the qemu start test did not run\n");
-        skip();
-    }
-    make_tiny_iso(iso);
-    q.port = tu_free_port();
-    assert_true(q.port > 0);
-    assert_false(tu_port_open(q.port));
-    int rc = zos_vbox_qemu_start(&q, err, sizeof err);
-    if (rc != ZOS_OK)
-        print_message("qemu start: %s\n", err);
-    assert_int_equal(rc, ZOS_OK);
-    pid_t pid = zos_vbox_qemu_pid(dir);
-    assert_true(pid > 1);
-
-    bool accepted = false;
-    for (int i = 0; i < 100 && !accepted; i++) { /* daemonize returns once it listens */
-        accepted = tu_port_open(q.port);
-        if (!accepted)
-            tu_nap_ms(100);
-    }
-    assert_int_equal(zos_vbox_qemu_start(&q, err, sizeof err), ZOS_ERR);
-    assert_non_null(strstr(err, "is already running"));
-    assert_int_equal(zos_vbox_qemu_stop(dir, err, sizeof err), ZOS_OK);
-    assert_true(accepted);
-    assert_int_equal(zos_vbox_qemu_pid(dir), 0);
-    assert_false(tu_port_open(q.port));
-    assert_int_equal(zos_vbox_qemu_stop(dir, err, sizeof err), ZOS_OK); /* not running: fine */
-}
-
 static int fds_at_start;
-
-static int count_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 1024; fd++)
-        n += fcntl(fd, F_GETFD) != -1;
-    return n;
-}
 
 /* After all of the above (a long-running proxy does this all day). */
 static void test_no_fd_leaked(void **state)
 {
     (void)state;
-    assert_int_equal(count_fds(), fds_at_start);
+    assert_int_equal(tu_count_fds(), fds_at_start);
 }
 
 int main(void)
@@ -1122,11 +777,10 @@ int main(void)
     snprintf(orig_path, sizeof orig_path, "%s", path ? path : "/usr/bin:/bin");
     if (tu_find_fixtures(fixtures, "VBoxManage", X_OK) != 0)
         return 1;
-    fds_at_start = count_fds();
+    fds_at_start = tu_count_fds();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_list),
-        cmocka_unit_test(test_parse_info),
         cmocka_unit_test(test_verbs),
+        cmocka_unit_test(test_name_valid),
         cmocka_unit_test_setup_teardown(test_create_sequence, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_start_stop, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_start_display, env_setup, env_teardown),
@@ -1138,12 +792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vboxmanage_missing, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_failing_subcommand, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_names, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_async_spawn, env_setup, env_teardown),
-        cmocka_unit_test(test_exec_blocking),
         cmocka_unit_test_setup_teardown(test_async_ops, env_setup, env_teardown),
-        cmocka_unit_test(test_qemu_argv),
-        cmocka_unit_test_setup_teardown(test_qemu_disk, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_qemu_start, env_setup, env_teardown),
         cmocka_unit_test(test_no_fd_leaked),
     };
     return cmocka_run_group_tests_name("vbox", tests, NULL, NULL);

@@ -127,6 +127,36 @@ int tu_rm_tree(const char *path)
     return rm_failed ? -1 : 0;
 }
 
+int tu_tmpdir_setup(void **state)
+{
+    char tmpl[64], *dir = malloc(PATH_MAX);
+
+    if (dir == NULL || tu_mkdtemp(tmpl, sizeof tmpl, "unit") == NULL ||
+        realpath(tmpl, dir) == NULL) {
+        free(dir);
+        return -1;
+    }
+    *state = dir;
+    return 0;
+}
+
+int tu_tmpdir_teardown(void **state)
+{
+    int rc = tu_rm_tree(*state);
+
+    free(*state);
+    return rc;
+}
+
+int tu_count_fds(void)
+{
+    int n = 0;
+
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
 int tu_find_fixtures(char *dir, const char *probe, int mode)
 {
     char exe[PATH_MAX], path[PATH_MAX + 64];

@@ -39,6 +39,11 @@ char *tu_mkdtemp(char *buf, size_t len, const char *name);
 /* Removes PATH and everything below it, as rm -rf does (links are not
  * followed; no PATH is fine).  0, or -1 when something could not be removed. */
 int tu_rm_tree(const char *path);
+/* cmocka setup and teardown of a test that wants a temp dir of its own:
+ * *STATE becomes its absolute path (a char[PATH_MAX], /tmp/zos-test-unit-*);
+ * the teardown removes the tree and frees it.  0, or -1 on error. */
+int tu_tmpdir_setup(void **state);
+int tu_tmpdir_teardown(void **state);
 /* tests/fixtures into DIR (PATH_MAX bytes): $ZOS_FIXTURES, or the one
  * beside the build directory this binary lives in (<repo>/<build>/tests/
  * test_x); ./tests/fixtures, absolute, when PROBE (a file in it) is not
@@ -70,6 +75,10 @@ struct tu_drain {
 void *tu_drain_thread(void *arg);
 /* The drain in this thread; the length BUF holds. */
 size_t tu_drain(int fd, char *buf, size_t cap);
+
+/* How many descriptors below 1024 are open: a test that counts them at
+ * start and at the end finds what leaked. */
+int tu_count_fds(void);
 
 /* A loopback port nothing listens on (bound, then closed), or -1. */
 int tu_free_port(void);
