@@ -104,7 +104,7 @@ enum zos_container_verdict zos_container_ssh_check(unsigned long cid, char *cons
         return refuse(ZOS_CONTAINER_IMPLAUSIBLE, cid, ZOS_CONTAINER_SSHPORT, err, errlen);
     if (!plain_word(ip, "._-:", ZOS_CONTAINER_IP_MAX))
         return refuse(ZOS_CONTAINER_IMPLAUSIBLE, cid, ZOS_CONTAINER_IP, err, errlen);
-    if (!unset(key) && key[0] != '\0' && !plain_key(key))
+    if (!unset(key) && !plain_key(key)) /* "" too: zos writes a path or "false" */
         return refuse(ZOS_CONTAINER_IMPLAUSIBLE, cid, ZOS_CONTAINER_SSHKEY, err, errlen);
     snprintf(out->ip, sizeof(out->ip), "%s", ip);
     snprintf(out->key, sizeof(out->key), "%s", unset(key) ? "" : key);

@@ -76,6 +76,7 @@ HOSTILE = [
     ({"ip": "127.0.0.1\nHost evil"}, implausible("ip")),
     ({"ip": "a" * 254}, implausible("ip")),
     ({"ip": "127.0.0.1,evil"}, implausible("ip")),
+    ({"sshkey": ""}, implausible("sshkey")),
     ({"sshkey": "../../etc/shadow"}, implausible("sshkey")),
     ({"sshkey": "/root/.ssh/../../etc/shadow"}, implausible("sshkey")),
     ({"sshkey": "/root/.ssh/id\nIdentityFile /etc/shadow"}, implausible("sshkey")),
@@ -166,6 +167,8 @@ def test_the_cli_moves_its_old_known_hosts_once(lab, user):
     # the new file already pins 10.0.0.1:22: that pin wins over the old file's
     write(new, "10.0.0.1:22 %s\n" % HEX_B)
     write(old, "# pinned by an older zos\n10.0.0.1:22 %s\n10.0.0.2:2222 %s\n" % (HEX_A, HEX_A))
+    sshfs = "[10.0.0.2]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOWQ4m\n"  # mount's, OpenSSH's
+    write(old + ".sshfs", sshfs)
     lab.facts()
     r = user.run("--timeout", "5", "container", CID, "exec", "true")
     assert r.rc == 12, r  # the pins moved before the connection was tried
@@ -173,11 +176,15 @@ def test_the_cli_moves_its_old_known_hosts_once(lab, user):
     assert read(new) == want
     assert not os.path.exists(old)
     assert read(old + ".migrated").startswith("# pinned by an older zos\n")
-    # once: later runs add nothing
+    assert read(new + ".sshfs") == sshfs and not os.path.exists(old + ".sshfs")
+    # once: later runs add nothing; an old sshfs file never replaces the new one
+    write(old + ".sshfs", "[10.0.0.9]:22 ssh-ed25519 AAAA\n")
     r = user.run("--timeout", "5", "container", CID, "exec", "true")
     assert r.rc == 12, r
     assert read(new) == want
-    assert sorted(os.listdir(conf_dir)) == ["home", "known_hosts.migrated", "zos-known_hosts",
+    assert read(new + ".sshfs") == sshfs
+    assert sorted(os.listdir(conf_dir)) == ["home", "known_hosts.migrated", "known_hosts.sshfs",
+                                            "zos-known_hosts", "zos-known_hosts.sshfs",
                                             "zos.toml"]
 
 
