@@ -150,6 +150,27 @@ static int sshenable(struct zos_cli_node *n, unsigned long cid, const struct zos
 /* The pin file, zos-known_hosts beside the config file (the proxy's too).
  * zos before it used <config dir>/known_hosts: its pins move over the first
  * time (zos_ssh_pins_migrate; that file becomes known_hosts.migrated). */
+/* sshfs (OpenSSH) pins in "<pin file>.sshfs": the file an earlier zos kept
+ * beside its old pin file OLD moves to TO's, once -- never over one that
+ * exists, never a symlink or anything but a regular file. */
+static void move_sshfs_pins(const struct zos_cli *cli, const char *old, const char *to)
+{
+    char from[4300], dest[4300];
+    struct stat st;
+    snprintf(from, sizeof(from), "%s.sshfs", old);
+    snprintf(dest, sizeof(dest), "%s.sshfs", to);
+    if (lstat(from, &st) != 0 || !S_ISREG(st.st_mode))
+        return;
+    if (link(from, dest) != 0) { /* EEXIST: the new one wins */
+        zos_cli_debug(cli, "ssh: %s left as it is: %s", from, strerror(errno));
+        return;
+    }
+    if (unlink(from) != 0)
+        zos_cli_debug(cli, "ssh: %s: %s", from, strerror(errno));
+    else
+        zos_cli_debug(cli, "ssh: sshfs host keys moved from %s to %s", from, dest);
+}
+
 static void known_hosts(const struct zos_cli *cli, char *buf, size_t len)
 {
     static const char name[] = "zos-known_hosts";
@@ -162,6 +183,7 @@ static void known_hosts(const struct zos_cli *cli, char *buf, size_t len)
         zos_cli_debug(cli, "ssh: %s", err);
     else if (moved > 0)
         zos_cli_debug(cli, "ssh: %d host keys moved from %s to %s", moved, old, buf);
+    move_sshfs_pins(cli, old, buf);
 }
 
 static int ssh_open(struct zos_cli *cli, const struct zos_container_ssh *k, struct zos_ssh **s)

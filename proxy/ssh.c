@@ -416,8 +416,20 @@ int zos_ssh_pins_migrate(const char *old, const char *to, char *err, size_t errl
         rc = 0;
         goto done;
     }
-    if (read_fd(ofd, PIN_FILE_MAX, &from, &flen) < 0 ||
-        (tfd = open(to, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0 ||
+    if (read_fd(ofd, PIN_FILE_MAX, &from, &flen) < 0) {
+        seterr(err, errlen, "%s: %s", old, strerror(errno));
+        goto done;
+    }
+    /* Another program's file, or one without pins: TO is not even created. */
+    if (pins_missing(from, old, "", to, &add, &n, &pins, err, errlen) < 0)
+        goto done;
+    if (pins == 0) {
+        rc = 0;
+        goto done;
+    }
+    free(add);
+    add = NULL;
+    if ((tfd = open(to, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0 ||
         flock(tfd, LOCK_EX) < 0 || read_fd(tfd, PIN_FILE_MAX, &have, &hlen) < 0) {
         seterr(err, errlen, "%s: %s", from == NULL ? old : to, strerror(errno));
         goto done;
@@ -499,7 +511,7 @@ static int auth_default(struct zos_ssh *s, const char *user, char *err, size_t e
 {
     static const char *const names[] = {"id_ed25519", "id_ecdsa", "id_rsa"};
     const char *sock = getenv("SSH_AUTH_SOCK");
-    char tried[512] = "", pwbuf[1024];
+    char tried[512] = "", pwbuf[ZOS_PWBUF_LEN];
     const char *home = zos_home_dir(pwbuf, sizeof pwbuf);
 
     if (home == NULL)

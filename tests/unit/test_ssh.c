@@ -460,6 +460,12 @@ static void test_pins_migrate(void **state)
     /* No old file: nothing happens, nothing is made. */
     assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 0);
     assert_false(tu_exists(to));
+    /* Nor with an old file without pins, or another program's. */
+    assert_int_equal(tu_write_file(old, "# nothing\n", 10, 0600), 0);
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), 0);
+    assert_int_equal(tu_write_file(old, "h ssh-ed25519 AAAA\n", 19, 0600), 0);
+    assert_int_equal(zos_ssh_pins_migrate(old, to, err, sizeof err), -1);
+    assert_false(tu_exists(to));
 
     /* TO's own pin for a host wins; the others are appended once, in order. */
     tu_sfmt(want, sizeof want,
