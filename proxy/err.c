@@ -64,8 +64,15 @@ enum zos_errcat zos_errcat_of_reply(const char *text)
     for (size_t i = 0; i < ZOS_ARRAY_LEN(auth); i++)
         if (strncasecmp(text, auth[i], strlen(auth[i])) == 0)
             return ZOS_ERRCAT_AUTH;
-    if ((rest = proxy_node_report(text)) != NULL && starts(rest, "unavailable: "))
+    if ((rest = proxy_node_report(text)) != NULL && starts(rest, "unavailable: ")) {
+        /* The node refused the proxy's own handshake ("AUTH failed: WRONGPASS ...",
+         * "PING failed: NOAUTH ..."): the secret is wrong, wherever it is kept. */
+        const char *why = rest + 13, *said = strstr(why, " failed: ");
+        if (starts(why, "AUTH failed: ") ||
+            (said != NULL && zos_errcat_of_reply(said + 9) == ZOS_ERRCAT_AUTH))
+            return ZOS_ERRCAT_AUTH;
         return ZOS_ERRCAT_UNREACHABLE;
+    }
     if (rest != NULL && starts(rest, "protocol error: "))
         return ZOS_ERRCAT_PROTOCOL;
     return ZOS_ERRCAT_NODE;

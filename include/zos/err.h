@@ -22,7 +22,9 @@ const char *zos_errcat_name(enum zos_errcat cat);
  *   "permission denied" (core0's redis proxy)            -> ZOS_ERRCAT_AUTH
  *   zos-proxy: "ERR unknown node '<n>'", "WRONGPASS unknown node '<n>'"
  *                                                        -> ZOS_ERRCAT_NO_NODE
- *   zos-proxy: "ERR node '<n>' unavailable: <why>"       -> ZOS_ERRCAT_UNREACHABLE
+ *   zos-proxy: "ERR node '<n>' unavailable: <why>"       -> ZOS_ERRCAT_UNREACHABLE,
+ *     but ZOS_ERRCAT_AUTH when WHY is the node refusing the proxy's handshake
+ *     ("AUTH failed: ...", "PING failed: NOAUTH ...")
  *   zos-proxy: "ERR node '<n>' protocol error: <why>"    -> ZOS_ERRCAT_PROTOCOL
  *   anything else                                        -> ZOS_ERRCAT_NODE */
 enum zos_errcat zos_errcat_of_reply(const char *text);

@@ -47,6 +47,15 @@ def test_auth_refused_exits_26(zos, fnprocs):
     r = zos.run("ping")
     assert r.rc == AUTH, r
     assert "NOAUTH" in r.err
+    # Through a zos-proxy whose own secret for the node is wrong: the node's refusal, reported
+    # by the proxy ("node 'r' unavailable: AUTH failed: WRONGPASS ..."), is still an AUTH one.
+    listen = free_port()
+    fnprocs.proxy("[proxy]\nlisten = 127.0.0.1:%d\n\n" % listen
+                  + node_section("r", port, secret="wrong-secret"), ready_port=listen)
+    for cmd in (["ping"], ["exec", "true"]):
+        r = zos.run("--proxy", "127.0.0.1:%d" % listen, "--node", "r", *cmd)
+        assert r.rc == AUTH, r
+        assert "AUTH failed: WRONGPASS" in r.err and "wrong-secret" not in r.err
 
 
 def test_tls_failures_exit_12(zos, nodes, fnprocs):
