@@ -1436,7 +1436,7 @@ static const char *env_nonempty(const char *name)
 const char *zos_conf_path(const char *opt, char *buf, size_t buflen)
 {
     const char *v;
-    char pwbuf[1024];
+    char pwbuf[ZOS_PWBUF_LEN];
     int n;
 
     if (opt != NULL)

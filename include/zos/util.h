@@ -82,7 +82,9 @@ void zos_sleep_ms(int ms);
 
 /* The user's home directory: $HOME when set and not empty, else the password
  * database's entry for our uid (read with getpwuid_r into BUF, LEN bytes, so
- * threads may call it), else NULL.  The result is $HOME's or lives in BUF. */
+ * threads may call it), else NULL.  The result is $HOME's or lives in BUF.
+ * ZOS_PWBUF_LEN bytes hold the largest entries (LDAP, sssd) getpw* gives. */
+#define ZOS_PWBUF_LEN 16384
 const char *zos_home_dir(char *buf, size_t len);
 
 /* ---- log levels ---- */
