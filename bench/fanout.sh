@@ -66,38 +66,15 @@ nofile_hard=$(ulimit -Hn)
 
 # --- temp dir, cleanup of every process we start, by PID ------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zos-fanout.XXXXXX") || die "mktemp failed"
-pids=()
 # shellcheck disable=SC2317 # invoked by trap
 cleanup() {
-    local p
     trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do
-        kill -CONT "$p" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
+    stop_all
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'echo "fanout: interrupted" >&2; exit 130' INT TERM
 
-anomalies=()
-failed=0
-anomaly() { anomalies+=("$*"); echo "  ! $*" >&2; }
-failure() { failed=1; anomaly "$@"; }
-
-# stop_pid PID: SIGTERM, SIGKILL after 10 s; forgotten by cleanup afterwards.
-stop_pid() {
-    local p=$1 i keep=()
-    kill "$p" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    for i in "${pids[@]}"; do [ "$i" = "$p" ] || keep+=("$i"); done
-    pids=("${keep[@]}")
-}
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"

@@ -24,21 +24,11 @@ KEEP=${KEEP:-0}
 SECRET=fleet-bench-secret
 
 tmp=$(mktemp -d /tmp/zos-bench-fleet.XXXXXX)
-pids=()
 
-stop_pid() { # pid: SIGTERM, then SIGKILL after 5 s
-    local p=$1 i
-    kill -TERM "$p" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 cleanup() {
-    local i
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[$i]}"; done
+    stop_all
     if [ "$KEEP" = 1 ]; then echo "fleet_cli.sh: kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT

@@ -65,40 +65,15 @@ BIG_BYTES=$((BIG_MB * 1048576))
 
 # --- temp dir, cleanup of every process we start, by PID ------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zos-lanes.XXXXXX") || die "mktemp failed"
-pids=()
 # shellcheck disable=SC2317 # invoked by trap
 cleanup() {
-    local p
     trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
+    stop_all
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'echo "lanes: interrupted" >&2; exit 130' INT TERM
 
-anomalies=()
-failed=0
-anomaly() { anomalies+=("$*"); echo "  ! $*" >&2; }
-failure() { failed=1; anomaly "$@"; }
-
-# stop_pid PID [SECONDS]: SIGTERM, SIGKILL after SECONDS (10); forgotten by cleanup then.
-# Returns the process's exit status (137 when it had to be killed).
-stop_pid() {
-    local p=$1 t=${2:-10} i keep=() rc
-    kill "$p" 2>/dev/null
-    for _ in $(seq $((t * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    rc=$?
-    for i in "${pids[@]}"; do [ "$i" = "$p" ] || keep+=("$i"); done
-    pids=("${keep[@]}")
-    return $rc
-}
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"

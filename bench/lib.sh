@@ -67,3 +67,39 @@ cpu_busy() { # percent of all CPUs busy during 1 s (from /proc/stat)
     printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; tot[NR] = 0; for (i = 2; i <= NF; i++) tot[NR] += $i }
         END { d = tot[2] - tot[1]; printf "%.0f", (d > 0 ? 100 * (1 - (idle[2] - idle[1]) / d) : 0) }'
 }
+
+# The processes a benchmark starts go into its pids array; its EXIT trap calls stop_all.
+pids=()
+
+# stop_pid PID [SECONDS]: SIGTERM (and SIGCONT, should it be stopped), SIGKILL after SECONDS
+# (10), reaped and dropped from pids.  Returns its exit status (137 when it had to be killed).
+stop_pid() {
+    local p=$1 t=${2:-10} i keep=() rc
+    kill "$p" 2>/dev/null
+    kill -CONT "$p" 2>/dev/null
+    for _ in $(seq $((t * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    rc=$?
+    for i in "${pids[@]}"; do [ "$i" = "$p" ] || keep+=("$i"); done
+    pids=("${keep[@]}")
+    return $rc
+}
+
+# stop_all: every process of pids at once (SIGTERM, SIGKILL after 5 s), reaped.
+stop_all() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; kill -CONT "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    pids=()
+}
+
+# anomaly MESSAGE: noted (stderr now, the summary later); failure MESSAGE: also fails the run.
+anomalies=()
+failed=0
+anomaly() { anomalies+=("$*"); echo "  ! $*" >&2; }
+failure() { failed=1; anomaly "$@"; }

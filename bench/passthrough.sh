@@ -50,29 +50,17 @@ nofile=$(ulimit -n)
 
 # --- temp dir, cleanup of every process we start, by PID ------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zos-bench.XXXXXX") || die "mktemp failed"
-pids=()
 rb_pid=
 proxy_mem=
 # shellcheck disable=SC2317 # invoked by trap
 cleanup() {
-    local p
     trap - EXIT INT TERM
     [ -n "${rb_pid:-}" ] && kill "$rb_pid" 2>/dev/null && wait "$rb_pid" 2>/dev/null
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
+    stop_all
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'echo "passthrough: interrupted" >&2; exit 130' INT TERM
-
-anomalies=()
-failed=0
-anomaly() { anomalies+=("$*"); echo "  ! $*" >&2; }
-failure() { failed=1; anomaly "$@"; }
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
