@@ -110,6 +110,18 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
                          % (timeout, what, last_exc))
 
 
+def wait_node_busy(direct, timeout=30.0):
+    """Waits until the node behind DIRECT (a redis-py client straight to it) answers -BUSY:
+    a script it runs has passed its busy time."""
+    def busy():
+        try:
+            direct.ping()
+            return False
+        except redis.ResponseError as e:
+            return "BUSY" in str(e)
+    wait_for(busy, timeout=timeout, what="the node busy with the script")
+
+
 def raw_cmd(client, *args):
     """ARGS on one of CLIENT's connections; the reply as parsed by RESP only (no redis-py
     response callbacks: PING x stays a string, QUEUED stays QUEUED)."""

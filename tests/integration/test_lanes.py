@@ -27,7 +27,8 @@ import time
 import pytest
 import redis
 
-from conftest import NODE_SECRET, TIMEOUT, free_port, node_section, read_log, wait_for
+from conftest import (NODE_SECRET, TIMEOUT, free_port, node_section, read_log, wait_for,
+                      wait_node_busy)
 import zostest  # noqa: E402  (on sys.path through conftest)
 from resp_raw import encode_command
 
@@ -619,13 +620,7 @@ def test_busy_script_get_is_busy_and_script_kill_goes_through(lab):
     ev = Outcome(lambda: ev_client.eval("while true do end", 0))
     ev.start()
     try:
-        def node_busy():
-            try:
-                d.ping()
-                return False
-            except redis.ResponseError as e:
-                return "BUSY" in str(e)
-        wait_for(node_busy, timeout=GUARD, what="the node busy with the script")
+        wait_node_busy(d, timeout=GUARD)
         with pytest.raises(redis.RedisError) as exc:
             getter.get("x")
         assert "BUSY" in str(exc.value) and not isinstance(exc.value, redis.TimeoutError), exc.value

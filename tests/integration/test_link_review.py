@@ -18,7 +18,8 @@ import time
 import pytest
 import redis
 
-from conftest import TIMEOUT, free_port, node_info, node_section, read_log, wait_for
+from conftest import (TIMEOUT, free_port, node_info, node_section, read_log, wait_for,
+                      wait_node_busy)
 from resp_raw import RawResp, encode_command
 
 GUARD = 30  # seconds: "nothing hangs" guard for one awaited step
@@ -433,13 +434,7 @@ def test_busy_script_on_selecting_lanes_is_busy_not_unavailable(lab, where):
         assert b.call("GET", "k") == "v1"
         a.send("EVAL", "while true do end", "0")
 
-        def node_busy():
-            try:
-                d.ping()
-                return False
-            except redis.ResponseError as e:
-                return "BUSY" in str(e)
-        wait_for(node_busy, timeout=GUARD, what="the node busy with the script")
+        wait_node_busy(d, timeout=GUARD)
         straight = Raw(node_port)
         try:
             want = [straight.call("SELECT", "1"), straight.call("GET", "k")]
