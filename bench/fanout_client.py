@@ -42,20 +42,15 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from resp_raw import encode_command as encode  # noqa: E402  (the tests' RESP encoder)
+
 PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 def die(msg):
     print("fanout_client: %s" % msg, file=sys.stderr)
     sys.exit(1)
-
-
-def encode(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 class ErrorReply(str):

@@ -9,17 +9,10 @@ of the whole frame (nested frames included).
 import socket
 import ssl
 
+from resp_raw import encode_command as encode  # tests/lib, on the path by conftest
+
 RESP2_TYPES = frozenset("+-:$*")
 RESP3_ONLY_TYPES = frozenset("%~>_,#(=|!")
-
-
-def encode(*args):
-    """ARGS as one RESP request (an array of bulk strings); str() of non-bytes."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 class Frame:
