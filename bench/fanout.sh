@@ -75,7 +75,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "fanout: interrupted" >&2; exit 130' INT TERM
 
-
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -322,10 +321,5 @@ if awk -v a="$busy0" -v b="$busy1" 'BEGIN { exit !(a > 10 || b > 10) }'; then
     echo "note: other processes were using the CPUs: figures are noisy, run again on a quiet machine"
 fi
 echo
-if [ ${#anomalies[@]} -gt 0 ]; then
-    echo "Anomalies:"
-    printf '  - %s\n' "${anomalies[@]}"
-else
-    echo "Anomalies: none"
-fi
+anomalies_report
 exit $failed

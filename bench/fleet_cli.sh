@@ -25,6 +25,7 @@ SECRET=fleet-bench-secret
 
 tmp=$(mktemp -d /tmp/zos-bench-fleet.XXXXXX)
 
+PY=${PYTHON:-python3}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 cleanup() {
@@ -98,11 +99,7 @@ done
 HOME=$tmp/home "$BUILD/zos-proxy" -c "$tmp/proxy.toml" 2>"$tmp/proxy.log" &
 proxypid=$!
 pids+=("$proxypid")
-for i in $(seq 200); do
-    [ "$(redis-cli -p "$PROXY_PORT" ping 2>/dev/null)" = PONG ] && break
-    kill -0 "$proxypid" 2>/dev/null || die "zos-proxy exited: $(cat "$tmp/proxy.log")"
-    sleep 0.05
-done
+wait_listen zos-proxy "$proxypid" "$PROXY_PORT" "$tmp/proxy.log"
 
 # ---- runs
 now() { date +%s.%N; }

@@ -26,6 +26,7 @@ WARM=${WARM:-500}
 
 tmp=$(mktemp -d /tmp/zos-bench-jobs.XXXXXX)
 
+PY=${PYTHON:-python3}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 cleanup() {
@@ -79,11 +80,7 @@ EOF
 HOME=$tmp ZOS_CONFIG=$tmp/proxy.toml "$BUILD/zos-proxy" -c "$tmp/proxy.toml" 2>"$tmp/proxy.log" &
 proxypid=$!
 pids+=("$proxypid")
-for i in $(seq 200); do
-    [ "$(redis-cli -p "$PROXY_PORT" ping 2>/dev/null)" = PONG ] && break
-    kill -0 "$proxypid" 2>/dev/null || die "zos-proxy exited: $(cat "$tmp/proxy.log")"
-    sleep 0.05
-done
+wait_listen zos-proxy "$proxypid" "$PROXY_PORT" "$tmp/proxy.log"
 [ "$(redis-cli -p "$PROXY_PORT" zos.cmd core.ping 2>/dev/null)" != "" ] || die "ZOS.CMD core.ping fails"
 
 # ---- measuring

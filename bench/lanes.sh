@@ -74,7 +74,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "lanes: interrupted" >&2; exit 130' INT TERM
 
-
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -323,10 +322,5 @@ if [ $noisy = 1 ] || awk -v a="$busy0" -v b="$busy1" 'BEGIN { exit !(a > 10 || b
     echo "note: other processes were using the CPUs: figures are noisy, compare ratios and run again on a quiet machine"
 fi
 echo
-if [ ${#anomalies[@]} -gt 0 ]; then
-    echo "Anomalies:"
-    printf '  - %s\n' "${anomalies[@]}"
-else
-    echo "Anomalies: none"
-fi
+anomalies_report
 exit $failed

@@ -103,3 +103,13 @@ anomalies=()
 failed=0
 anomaly() { anomalies+=("$*"); echo "  ! $*" >&2; }
 failure() { failed=1; anomaly "$@"; }
+
+# The closing block of a run: every anomaly noted, or "Anomalies: none".
+anomalies_report() {
+    if [ ${#anomalies[@]} -gt 0 ]; then
+        echo "Anomalies:"
+        printf '  - %s\n' "${anomalies[@]}"
+    else
+        echo "Anomalies: none"
+    fi
+}

@@ -306,12 +306,7 @@ report_and_exit() {
         echo "note: other processes were using the CPUs: figures are noisy, compare ratios and run again on a quiet machine"
     fi
     echo
-    if [ ${#anomalies[@]} -gt 0 ]; then
-        echo "Anomalies:"
-        printf '  - %s\n' "${anomalies[@]}"
-    else
-        echo "Anomalies: none"
-    fi
+    anomalies_report
     exit $failed
 }
 
